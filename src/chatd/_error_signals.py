@@ -269,7 +269,7 @@ def _retry_after_attribute(error: BaseException) -> float:
     return retry_after_from_headers(getattr(response, "headers", None))
 
 
-def retry_after_from_headers(headers: object, *, now: datetime | None = None) -> float:
+def retry_after_from_headers(headers: object) -> float:
     """Seconds from `retry-after-ms` (OpenAI) or `retry-after` (seconds or HTTP-date)."""
     items = getattr(headers, "items", None)
     if not callable(items):
@@ -292,7 +292,7 @@ def retry_after_from_headers(headers: object, *, now: datetime | None = None) ->
         return 0.0
     if retry_at.tzinfo is None:
         retry_at = retry_at.replace(tzinfo=UTC)
-    return _finite_positive((retry_at - (now or datetime.now(UTC))).total_seconds())
+    return _finite_positive((retry_at - datetime.now(UTC)).total_seconds())
 
 
 def _finite_positive(seconds: float) -> float:

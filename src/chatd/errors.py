@@ -232,15 +232,15 @@ class _Evidence:
         return cls(lower, details.detail.lower(), deadline, canceled, transport_reset, base)
 
     def says(self, patterns: tuple[str, ...]) -> bool:
-        return signals.contains_any(self.lower, patterns)
+        return _says(self.lower, patterns)
 
     def says_anywhere(self, patterns: tuple[str, ...]) -> bool:
         """In the error text or in the provider's detail body."""
-        return self.says(patterns) or signals.contains_any(self.detail_lower, patterns)
+        return _says(self.lower, patterns) or _says(self.detail_lower, patterns)
 
 
-def _says(lower: str, patterns: tuple[str, ...]) -> bool:
-    return signals.contains_any(lower, patterns)
+def _says(text: str, patterns: tuple[str, ...]) -> bool:
+    return signals.contains_any(text, patterns)
 
 
 def _any_instance(chain: list[BaseException], kind: type[BaseException]) -> bool:
