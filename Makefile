@@ -29,7 +29,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/loop_overhead.py
+	$(BIN)/python -m benchmarks.loop_overhead
 
 # Re-pin every dependency from requirements/dev.in (needs the network).
 lock:

@@ -1,0 +1,131 @@
+"""The `chatd` command line.
+
+`chatd demo` runs one turn of the agent loop in the terminal with the offline
+scripted model and a demo tool, rendering the stream live with rich. It is what
+`make run` shows until the server lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import sys
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.text import Text
+
+from chatd import __version__
+from chatd.loop import PersistedStep, RunOptions, Tool, ToolCall, ToolResponse, run
+from chatd.providers.scripted import ScriptedModel
+from chatd.types import (
+    Message,
+    MessagePart,
+    ReasoningPart,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    ToolResultText,
+)
+
+app = typer.Typer(help="chatd: durable LLM agent chats.", no_args_is_help=True)
+
+
+@app.callback()
+def _root() -> None:
+    """chatd: durable LLM agent chats."""
+
+
+@app.command()
+def version() -> None:
+    """Print the chatd version."""
+    typer.echo(__version__)
+
+
+async def _system_info(_call: ToolCall) -> ToolResponse:
+    return ToolResponse.text(
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"
+    )
+
+
+class _Transcript:
+    """What the live view shows: streamed text, reasoning and tool activity, in order."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, Text]] = []
+
+    def _tail(self, kind: str) -> Text:
+        if not self.blocks or self.blocks[-1][0] != kind:
+            self.blocks.append((kind, Text()))
+        return self.blocks[-1][1]
+
+    def publish(self, role: Role, part: MessagePart) -> None:
+        if isinstance(part, TextPart):
+            self._tail("text").append(part.text)
+        elif isinstance(part, ReasoningPart):
+            self._tail("reasoning").append(part.text, style="italic dim")
+        elif isinstance(part, ToolCallPart) and not part.args_delta:
+            self.blocks.append(("tool", Text(f"⚙ {part.tool_name}({part.input})", style="cyan")))
+        elif isinstance(part, ToolResultPart):
+            output = part.output
+            shown = output.text if isinstance(output, ToolResultText) else repr(output)
+            self.blocks.append(("tool", Text(f"↳ {shown}", style="green")))
+
+    def render(self) -> Group:
+        titles = {"text": "assistant", "reasoning": "thinking…", "tool": "tool"}
+        return Group(
+            *(Panel(body, title=titles[kind], title_align="left") for kind, body in self.blocks)
+        )
+
+
+async def _demo(message: str, delay: float, console: Console) -> list[PersistedStep]:
+    steps: list[PersistedStep] = []
+
+    async def persist(step: PersistedStep) -> None:
+        steps.append(step)
+
+    transcript = _Transcript()
+    console.print(Panel(message, title="you", title_align="left", style="bold"))
+    with Live(transcript.render(), console=console, refresh_per_second=20) as live:
+
+        def publish(role: Role, part: MessagePart) -> None:
+            transcript.publish(role, part)
+            live.update(transcript.render())
+
+        await run(
+            RunOptions(
+                model=ScriptedModel(delta_delay=delay),
+                messages=[Message(Role.USER, [TextPart(message)])],
+                tools=[Tool("system_info", "Describe the machine chatd runs on.", _system_info)],
+                max_steps=4,
+                persist_step=persist,
+                publish_message_part=publish,
+            )
+        )
+    return steps
+
+
+@app.command()
+def demo(
+    message: str = typer.Option("What machine are you running on?", help="The user message."),
+    delay: float = typer.Option(0.03, min=0.0, help="Seconds between streamed words."),
+) -> None:
+    """Run one agent turn with the offline scripted model and render it live."""
+    console = Console()
+    steps = asyncio.run(_demo(message, delay, console))
+    console.print()
+    console.print(
+        f"[bold]{len(steps)} steps committed[/bold] "
+        f"({sum(len(s.content) for s in steps)} parts). "
+        "This is the agent loop on its own; the server comes with `chatd serve`."
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

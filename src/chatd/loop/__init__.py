@@ -1,0 +1,63 @@
+"""The agent loop as a library: `await chatd.loop.run(RunOptions(...))`.
+
+It streams a model step, runs the step's tool calls, hands the finished step to
+your `persist_step` callback, and repeats while the model asks for tools. It knows
+nothing about HTTP or databases; the chatd service is one user of it.
+"""
+
+from chatd.loop._clock import Clock, ManualClock, SystemClock
+from chatd.loop._errors import (
+    ChatInterrupted,
+    DynamicToolCall,
+    Interrupt,
+    PersistStepError,
+    StartupTimeout,
+    StopAfterTool,
+    StreamError,
+)
+from chatd.loop._history import find_context_limit, to_response_messages
+from chatd.loop._model import (
+    Call,
+    FakeModel,
+    GenerateResponse,
+    Model,
+    ModelSettings,
+    ToolDefinition,
+    stream_from_parts,
+)
+from chatd.loop._run import PendingToolCall, PersistedStep, RunOptions, run
+from chatd.loop._tools import Tool, ToolCall, ToolResponse
+from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
+
+__all__ = [
+    "Call",
+    "ChatInterrupted",
+    "Clock",
+    "DynamicToolCall",
+    "FakeModel",
+    "GenerateResponse",
+    "Interrupt",
+    "ManualClock",
+    "Metrics",
+    "Model",
+    "ModelSettings",
+    "NopMetrics",
+    "PendingToolCall",
+    "PersistStepError",
+    "PersistedStep",
+    "RunOptions",
+    "StartupTimeout",
+    "StopAfterTool",
+    "StreamError",
+    "SystemClock",
+    "Tool",
+    "ToolCall",
+    "ToolDefinition",
+    "ToolResponse",
+    "estimate_prompt_size",
+    "find_context_limit",
+    "run",
+    "stream_from_parts",
+    "to_response_messages",
+    "tool_result_size",
+]

@@ -1,0 +1,535 @@
+"""`run()`: the agent loop. Stream a step, run its tools, persist it, repeat.
+
+One run drives one chat turn for as many steps as the model keeps asking for
+tools (up to `max_steps`). Every finished step goes to `persist_step` before the
+next starts, so a crash loses at most the step in flight. The loop never touches
+HTTP or a database: persistence, publishing and history reloads are callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from chatd.errors import (
+    ClassifiedError,
+    ClassifiedException,
+    ErrorKind,
+    classify,
+    with_classification,
+)
+from chatd.loop._clock import Clock, SystemClock, Timer
+from chatd.loop._errors import (
+    ChatInterrupted,
+    DynamicToolCall,
+    Interrupt,
+    PersistStepError,
+    StartupTimeout,
+    StopAfterTool,
+    StreamError,
+    _Interrupted,
+)
+from chatd.loop._history import (
+    add_anthropic_prompt_caching,
+    drop_unpaired_provider_calls,
+    find_context_limit,
+    sanitize_anthropic_history,
+    to_response_messages,
+)
+from chatd.loop._model import Call, Model, ModelSettings, ToolDefinition
+from chatd.loop._stream import Publish, StepState, consume_stream
+from chatd.loop._tools import Tool, exclusive_policy_errors, run_tool
+from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
+from chatd.loop.retry import OnRetry, retry
+from chatd.types import (
+    FinishReason,
+    Message,
+    MessagePart,
+    Role,
+    ToolCallPart,
+    ToolResultError,
+    ToolResultPart,
+    Usage,
+)
+
+__all__ = ["PendingToolCall", "PersistedStep", "RunOptions", "run"]
+
+T = TypeVar("T")
+
+# 60 s: a provider that has sent nothing for this long after a request is treated
+# as a startup timeout and retried (upstream chatloop's default).
+DEFAULT_STARTUP_TIMEOUT = 60.0
+INTERRUPTED_TOOL_RESULT = "tool call was interrupted before it produced a result"
+_ANTHROPIC = "anthropic"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingToolCall:
+    """A call the client must execute (a dynamic tool), awaiting its result."""
+
+    tool_call_id: str
+    tool_name: str
+    args: str
+
+
+@dataclass(slots=True)
+class PersistedStep:
+    """One finished (or interrupted) step, handed to `persist_step`.
+
+    `content` is the assistant's blocks followed by local tool results; the
+    persistence layer splits it by role (see `to_response_messages`).
+    """
+
+    content: list[MessagePart]
+    usage: Usage = field(default_factory=Usage)
+    context_limit: int | None = None
+    provider_response_id: str = ""
+    runtime: float = 0.0  # seconds; 0 means "not measured" (interrupted steps)
+    pending_dynamic_tool_calls: list[PendingToolCall] = field(default_factory=list)
+    tool_call_created_at: dict[str, datetime] = field(default_factory=dict)
+    tool_result_created_at: dict[str, datetime] = field(default_factory=dict)
+
+
+PersistStep = Callable[[PersistedStep], Awaitable[None]]
+
+
+@dataclass(kw_only=True, slots=True)
+class RunOptions:
+    """Everything one run needs. `model` and `persist_step` are required."""
+
+    model: Model | None = None
+    persist_step: PersistStep | None = None
+    messages: list[Message] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    max_steps: int = 1  # <= 0 means 1
+    # Names of tools offered this turn; empty means every tool.
+    active_tools: list[str] = field(default_factory=list)
+    # Only labels for logs and metrics: which tools are chatd's own.
+    builtin_tool_names: set[str] = field(default_factory=set)
+    # Tools the client runs: the step is persisted and the run ends in DynamicToolCall.
+    dynamic_tool_names: set[str] = field(default_factory=set)
+    # Tools whose successful result ends the run (StopAfterTool).
+    stop_after_tools: set[str] = field(default_factory=set)
+    # Tools that must be the only call of their step.
+    exclusive_tool_names: set[str] = field(default_factory=set)
+    # Definitions run by the provider itself (web search), sent as-is.
+    provider_tools: list[ToolDefinition] = field(default_factory=list)
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    context_limit_fallback: int = 0
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT  # <= 0 means the default
+    clock: Clock = field(default_factory=SystemClock)
+    publish_message_part: Publish | None = None
+    prepare_messages: Callable[[list[Message]], list[Message] | None] | None = None
+    on_retry: OnRetry | None = None
+    on_interrupted_persist_error: Callable[[BaseException], None] | None = None
+    metrics: Metrics | None = None
+    interrupt: Interrupt | None = None
+
+
+async def run(opts: RunOptions) -> None:
+    """Run the agent loop until the model stops or `max_steps` is reached.
+
+    Returns normally on success (including running out of steps). Raises
+    `ChatInterrupted`, `DynamicToolCall` or `StopAfterTool` for the other ways a
+    turn ends, `StreamError` when the model failed for good, `PersistStepError`
+    when persisting failed, and `asyncio.CancelledError` on plain cancellation.
+    """
+    if opts.model is None:
+        raise ValueError("chat model is required")
+    if opts.persist_step is None:
+        raise ValueError("persist step callback is required")
+    await _Run(opts, opts.model, opts.persist_step).run()
+
+
+class _StartupGuard:
+    """Cancels an attempt that produced no part within the startup timeout (one-shot)."""
+
+    __slots__ = ("_timer", "fired", "target")
+
+    def __init__(self, clock: Clock, timeout: float) -> None:
+        self.fired = False
+        self.target: asyncio.Future[Any] | None = None
+        self._timer: Timer | None = clock.call_later(timeout, self._fire)
+
+    def _fire(self) -> None:
+        if self._timer is None:
+            return
+        self._timer = None
+        self.fired = True
+        if self.target is not None:
+            self.target.cancel()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class _Run:
+    def __init__(self, opts: RunOptions, model: Model, persist: PersistStep) -> None:
+        self.o = opts
+        self.model = model
+        self.persist = persist
+        self.provider = model.provider
+        self.clock = opts.clock
+        self.interrupt = opts.interrupt or Interrupt()
+        self.max_steps = max(opts.max_steps, 1)
+        self.startup_timeout = (
+            opts.startup_timeout if opts.startup_timeout > 0 else DEFAULT_STARTUP_TIMEOUT
+        )
+        self.tools = {tool.name: tool for tool in opts.tools}
+        active = set(opts.active_tools)
+        self.active = active or set(self.tools)
+        self.definitions = [
+            ToolDefinition(t.name, t.description, t.input_schema, t.provider_options)
+            for t in opts.tools
+            if t.name in self.active
+        ] + list(opts.provider_tools)
+        metrics = opts.metrics or NopMetrics()
+        self.metrics = metrics
+        labels = (self.provider, model.model)
+        self.steps_total = metrics.steps_total.labels(*labels)
+        self.message_count = metrics.message_count.labels(*labels)
+        self.prompt_size = metrics.prompt_size_bytes.labels(*labels)
+        self.ttft = metrics.ttft_seconds.labels(*labels)
+        # What an interrupted step would persist: the attempt in flight and any
+        # tool results finished so far.
+        self.state = StepState()
+        self.results: list[ToolResultPart | None] = []
+        # The prompt size of the history seen last step, so the next step only
+        # measures what was appended (history grows by a step at a time).
+        self._sized: tuple[Message, Message, int, int] | None = None
+
+    # --- the step loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        history = list(self.o.messages)
+        for _ in range(self.max_steps):
+            history, should_continue = await self._step(history)
+            if not should_continue:
+                return
+
+    async def _step(self, history: list[Message]) -> tuple[list[Message], bool]:
+        o = self.o
+        self.steps_total.inc()
+        step_start = self.clock.now()
+        if o.prepare_messages is not None:
+            replaced = o.prepare_messages(history)
+            if replaced is not None:
+                history = list(replaced)
+        prepared = history
+        if self.provider == _ANTHROPIC:
+            prepared = add_anthropic_prompt_caching(sanitize_anthropic_history(history))
+        self.message_count.observe(len(prepared))
+        self.prompt_size.observe(self._prompt_size(history))
+        call = Call(
+            prompt=list(prepared),
+            tools=self.definitions,
+            settings=o.settings,
+            provider_options=o.provider_options,
+        )
+        self.results = []
+        try:
+            state = await self._generate(call)
+            should_continue = state.finish_reason == FinishReason.TOOL_CALLS and any(
+                not c.provider_executed for c in state.tool_calls
+            )
+            if should_continue:
+                await self._execute_tools(state)
+        except _Interrupted:
+            await self._persist_interrupted()
+            raise ChatInterrupted() from None
+
+        content = state.content
+        if self.provider == _ANTHROPIC:
+            content = drop_unpaired_provider_calls(content)
+        if not content:
+            return history, False  # the model said nothing: nothing to persist
+        step = PersistedStep(
+            content=content,
+            usage=state.usage,
+            context_limit=self._context_limit(state),
+            runtime=self.clock.now() - step_start,
+            tool_call_created_at=state.tool_call_created_at,
+            tool_result_created_at=state.tool_result_created_at,
+        )
+        await self._persist(step)
+        if self._stop_after_tool_succeeded(content):
+            raise StopAfterTool()
+        history.extend(to_response_messages(content))
+        return history, should_continue
+
+    def _prompt_size(self, history: list[Message]) -> int:
+        sized = self._sized
+        if (
+            sized is not None
+            and len(history) >= sized[2]
+            and history[0] is sized[0]
+            and history[sized[2] - 1] is sized[1]
+        ):
+            size = sized[3] + estimate_prompt_size(history[sized[2] :])
+        else:
+            size = estimate_prompt_size(history)
+        self._sized = (history[0], history[-1], len(history), size) if history else None
+        return size
+
+    # --- generation -----------------------------------------------------------------
+
+    async def _generate(self, call: Call) -> StepState:
+        try:
+            return await retry(
+                lambda: self._attempt(call),
+                on_retry=self._on_retry,
+                classify_error=self._classify,
+                sleep=self._sleep,
+            )
+        except ClassifiedException as err:
+            raise StreamError(f"stream response: {err}", err.classified) from err
+
+    def _classify(self, err: BaseException) -> ClassifiedError:
+        return classify(err, provider=self.provider)
+
+    async def _sleep(self, seconds: float) -> None:
+        await self._interruptible(self.clock.sleep(seconds))
+
+    def _on_retry(
+        self, attempt: int, err: BaseException, classified: ClassifiedError, delay: float
+    ) -> None:
+        classified = classified.with_provider(self.provider)
+        # Count before the user's callback, so a failing callback cannot drop the sample.
+        self.metrics.record_stream_retry(self.provider, self.model.model, classified)
+        if self.o.on_retry is not None:
+            self.o.on_retry(attempt, err, classified, delay)
+
+    async def _attempt(self, call: Call) -> StepState:
+        if self.interrupt.is_set:
+            raise _Interrupted
+        # A fresh state per attempt: a failed attempt's partial content is discarded.
+        state = self.state = StepState()
+        opened_at = self.clock.now()
+        guard = _StartupGuard(self.clock, self.startup_timeout)
+        child = guard.target = asyncio.ensure_future(
+            self._open_and_consume(call, state, opened_at, guard)
+        )
+        try:
+            await self._interruptible(child)
+        except asyncio.CancelledError:
+            if guard.fired and child.cancelled() and not _cancelling():
+                raise self._startup_timeout(StartupTimeout()) from None
+            raise
+        except Exception as err:
+            if self.interrupt.is_set:
+                raise _Interrupted from None
+            if guard.fired:
+                raise self._startup_timeout(err) from None
+            raise
+        finally:
+            guard.disarm()
+        if self.interrupt.is_set:
+            raise _Interrupted  # some providers just close the stream when cancelled
+        if guard.fired:
+            raise self._startup_timeout(StartupTimeout())
+        return state
+
+    def _startup_timeout(self, err: BaseException) -> ClassifiedException:
+        return with_classification(
+            err,
+            ClassifiedError(kind=ErrorKind.STARTUP_TIMEOUT, provider=self.provider, retryable=True),
+        )
+
+    async def _open_and_consume(
+        self, call: Call, state: StepState, opened_at: float, guard: _StartupGuard
+    ) -> None:
+        stream = await self.model.stream(call)
+
+        def on_first_part() -> None:
+            guard.disarm()
+            self.ttft.observe(self.clock.now() - opened_at)
+
+        try:
+            await consume_stream(
+                stream,
+                state,
+                self.o.publish_message_part,
+                self.clock.now,
+                self.clock.utcnow,
+                on_first_part,
+            )
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _interruptible(self, awaitable: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
+        """Await `awaitable` as a child the run's `Interrupt` can cancel."""
+        if self.interrupt.is_set:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
+            raise _Interrupted
+        child = asyncio.ensure_future(awaitable)
+        self.interrupt._target = child
+        try:
+            return await child
+        except asyncio.CancelledError:
+            if self.interrupt.is_set and child.cancelled() and not _cancelling():
+                raise _Interrupted from None
+            raise
+        finally:
+            self.interrupt._target = None
+
+    # --- tools ---------------------------------------------------------------------
+
+    async def _execute_tools(self, state: StepState) -> None:
+        local = [c for c in state.tool_calls if not c.provider_executed]
+        self.results = [None] * len(local)
+        policy_errors = exclusive_policy_errors(local, frozenset(self.o.exclusive_tool_names))
+        dynamic: list[ToolCallPart] = []
+        if policy_errors is not None:
+            now = self.clock.utcnow()
+            for index, (call, message) in enumerate(zip(local, policy_errors, strict=True)):
+                self.results[index] = self._result(call, ToolResultError(message), "", now)
+        else:
+            runnable = []
+            for index, call in enumerate(local):
+                if call.tool_name in self.o.dynamic_tool_names:
+                    dynamic.append(call)
+                else:
+                    runnable.append((index, call))
+            if runnable:
+                await self._interruptible(self._run_tools(runnable))
+        results = [r for r in self.results if r is not None]
+        for result in results:
+            if result.created_at is not None:
+                state.tool_result_created_at[result.tool_call_id] = result.created_at
+            if self.o.publish_message_part is not None:
+                self.o.publish_message_part(Role.TOOL, result)
+        state.content.extend(results)
+        if dynamic:
+            await self._persist(
+                PersistedStep(
+                    content=state.content,
+                    usage=state.usage,
+                    context_limit=self._context_limit(state),
+                    pending_dynamic_tool_calls=[
+                        PendingToolCall(c.tool_call_id, c.tool_name, c.input) for c in dynamic
+                    ],
+                )
+            )
+            raise DynamicToolCall()
+
+    async def _run_tools(self, calls: list[tuple[int, ToolCallPart]]) -> None:
+        if len(calls) == 1:
+            await self._run_one_tool(*calls[0])
+            return
+        async with asyncio.TaskGroup() as group:
+            for index, call in calls:
+                group.create_task(self._run_one_tool(index, call))
+
+    async def _run_one_tool(self, index: int, call: ToolCallPart) -> None:
+        tool = self.tools.get(call.tool_name)
+        metadata = ""
+        if tool is not None and call.tool_name not in self.active:
+            output: Any = ToolResultError(f"Tool not active in this turn: {call.tool_name}")
+        elif tool is None:
+            output = ToolResultError(f"Tool not found: {call.tool_name}")
+        else:
+            output, metadata = await run_tool(tool, call)
+        self.results[index] = self._result(call, output, metadata, self.clock.utcnow())
+
+    def _result(
+        self, call: ToolCallPart, output: Any, metadata: str, at: datetime
+    ) -> ToolResultPart:
+        result = ToolResultPart(
+            tool_call_id=call.tool_call_id,
+            tool_name=call.tool_name,
+            output=output,
+            client_metadata=metadata,
+            created_at=at,
+        )
+        name = call.tool_name or "unknown"
+        self.metrics.tool_result_size_bytes.labels(self.provider, self.model.model, name).observe(
+            tool_result_size(result)
+        )
+        if isinstance(output, ToolResultError):
+            self.metrics.record_tool_error(self.provider, self.model.model, name)
+        return result
+
+    def _stop_after_tool_succeeded(self, content: list[MessagePart]) -> bool:
+        stop_after = self.o.stop_after_tools
+        return bool(stop_after) and any(
+            isinstance(p, ToolResultPart)
+            and not p.provider_executed
+            and p.tool_name in stop_after
+            and not p.is_error
+            for p in content
+        )
+
+    # --- persistence ---------------------------------------------------------------
+
+    def _context_limit(self, state: StepState) -> int | None:
+        limit = find_context_limit(state.provider_metadata) if state.provider_metadata else None
+        if limit is None and self.o.context_limit_fallback > 0:
+            return self.o.context_limit_fallback
+        return limit
+
+    async def _persist(self, step: PersistedStep) -> None:
+        try:
+            await self.persist(step)
+        except ChatInterrupted:
+            await self._persist_interrupted()
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            raise PersistStepError(f"persist step: {err}") from err
+
+    async def _persist_interrupted(self) -> None:
+        """Persist what the interrupted step had, shielded from cancellation."""
+        state = self.state
+        state.flush_open_blocks()
+        done = {r.tool_call_id: r for r in self.results if r is not None}
+        content: list[MessagePart] = [p for p in state.content if not isinstance(p, ToolResultPart)]
+        content += [p for p in state.content if isinstance(p, ToolResultPart)]
+        if not content:
+            return
+        if self.provider == _ANTHROPIC:
+            content = drop_unpaired_provider_calls(content)
+        has_result = {p.tool_call_id for p in content if isinstance(p, ToolResultPart)}
+        for call in [p for p in content if isinstance(p, ToolCallPart)]:
+            if not call.tool_call_id or call.tool_call_id in has_result:
+                continue
+            result = done.get(call.tool_call_id)
+            if result is None:
+                if call.provider_executed and self.provider == _ANTHROPIC:
+                    continue
+                result = ToolResultPart(
+                    tool_call_id=call.tool_call_id,
+                    tool_name=call.tool_name,
+                    output=ToolResultError(INTERRUPTED_TOOL_RESULT),
+                    created_at=self.clock.utcnow(),
+                )
+            state.tool_result_created_at.setdefault(
+                call.tool_call_id, result.created_at or self.clock.utcnow()
+            )
+            content.append(result)
+        step = PersistedStep(
+            content=content,
+            tool_call_created_at=state.tool_call_created_at,
+            tool_result_created_at=state.tool_result_created_at,
+        )
+        try:
+            await asyncio.shield(self.persist(step))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            if self.o.on_interrupted_persist_error is not None:
+                self.o.on_interrupted_persist_error(err)
+
+
+def _cancelling() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
