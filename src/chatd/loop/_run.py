@@ -22,6 +22,7 @@ from chatd.errors import (
     with_classification,
 )
 from chatd.loop._clock import Clock, SystemClock, Timer
+from chatd.loop._compactor import Compactor
 from chatd.loop._errors import (
     ChatInterrupted,
     DynamicToolCall,
@@ -42,6 +43,7 @@ from chatd.loop._history import (
 from chatd.loop._model import Call, Model, ModelSettings, ToolDefinition
 from chatd.loop._stream import Publish, StepState, consume_stream
 from chatd.loop._tools import Tool, exclusive_policy_errors, run_tool
+from chatd.loop.compaction import CompactionOptions
 from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
 from chatd.loop.retry import OnRetry, retry
 from chatd.types import (
@@ -102,6 +104,10 @@ class RunOptions:
 
     model: Model | None = None
     persist_step: PersistStep | None = None
+    # Automatic context compaction (None: never compact).
+    compaction: CompactionOptions | None = None
+    # Reload history from the persistence layer after a compaction was persisted.
+    reload_messages: Callable[[], Awaitable[list[Message]]] | None = None
     messages: list[Message] = field(default_factory=list)
     tools: list[Tool] = field(default_factory=list)
     max_steps: int = 1  # <= 0 means 1
@@ -203,6 +209,16 @@ class _Run:
         # The prompt size of the history seen last step, so the next step only
         # measures what was appended (history grows by a step at a time).
         self._sized: tuple[Message, Message, int, int] | None = None
+        self._compactor = Compactor(
+            model=model,
+            options=opts.compaction,
+            metrics=metrics,
+            publish=opts.publish_message_part,
+            interruptible=self._interruptible,
+            reload_messages=opts.reload_messages,
+            fallback_limit=opts.context_limit_fallback,
+            prompt_bytes=self._prompt_size,
+        )
 
     # --- the step loop -----------------------------------------------------------------
 
@@ -217,6 +233,15 @@ class _Run:
         o = self.o
         self.steps_total.inc()
         step_start = self.clock.now()
+        # Nothing of the previous (already persisted) step may leak into an
+        # interrupted persist of this one.
+        self.state = StepState()
+        self.results = []
+        if self._compactor.enabled:
+            try:
+                history = await self._compactor.maybe_compact(history)
+            except _Interrupted:
+                raise ChatInterrupted() from None
         if o.prepare_messages is not None:
             replaced = o.prepare_messages(history)
             if replaced is not None:
@@ -232,7 +257,6 @@ class _Run:
             settings=o.settings,
             provider_options=o.provider_options,
         )
-        self.results = []
         try:
             state = await self._generate(call)
             should_continue = state.finish_reason == FinishReason.TOOL_CALLS and any(
@@ -260,6 +284,10 @@ class _Run:
         await self._persist(step)
         if self._stop_after_tool_succeeded(content):
             raise StopAfterTool()
+        metadata_limit = (
+            find_context_limit(state.provider_metadata) if state.provider_metadata else None
+        )
+        self._compactor.observe_step(state, history, metadata_limit)
         history.extend(to_response_messages(content))
         return history, should_continue
 
@@ -300,6 +328,7 @@ class _Run:
         self, attempt: int, err: BaseException, classified: ClassifiedError, delay: float
     ) -> None:
         classified = classified.with_provider(self.provider)
+        self.state = StepState()  # the failed attempt's partial content is discarded
         # Count before the user's callback, so a failing callback cannot drop the sample.
         self.metrics.record_stream_retry(self.provider, self.model.model, classified)
         if self.o.on_retry is not None:
