@@ -37,6 +37,7 @@ from chatd.types import (
     Message,
     Role,
     StreamPart,
+    StreamPartType,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -469,3 +470,42 @@ async def test_five_hundred_turn_chat_stays_under_the_limit_and_keeps_a_fact() -
     assert final.text == "The launch code is 7421."
     assert compactions > 20  # the chat really went through repeated compactions
     assert max_prompt <= limit
+
+
+async def test_manual_compaction_and_clear_context_as_library_calls() -> None:
+    from chatd.loop.compaction import compact
+
+    history = [SYS, user("FACT: x is 1."), assistant("ok"), user("and now?")]
+    result = await compact(
+        summarizer("x is 1"),
+        history,
+        CompactionOptions(count_tokens=words),
+        context_tokens=10,
+        context_limit=1000,
+        source="manual",
+    )
+    assert result.report()["source"] == "manual"
+    assert result.messages[0] == SYS and result.messages[1].is_summary
+    assert result.messages[2:] == [user("and now?")]
+    assert result.kept_tail_count == 1
+    assert clear_context(result.messages) == [SYS]
+
+
+async def test_model_reported_context_window_beats_the_configured_limit() -> None:
+    reg = CollectorRegistry()
+    model_limit = 1000  # the model says its window is large: 71 tokens is 7 %
+    steps = [
+        [
+            *tool_call("c1", "echo"),
+            StreamPart(
+                StreamPartType.FINISH,
+                finish_reason=FinishReason.TOOL_CALLS,
+                usage=Usage(input_tokens=69),
+                provider_metadata={"p": {"context_window": model_limit}},
+            ),
+        ],
+        [*text("t", "done"), finish()],
+    ]
+    model = _model_with_usage(steps)
+    _, _, persisted = await _run_two_steps(69, CompactionOptions(context_limit=100), reg, model)
+    assert persisted == []

@@ -527,6 +527,8 @@ class _Run:
             return
         if self.provider == _ANTHROPIC:
             content = drop_unpaired_provider_calls(content)
+            if not content:
+                return  # only an unfinished server tool: nothing the user can use
         has_result = {p.tool_call_id for p in content if isinstance(p, ToolResultPart)}
         for call in [p for p in content if isinstance(p, ToolCallPart)]:
             if not call.tool_call_id or call.tool_call_id in has_result:
