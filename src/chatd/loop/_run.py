@@ -9,6 +9,7 @@ HTTP or a database: persistence, publishing and history reloads are callbacks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,8 @@ T = TypeVar("T")
 # as a startup timeout and retried (upstream chatloop's default).
 DEFAULT_STARTUP_TIMEOUT = 60.0
 INTERRUPTED_TOOL_RESULT = "tool call was interrupted before it produced a result"
+# Provider option naming the stored response a request continues (OpenAI Responses).
+PREVIOUS_RESPONSE_ID = "previous_response_id"
 _ANTHROPIC = "anthropic"
 
 
@@ -131,6 +134,9 @@ class RunOptions:
     publish_message_part: Publish | None = None
     prepare_messages: Callable[[list[Message]], list[Message] | None] | None = None
     on_retry: OnRetry | None = None
+    # Called once when the provider's response chain (OpenAI previous_response_id)
+    # broke; later attempts and steps send the full history.
+    disable_chain_mode: Callable[[], None] | None = None
     on_interrupted_persist_error: Callable[[BaseException], None] | None = None
     metrics: Metrics | None = None
     interrupt: Interrupt | None = None
@@ -209,6 +215,7 @@ class _Run:
         # The prompt size of the history seen last step, so the next step only
         # measures what was appended (history grows by a step at a time).
         self._sized: tuple[Message, Message, int, int] | None = None
+        self.provider_options = opts.provider_options
         self._compactor = Compactor(
             model=model,
             options=opts.compaction,
@@ -255,7 +262,7 @@ class _Run:
             prompt=list(prepared),
             tools=self.definitions,
             settings=o.settings,
-            provider_options=o.provider_options,
+            provider_options=self.provider_options,
         )
         try:
             state = await self._generate(call)
@@ -277,11 +284,15 @@ class _Run:
             content=content,
             usage=state.usage,
             context_limit=self._context_limit(state),
+            provider_response_id=_response_id(state.provider_metadata),
             runtime=self.clock.now() - step_start,
             tool_call_created_at=state.tool_call_created_at,
             tool_result_created_at=state.tool_result_created_at,
         )
         await self._persist(step)
+        # A response chain continues one stored response; after the first step of
+        # the run the loop sends the history it holds instead (upstream's rule).
+        self._leave_chain_mode()
         if self._stop_after_tool_succeeded(content):
             raise StopAfterTool()
         metadata_limit = (
@@ -304,6 +315,12 @@ class _Run:
             size = estimate_prompt_size(history)
         self._sized = (history[0], history[-1], len(history), size) if history else None
         return size
+
+    def _leave_chain_mode(self) -> None:
+        if _has_previous_response_id(self.provider_options):
+            self.provider_options = _without_previous_response_id(self.provider_options)
+            if self.o.disable_chain_mode is not None:
+                self.o.disable_chain_mode()
 
     # --- generation -----------------------------------------------------------------
 
@@ -329,6 +346,8 @@ class _Run:
     ) -> None:
         classified = classified.with_provider(self.provider)
         self.state = StepState()  # the failed attempt's partial content is discarded
+        if classified.chain_broken:
+            self._leave_chain_mode()
         # Count before the user's callback, so a failing callback cannot drop the sample.
         self.metrics.record_stream_retry(self.provider, self.model.model, classified)
         if self.o.on_retry is not None:
@@ -337,6 +356,10 @@ class _Run:
     async def _attempt(self, call: Call) -> StepState:
         if self.interrupt.is_set:
             raise _Interrupted
+        if call.provider_options is not self.provider_options:
+            # Chain mode ended during this step (the provider lost the response
+            # chain): this attempt resends the full history.
+            call = dataclasses.replace(call, provider_options=self.provider_options)
         # A fresh state per attempt: a failed attempt's partial content is discarded.
         state = self.state = StepState()
         opened_at = self.clock.now()
@@ -559,6 +582,31 @@ class _Run:
         except Exception as err:
             if self.o.on_interrupted_persist_error is not None:
                 self.o.on_interrupted_persist_error(err)
+
+
+def _has_previous_response_id(options: dict[str, Any]) -> bool:
+    return any(
+        isinstance(value, dict) and PREVIOUS_RESPONSE_ID in value for value in options.values()
+    )
+
+
+def _without_previous_response_id(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: (
+            {k: v for k, v in value.items() if k != PREVIOUS_RESPONSE_ID}
+            if isinstance(value, dict)
+            else value
+        )
+        for key, value in options.items()
+    }
+
+
+def _response_id(metadata: dict[str, Any] | None) -> str:
+    """The provider's stored response id (finish metadata `{provider: {"response_id"}}`)."""
+    for value in (metadata or {}).values():
+        if isinstance(value, dict) and isinstance(value.get("response_id"), str):
+            return str(value["response_id"])
+    return ""
 
 
 def _cancelling() -> int:
