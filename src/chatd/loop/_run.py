@@ -9,6 +9,7 @@ HTTP or a database: persistence, publishing and history reloads are callbacks.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -195,7 +196,7 @@ class _Run:
             for t in opts.tools
             if t.name in self.active
         ] + list(opts.provider_tools)
-        metrics = opts.metrics or NopMetrics()
+        metrics = opts.metrics or _nop_metrics()
         self.metrics = metrics
         labels = (self.provider, model.model)
         self.steps_total = metrics.steps_total.labels(*labels)
@@ -559,6 +560,13 @@ class _Run:
         except Exception as err:
             if self.o.on_interrupted_persist_error is not None:
                 self.o.on_interrupted_persist_error(err)
+
+
+@functools.cache
+def _nop_metrics() -> Metrics:
+    # Building a NopMetrics (a registry and every family) costs more than a whole tool
+    # step, so runs given no metrics share one; nobody can read it, so nothing changes.
+    return NopMetrics()
 
 
 def _cancelling() -> int:
