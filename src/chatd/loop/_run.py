@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -201,7 +202,7 @@ class _Run:
             for t in opts.tools
             if t.name in self.active
         ] + list(opts.provider_tools)
-        metrics = opts.metrics or NopMetrics()
+        metrics = opts.metrics or _nop_metrics()
         self.metrics = metrics
         labels = (self.provider, model.model)
         self.steps_total = metrics.steps_total.labels(*labels)
@@ -607,6 +608,13 @@ def _response_id(metadata: dict[str, Any] | None) -> str:
         if isinstance(value, dict) and isinstance(value.get("response_id"), str):
             return str(value["response_id"])
     return ""
+
+
+@functools.cache
+def _nop_metrics() -> Metrics:
+    # Building a NopMetrics (a registry and every family) costs more than a whole tool
+    # step, so runs given no metrics share one; nobody can read it, so nothing changes.
+    return NopMetrics()
 
 
 def _cancelling() -> int:
