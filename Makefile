@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean
+.PHONY: run test lint typecheck unit bench lock clean postgres
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,13 +23,27 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The store tests start a throwaway PostgreSQL cluster from the Debian server binaries;
+# install them when missing (as root, non-interactively). Without them the tests fail.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing the PostgreSQL server (apt-get install postgresql)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "PostgreSQL server binaries missing: run 'sudo apt-get install postgresql'" >&2; \
+	    exit 1; \
+	  fi; }
+
+unit: $(STAMP) postgres
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(STAMP) postgres
 	$(BIN)/python -m benchmarks.loop_overhead
+	$(BIN)/python -m benchmarks.store_commit
 
 # Re-pin every dependency from requirements/dev.in (needs the network).
 lock:

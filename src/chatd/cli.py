@@ -124,6 +124,40 @@ def demo(
     )
 
 
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to this version's schema.
+
+    The database is CHATD_DATABASE_URL, by default SQLite in CHATD_DATA_DIR (./.chatd).
+    """
+    from sqlalchemy.engine import make_url
+
+    from chatd.store import Database, DatabaseTooNew, current_revision, database_url_from_env
+    from chatd.store import upgrade as upgrade_schema
+
+    url = database_url_from_env()
+    shown = make_url(url).render_as_string(hide_password=True)
+
+    async def run() -> tuple[str | None, str | None]:
+        db = Database(url)
+        try:
+            before = await current_revision(db)
+            await upgrade_schema(db)
+            return before, await current_revision(db)
+        finally:
+            await db.dispose()
+
+    try:
+        before, after = asyncio.run(run())
+    except DatabaseTooNew as err:
+        typer.echo(f"chatd migrate: {shown}: {err}", err=True)
+        raise typer.Exit(2) from None
+    if before == after:
+        typer.echo(f"{shown} is up to date (revision {after}).")
+    else:
+        typer.echo(f"{shown} upgraded from {before or 'an empty database'} to revision {after}.")
+
+
 def main() -> None:
     try:
         app()
