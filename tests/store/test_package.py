@@ -51,9 +51,12 @@ def test_migrations_ship_inside_the_package() -> None:
     assert head_revision() == "0001"
 
 
+# Importing a database driver or writing SQL outside the store; a database URL
+# string (the config's default) is neither.
 _SQL = re.compile(
-    r"\b(sqlalchemy|asyncpg|aiosqlite|sqlite3)\b"
-    r"|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b"
+    r"^\s*(?:from|import)\s+(sqlalchemy|asyncpg|aiosqlite|sqlite3)\b"
+    r"|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b",
+    re.MULTILINE,
 )
 
 
