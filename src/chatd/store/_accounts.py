@@ -46,6 +46,13 @@ class Accounts(StoreBase):
             raise InvalidRequest("conflict", f"The user {username!r} already exists.") from err
         return user
 
+    async def set_admin(self, user_id: str, is_admin: bool) -> User:
+        async with self.db.write() as conn:
+            await conn.execute(
+                sa.update(users).where(users.c.id == user_id).values(is_admin=is_admin)
+            )
+        return await self.get_user(user_id)
+
     async def get_user(self, user_id: str) -> User:
         async with self.db.read() as conn:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()

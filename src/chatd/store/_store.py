@@ -10,6 +10,7 @@ from chatd.store._accounts import Accounts
 from chatd.store._chat_admin import ChatAdministration
 from chatd.store._chats import ChatTransitions
 from chatd.store._engine import Database, data_dir_from_env, database_url_from_env
+from chatd.store._events import EventSync
 from chatd.store._migrations import upgrade
 from chatd.store._reads import Reads
 from chatd.store._secrets import SecretBox, load_secret_key
@@ -19,7 +20,7 @@ from chatd.store._worker import WorkerTransitions
 __all__ = ["Store"]
 
 
-class Store(ChatTransitions, ChatAdministration, WorkerTransitions, Reads, Accounts):
+class Store(ChatTransitions, ChatAdministration, WorkerTransitions, EventSync, Reads, Accounts):
     """Every chat state change and read of chatd, each method one transaction.
 
     Open one per process with `await Store.open()` and close it with `close()`.
