@@ -82,7 +82,7 @@ class SSE:
     async def read_until(
         self, stop: Any, timeout: float = 20.0
     ) -> list[tuple[int | None, str, dict[str, Any]]]:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             async with self.client.stream("GET", self.path, headers=self.headers) as response:
                 assert response.status_code == 200, await response.aread()
                 assert response.headers["content-type"].startswith("text/event-stream")

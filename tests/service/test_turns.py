@@ -15,9 +15,9 @@ def seqs(events: list[tuple[int | None, str, dict[str, Any]]]) -> list[int]:
 
 
 async def wait_status(
-    client: Any, chat_id: str, *statuses: str, timeout: float = 20
+    client: Any, chat_id: str, *statuses: str, within: float = 20
 ) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             chat: dict[str, Any] = (await client.get(f"/api/chats/{chat_id}")).json()
             if chat["status"] in statuses:
@@ -101,7 +101,7 @@ async def test_queue_and_interrupt_while_busy(live: LiveReplica) -> None:
             json={"message": "stop, do this instead", "busy_behavior": "interrupt"},
         )
         assert interrupted.status_code == 200, interrupted.text
-        final = await wait_status(client, chat_id, "waiting", timeout=30)
+        final = await wait_status(client, chat_id, "waiting", within=30)
         messages = (await client.get(f"/api/chats/{chat_id}/messages")).json()["messages"]
         user_texts = [m["parts"][0]["text"] for m in messages if m["role"] == "user"]
         # The interrupting message ran next, then the queued one.
