@@ -80,7 +80,7 @@ class SSE:
         self.events: list[tuple[int | None, str, dict[str, Any]]] = []
 
     async def read_until(
-        self, stop: Any, timeout: float = 20.0
+        self, stop: Any, within: float = 20.0
     ) -> list[tuple[int | None, str, dict[str, Any]]]:
         async with asyncio.timeout(within):
             async with self.client.stream("GET", self.path, headers=self.headers) as response:
