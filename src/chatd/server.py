@@ -9,9 +9,12 @@ hands the rest back (spec §4.8).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Generator
 from types import FrameType
 
 import uvicorn
@@ -170,6 +173,12 @@ async def build(settings: Settings) -> Replica:
 class _Server(uvicorn.Server):
     replica: Replica
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn re-raises a captured SIGTERM after serving, killing the process
+        # before chatd hands its chats back; `serve` installs its own handlers.
+        yield
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Close the SSE streams first, or uvicorn waits for them forever.
         self.replica.begin_shutdown()
@@ -197,6 +206,9 @@ async def serve(settings: Settings) -> None:
     )
     server = _Server(config)
     server.replica = replica
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
     replica.start()
     print(f"chatd: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
     try:

@@ -318,7 +318,7 @@ class ChatRunner:
         except BaseException:
             self.releasing = False
             raise
-        await self.worker.sync_unowned(self.chat_id)
+        self.worker.request_sync(self.chat_id)
 
 
 def _dynamic_tools(tool_config: dict[str, Any]) -> list[Tool]:

@@ -79,18 +79,29 @@ class Worker:
     def tools_for(self, chat: Chat) -> list[Tool]:
         return self._tools_for(chat) if self._tools_for is not None else []
 
-    async def sync_unowned(self, chat_id: str) -> None:
-        """Derive, number and store the events of a chat nobody owns; fan them out here."""
-        if self._syncing.get(chat_id) is not None:
-            self._syncing[chat_id] = True  # a sync is running: it goes round once more
+    def request_sync(self, chat_id: str) -> None:
+        """Bring an unowned chat's stream up to date, in the background.
+
+        At most one sync per chat runs at a time; a request while one runs makes it
+        go round once more, so the last change is never missed. The task belongs to
+        the worker, not to a runner, so a runner being cancelled cannot drop it.
+        """
+        if chat_id in self._syncing:
+            self._syncing[chat_id] = True
             return
         self._syncing[chat_id] = False
+        self._spawn(self._sync_unowned(chat_id))
+
+    async def _sync_unowned(self, chat_id: str) -> None:
         try:
             while True:
                 try:
                     events = await self.store.sync_unowned_events(chat_id, _derive_unowned)
                 except StoreError:
                     return  # deleted meanwhile
+                except Exception:
+                    log.exception("chat %s: stream sync failed", chat_id)
+                    return
                 for event in events:
                     self.hub.publish(chat_id, hub_event(chat_id, event))
                 if not self._syncing.get(chat_id):
@@ -108,7 +119,7 @@ class Worker:
         if runner is not None and not runner.releasing:
             runner.on_snapshot(chat)
         elif chat.runner_id is None:
-            self._spawn(self.sync_unowned(chat.id))
+            self.request_sync(chat.id)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -199,6 +210,11 @@ class Worker:
                 log.exception("lease renewal failed")
                 continue
             for runner in runners.values():
-                if runner.fence.runner_id not in renewed and runner.task is not None:
+                if (
+                    runner.fence.runner_id not in renewed
+                    and runner.task is not None
+                    and not runner.releasing  # it gave the lease up itself
+                    and self.runners.get(runner.chat_id) is runner
+                ):
                     log.warning("chat %s: lease not renewed, stopping its runner", runner.chat_id)
                     runner.task.cancel()
