@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean postgres
+.PHONY: run demo test lint typecheck unit bench lock clean postgres
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,12 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The service on 127.0.0.1:8080 with the embedded SQLite store and the offline scripted
+# model; the first start prints the admin API token (also in .chatd/admin.token).
 run: $(STAMP)
+	$(BIN)/chatd serve
+
+demo: $(STAMP)
 	$(BIN)/chatd demo
 
 lint: $(STAMP)

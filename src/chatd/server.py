@@ -117,7 +117,12 @@ def scripted_from_options(model: str, options: dict[str, object]) -> ScriptedMod
                 delta_delay=delay,
             )
         )
-    return ScriptedModel(model_name=model, script=script, delta_delay=delay)
+    return ScriptedModel(
+        model_name=model,
+        script=script,
+        delta_delay=delay,
+        stamp_deltas=bool(options.get("stamp_deltas", False)),
+    )
 
 
 class Replica:

@@ -10,7 +10,7 @@ and inserts them. The store never decides which events exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from chatd.store._base import StoreBase
 from chatd.store._models import Chat, ChatStatus, QueuedMessage, StoredMessage, StreamEvent
 from chatd.store._schema import chat_messages, chat_stream_events, chats
-from chatd.store._tx import message_from_row
+from chatd.store._tx import Fence, message_from_row
 
 __all__ = ["Derive", "EventSync"]
 
@@ -126,6 +126,61 @@ class EventSync(StoreBase):
                     .values(seq_reserved=seq, emitted_state=new_state)
                 )
             return events
+
+    async def append_events_batch(
+        self, batches: Sequence[tuple[Fence, Sequence[StreamEvent], dict[str, Any] | None]]
+    ) -> set[str]:
+        """Many owners' event flushes in one transaction (spec §5.5: one per replica).
+
+        Each batch is written only while its fence still holds; returns the ids of
+        chats whose fence did not (their events are discarded, never written late).
+        """
+        if not batches:
+            return set()
+        stale: set[str] = set()
+        c = chats.c
+        block = self.config.seq_block
+        now = self.clock()
+        async with self.db.write() as conn:
+            ids = [fence.chat_id for fence, _, _ in batches]
+            rows = {
+                row.id: row
+                for row in await conn.execute(
+                    sa.select(c.id, c.runner_id, c.lease_epoch, c.seq_reserved)
+                    .where(c.id.in_(ids))
+                    .with_for_update()
+                )
+            }
+            inserts: list[dict[str, Any]] = []
+            for fence, events, state in batches:
+                row = rows.get(fence.chat_id)
+                if (
+                    row is None
+                    or row.runner_id != fence.runner_id
+                    or row.lease_epoch != fence.lease_epoch
+                ):
+                    stale.add(fence.chat_id)
+                    continue
+                inserts += [
+                    {
+                        "chat_id": fence.chat_id,
+                        "seq": e.seq,
+                        "type": e.type,
+                        "data": e.data,
+                        "created_at": now,
+                    }
+                    for e in events
+                ]
+                values: dict[str, Any] = {}
+                if events and max(e.seq for e in events) > row.seq_reserved - block // 2:
+                    values["seq_reserved"] = row.seq_reserved + block
+                if state is not None:
+                    values["emitted_state"] = dict(state)
+                if values:
+                    await conn.execute(sa.update(chats).where(c.id == fence.chat_id).values(values))
+            if inserts:
+                await conn.execute(sa.insert(chat_stream_events), inserts)
+        return stale
 
     async def stream_bounds(self, chat_id: str) -> tuple[int, int]:
         """(pruned_through_seq, seq_reserved): what a resuming watcher can still get."""

@@ -31,6 +31,9 @@ class OwnerStream:
         self.pending: list[StoredEvent] = []
         self.emitted_state: dict[str, Any] | None = chat.emitted_state
         self.write_lock = asyncio.Lock()
+        # Set while the replica's batch flush is writing this chat's events: later
+        # writes wait for it, so events reach the log in seq order.
+        self.inflight: asyncio.Future[None] | None = None
         self._derive_lock = asyncio.Lock()
         self.dirty_state = False
 
@@ -71,8 +74,32 @@ class OwnerStream:
                 self.emitted_state = state
                 self.dirty_state = True
 
+    async def wait_inflight(self) -> None:
+        if self.inflight is not None:
+            await asyncio.shield(self.inflight)
+
+    def take_for_batch(self) -> tuple[list[StoredEvent], dict[str, Any] | None] | None:
+        """Hand pending events to the replica's batch flush, unless a write is running."""
+        if self.inflight is not None or self.write_lock.locked():
+            return None
+        if not self.pending and not self.dirty_state:
+            return None
+        state = self.emitted_state if self.dirty_state else None
+        self.dirty_state = False
+        self.inflight = asyncio.get_running_loop().create_future()
+        return self.take_pending(), state
+
+    def batch_done(self, events: list[StoredEvent], state: dict[str, Any] | None, ok: bool) -> None:
+        if not ok:
+            self.restore_pending(events)
+            self.dirty_state = self.dirty_state or state is not None
+        if self.inflight is not None and not self.inflight.done():
+            self.inflight.set_result(None)
+        self.inflight = None
+
     async def flush(self) -> None:
         """Write pending events (and the emitted state) to the durable log."""
+        await self.wait_inflight()
         async with self.write_lock:
             if not self.pending and not self.dirty_state:
                 return

@@ -153,7 +153,6 @@ class ChatRunner:
     # --- the turn -----------------------------------------------------------------
 
     async def run(self) -> None:
-        flusher = asyncio.create_task(self._flush_periodically())
         try:
             await self.stream.derive(self.chat)
             if self.chat.status == ChatStatus.INTERRUPTING:
@@ -163,16 +162,8 @@ class ChatRunner:
         except StaleFence:
             log.info("chat %s: lease lost, runner stops", self.chat_id)
         finally:
-            flusher.cancel()
             for task in list(self._background):
                 task.cancel()
-
-    async def _flush_periodically(self) -> None:
-        interval = self.worker.settings.stream_flush_interval
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(StaleFence):
-                await self.stream.flush()
 
     async def record_attempt(self) -> None:
         try:
@@ -188,9 +179,10 @@ class ChatRunner:
             # The loop's interrupted-persist path: finish_interruption commits it.
             self.partial = step
             return
-        events = self.stream.take_pending()
-        try:
-            async with self.stream.write_lock:
+        await self.stream.wait_inflight()
+        async with self.stream.write_lock:
+            events = self.stream.take_pending()
+            try:
                 chat = await self.store.commit_step(
                     self.fence,
                     new_id(),
@@ -200,13 +192,13 @@ class ChatRunner:
                     model_config_id=self.chat.model_config_id,
                     events=events,
                 )
-        except ChatIsInterrupting:
-            self.stream.restore_pending(events)
-            self.interrupt.interrupt()
-            raise
-        except BaseException:
-            self.stream.restore_pending(events)
-            raise
+            except ChatIsInterrupting:
+                self.stream.restore_pending(events)
+                self.interrupt.interrupt()
+                raise
+            except BaseException:
+                self.stream.restore_pending(events)
+                raise
         self.chat = chat
         await self.stream.derive(chat)
 

@@ -133,6 +133,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self._acquire_loop(), name="chatd-acquire"),
             asyncio.create_task(self._heartbeat_loop(), name="chatd-heartbeat"),
+            asyncio.create_task(self._flush_loop(), name="chatd-flush"),
         ]
 
     async def stop(self, grace: float | None = None) -> None:
@@ -194,6 +195,39 @@ class Worker:
                 del self.runners[runner.chat_id]
             if not self.draining:
                 self.wake.set()  # a slot is free, and the chat may be pending again
+
+    async def _flush_loop(self) -> None:
+        """Every flush interval, all owned chats' new events in one transaction (§5.5)."""
+        interval = self.settings.stream_flush_interval
+        while not self.draining:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush_events()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event flush failed; retrying next interval")
+
+    async def flush_events(self) -> None:
+        taken = []
+        for runner in list(self.runners.values()):
+            batch = runner.stream.take_for_batch()
+            if batch is not None:
+                taken.append((runner, *batch))
+        if not taken:
+            return
+        ok = False
+        stale: set[str] = set()
+        try:
+            stale = await self.store.append_events_batch(
+                [(r.fence, events, state) for r, events, state in taken]
+            )
+            ok = True
+        finally:
+            for runner, events, state in taken:
+                runner.stream.batch_done(events, state, ok)
+                if runner.chat_id in stale and runner.task is not None and not runner.releasing:
+                    runner.task.cancel()  # it lost its lease
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval
