@@ -147,6 +147,7 @@ class Replica:
             registry=self.registry,
             metrics=self.metrics,
             sse_keepalive=settings.sse_keepalive,
+            list_watch=self.worker.list_watch,
         )
         self.app = create_app(self.state)
 
@@ -157,6 +158,7 @@ class Replica:
         self.state.draining = True
         self.worker.draining = True
         self.hub.close_all("shutdown")
+        self.worker.list_watch.close_all()
 
     async def stop(self) -> None:
         self.begin_shutdown()

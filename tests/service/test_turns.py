@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -231,3 +232,30 @@ async def test_bad_requests_get_the_documented_errors(live: LiveReplica) -> None
         assert error["kind"] == "invalid_state" and error["status"] == "waiting"
         cursor = await client.get(f"/api/chats/{chat['id']}/stream", params={"after": "abc"})
         assert cursor.status_code == 422
+
+
+async def test_chat_list_watch_reports_created_and_updated_chats(live: LiveReplica) -> None:
+    token = await live.token("jo")
+    async with live.client(token) as client:
+        seen: list[tuple[str, str]] = []
+
+        async def watch() -> None:
+            async with client.stream("GET", "/api/chats/watch") as response:
+                assert response.status_code == 200
+                name = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        name = line[7:]
+                    elif line.startswith("data: "):
+                        chat = json.loads(line[6:])["chat"]
+                        seen.append((name, chat["status"]))
+                        if chat["status"] == "waiting":
+                            return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.3)
+        await client.post("/api/chats", json={"message": "watch me"})
+        await asyncio.wait_for(watcher, 20)
+        assert seen[0] == ("chat_created", "pending")
+        assert ("chat_updated", "running") in seen
+        assert seen[-1] == ("chat_updated", "waiting")

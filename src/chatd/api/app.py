@@ -30,6 +30,7 @@ from chatd.loop.metrics import Metrics
 from chatd.store import Store
 from chatd.types import encode
 from chatd.worker.hub import StreamHub, Subscription
+from chatd.worker.watch import ChatListWatch
 
 __all__ = ["AppState", "User", "create_app", "current_user", "sse_response"]
 
@@ -51,6 +52,7 @@ class AppState:
     metrics_token: str | None = None
     draining: bool = False
     sse_keepalive: float = SSE_KEEPALIVE
+    list_watch: ChatListWatch = field(default_factory=ChatListWatch)
 
     def __post_init__(self) -> None:
         if self.metrics is None:

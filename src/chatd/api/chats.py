@@ -8,11 +8,11 @@ maps the store's refusals to the documented error shape in one place
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatd.api.app import AppState, User, sse_response
@@ -215,6 +215,23 @@ async def list_chats(
     return _json({"chats": [chat_json(c) for c in page.items], "next_cursor": page.next_cursor})
 
 
+@router.get("/watch")
+async def watch_chats(request: Request, user: User) -> Response:
+    """Changes to the caller's chat list over SSE (chat_created, chat_updated, chat_deleted)."""
+    state = _state(request)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        async for frame in state.list_watch.frames(user.user_id, state.sse_keepalive):
+            yield frame
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 @router.get("/models")
 async def list_models(request: Request, user: User) -> Response:
     """The model configs a chat can use."""
@@ -261,8 +278,9 @@ async def delete_chat(chat_id: str, request: Request, user: User) -> Response:
     state = _state(request)
     await _owned(state, chat_id, user)
     with _store_errors():
-        await state.store.delete_chat(chat_id)
+        deleted = await state.store.delete_chat(chat_id)
     state.hub.close_chat(chat_id, "deleted")
+    state.list_watch.publish(deleted, "chat_deleted")
     return Response(status_code=204)
 
 

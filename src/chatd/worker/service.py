@@ -23,6 +23,7 @@ from chatd.worker.events import derive_events, pending_tool_calls
 from chatd.worker.hub import StreamEvent as HubEvent
 from chatd.worker.hub import StreamHub, encode_event
 from chatd.worker.runner import ChatRunner
+from chatd.worker.watch import ChatListWatch
 
 __all__ = ["ResolveModel", "ToolsFor", "Worker", "hub_event"]
 
@@ -65,6 +66,7 @@ class Worker:
         self._tools_for = tools_for
         self.worker_id = str(uuid.uuid4())
         self.runners: dict[str, ChatRunner] = {}
+        self.list_watch = ChatListWatch()
         self.wake = asyncio.Event()
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,6 +115,7 @@ class Worker:
     # --- the store's commit listener ---------------------------------------------
 
     def on_commit(self, chat: Chat) -> None:
+        self.list_watch.publish(chat)
         if chat.status == ChatStatus.PENDING:
             self.wake.set()
         runner = self.runners.get(chat.id)
