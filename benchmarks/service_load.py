@@ -96,22 +96,26 @@ async def _follow(client: httpx.AsyncClient, chat_id: str, result: ChatResult) -
                     return
 
 
-async def _run(n: int) -> dict[str, Any]:
-    data_dir = Path(tempfile.mkdtemp(prefix="chatd-load-"))
-    token = await _prepare(data_dir)
-    port = _free_port()
+def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CHATD_DATA_DIR": str(data_dir),
         "CHATD_MAX_CONCURRENT_CHATS": "2000",
         "CHATD_ACQUIRE_BATCH": "200",
     }
-    server = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "chatd.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def _run(n: int) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix="chatd-load-"))
+    token = await _prepare(data_dir)
+    port = _free_port()
+    server = _start_server(data_dir, port)
     url = f"http://127.0.0.1:{port}"
     limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20)
     try:
