@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean
+.PHONY: run demo test lint typecheck unit bench lock clean postgres
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,12 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The service on 127.0.0.1:8080 with the embedded SQLite store and the offline scripted
+# model; the first start prints the admin API token (also in .chatd/admin.token).
 run: $(STAMP)
+	$(BIN)/chatd serve
+
+demo: $(STAMP)
 	$(BIN)/chatd demo
 
 lint: $(STAMP)
@@ -23,7 +28,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The store tests start a throwaway PostgreSQL cluster from the Debian server binaries;
+# install them when missing (as root, non-interactively). Without them the tests fail.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing the PostgreSQL server (apt-get install postgresql)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "PostgreSQL server binaries missing: run 'sudo apt-get install postgresql'" >&2; \
+	    exit 1; \
+	  fi; }
+
+unit: $(STAMP) postgres
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
@@ -41,9 +59,10 @@ $(BENCH_STAMP): requirements/bench.txt pyproject.toml
 	$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(STAMP) postgres
 	$(BENCH_BIN)/python -m benchmarks.loop_overhead
 	$(BENCH_BIN)/python -m benchmarks.peers
+	$(BIN)/python -m benchmarks.service_load --chats 100 1000
 
 # Re-pin every dependency from requirements/dev.in (needs the network).
 lock:

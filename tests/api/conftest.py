@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
 from chatd.api import AppState, create_app
+from chatd.store import Store
 from chatd.worker import StreamHub
 
 
@@ -45,9 +47,13 @@ class LiveServer:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LiveServer]:
-    async with LiveServer(AppState(hub=StreamHub())) as live:
-        yield live
+async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/chatd.db", data_dir=tmp_path)
+    try:
+        async with LiveServer(AppState(store=store, hub=StreamHub())) as live:
+            yield live
+    finally:
+        await store.close()
 
 
 @pytest.fixture

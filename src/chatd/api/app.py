@@ -23,14 +23,16 @@ from prometheus_client import (
 )
 
 from chatd import __version__
-from chatd.api.auth import Principal, TokenVerifier, hash_token, parse_token
+from chatd.api.auth import Principal
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.loop.metrics import Metrics
+from chatd.store import Store
 from chatd.types import encode
 from chatd.worker.hub import StreamHub, Subscription
+from chatd.worker.watch import ChatListWatch
 
-__all__ = ["AppState", "create_app", "current_user", "sse_response"]
+__all__ = ["AppState", "User", "create_app", "current_user", "sse_response"]
 
 # 15 s: proxies and load balancers close streams idle for longer (spec §5.3).
 SSE_KEEPALIVE = 15.0
@@ -42,16 +44,19 @@ SSE_RETRY_MS = 2000
 class AppState:
     """What the routes need, shared by the whole process."""
 
+    store: Store
     hub: StreamHub
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    verifier: TokenVerifier | None = None
+    metrics: Metrics | None = None
     ready_check: Callable[[], Awaitable[bool]] | None = None
     metrics_token: str | None = None
     draining: bool = False
-    metrics: Metrics = field(init=False)
+    sse_keepalive: float = SSE_KEEPALIVE
+    list_watch: ChatListWatch = field(default_factory=ChatListWatch)
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self.registry)
+        if self.metrics is None:
+            self.metrics = Metrics(self.registry)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
@@ -67,16 +72,12 @@ async def current_user(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if not header and request.url.path.endswith(("/stream", "/watch")):
         token, scheme = request.query_params.get("access_token", ""), "bearer"
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise ApiError.unauthorized("missing bearer token")
-    token_id = parse_token(token.strip())
-    verifier = _state(request).verifier
-    if token_id is None or verifier is None:
-        raise ApiError.unauthorized("malformed or unknown token")
-    principal = await verifier.principal_for_token(token_id, hash_token(token.strip()))
-    if principal is None:
+    user = await _state(request).store.authenticate_token(token.strip())
+    if user is None:
         raise ApiError.unauthorized("unknown or revoked token")
-    return principal
+    return Principal(user.id, user.username, user.is_admin)
 
 
 User = Annotated[Principal, Depends(current_user)]
@@ -138,5 +139,8 @@ def create_app(state: AppState) -> FastAPI:
         """Who the token belongs to."""
         return {"id": user.user_id, "username": user.username, "is_admin": user.is_admin}
 
+    from chatd.api.chats import router
+
+    app.include_router(router)
     app.add_middleware(RequestMiddleware, metrics=HttpMetrics(state.registry))
     return app
