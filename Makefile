@@ -62,6 +62,7 @@ $(BENCH_STAMP): requirements/bench.txt pyproject.toml
 bench: $(BENCH_STAMP) $(STAMP) postgres
 	$(BENCH_BIN)/python -m benchmarks.loop_overhead
 	$(BENCH_BIN)/python -m benchmarks.peers
+	$(BIN)/python -m benchmarks.store_commit
 	$(BIN)/python -m benchmarks.service_load --chats 100 1000
 
 # Re-pin every dependency from requirements/dev.in (needs the network).
