@@ -3,6 +3,8 @@
 - `builtin_tools(workspace, config)`: `read_file`, `write_file`, `edit_files`,
   `execute`, `process_output`, `process_list`, `process_signal`, `attach_file`,
   all confined to a `Workspace` directory.
+- `McpConnections(servers)`: an async context manager owning a run's MCP sessions;
+  its `tools` are named `<slug>__<tool>`.
 - `ToolConfig` (a chat's `tools` field) and `select_tools()`: which tools a run
   gets, and the name sets `chatd.loop.RunOptions` needs.
 
@@ -13,6 +15,7 @@ run the loop, persist anything or speak HTTP. See docs/tools.md.
 
 from chatd.tools._builtin import BUILTIN_TOOL_NAMES, builtin_tools
 from chatd.tools._config import BuiltinToolsConfig
+from chatd.tools._mcp import McpConnections
 from chatd.tools._mcp_config import McpServerConfig, McpToolInfo, mcp_tool_name
 from chatd.tools._output import MODEL_OUTPUT_CAP
 from chatd.tools._selection import (
@@ -31,6 +34,7 @@ __all__ = [
     "MODEL_OUTPUT_CAP",
     "BuiltinToolsConfig",
     "DynamicToolSpec",
+    "McpConnections",
     "McpServerConfig",
     "McpToolInfo",
     "ToolConfig",
