@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from chatd.config import load_settings
 from chatd.loop import Tool
 from chatd.tools import BuiltinToolsConfig, Workspace, builtin_tools
 
@@ -137,17 +138,12 @@ async def test_shell_missing_workdir_is_an_error_result(tools: dict[str, Tool]) 
     )
 
 
-def test_config_reads_the_environment() -> None:
-    config = BuiltinToolsConfig.from_env(
-        {"CHATD_EXECUTE_TIMEOUT": "30", "CHATD_EXECUTE_MAX_TIMEOUT": "60"}
-    )
+def test_config_follows_the_service_settings() -> None:
+    settings = load_settings({"CHATD_EXECUTE_TIMEOUT": "30", "CHATD_EXECUTE_MAX_TIMEOUT": "60"})
+    config = BuiltinToolsConfig.from_settings(settings)
     assert (config.execute_timeout, config.execute_max_timeout) == (30, 60)
-    assert BuiltinToolsConfig.from_env({}) == BuiltinToolsConfig()
-    with pytest.raises(ValueError, match="CHATD_EXECUTE_TIMEOUT must be a number"):
-        BuiltinToolsConfig.from_env({"CHATD_EXECUTE_TIMEOUT": "ten"})
+    assert BuiltinToolsConfig.from_settings(load_settings({})) == BuiltinToolsConfig()
     with pytest.raises(ValueError, match="at most the maximum"):
-        BuiltinToolsConfig.from_env(
-            {"CHATD_EXECUTE_TIMEOUT": "90", "CHATD_EXECUTE_MAX_TIMEOUT": "60"}
-        )
+        BuiltinToolsConfig(execute_timeout=90, execute_max_timeout=60)
     with pytest.raises(ValueError, match="kill grace"):
         BuiltinToolsConfig(kill_grace=-1)

@@ -1,11 +1,10 @@
-"""Settings of the built-in tools, read from the environment by the service (spec §0.1)."""
+"""Limits of the built-in tools; the service derives them from `chatd.config.Settings`."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chatd.config import Settings
 from chatd.tools._processes import KILL_GRACE
 
 __all__ = ["BuiltinToolsConfig"]
@@ -36,20 +35,10 @@ class BuiltinToolsConfig:
             raise ValueError("kill grace must be >= 0 and the file tool timeout > 0")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> BuiltinToolsConfig:
-        """`CHATD_EXECUTE_TIMEOUT` and `CHATD_EXECUTE_MAX_TIMEOUT` (seconds); ValueError if bad."""
-        env = os.environ if environ is None else environ
-
-        def seconds(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return float(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
-
+    def from_settings(cls, settings: Settings) -> BuiltinToolsConfig:
+        """The execute timeouts of the service settings (`CHATD_EXECUTE_TIMEOUT`,
+        `CHATD_EXECUTE_MAX_TIMEOUT`, already validated by `chatd.config`)."""
         return cls(
-            execute_timeout=seconds("CHATD_EXECUTE_TIMEOUT", DEFAULT_EXECUTE_TIMEOUT),
-            execute_max_timeout=seconds("CHATD_EXECUTE_MAX_TIMEOUT", MAX_EXECUTE_TIMEOUT),
+            execute_timeout=settings.execute_timeout,
+            execute_max_timeout=settings.execute_max_timeout,
         )
