@@ -106,6 +106,7 @@ async def test_timeout_is_clamped_to_the_configured_maximum(workspace: Workspace
     ("arguments", "message"),
     [
         ({"command": " "}, "command must not be empty"),
+        ({"command": " & "}, "command must not be empty"),
         ({}, "command is required"),
         ({"command": "true", "timeout": "soon"}, 'timeout must be a duration such as "30s"'),
         ({"command": "true", "timeout": "0s"}, "timeout must be greater than zero"),

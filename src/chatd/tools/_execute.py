@@ -67,6 +67,10 @@ class ProcessTools:
 
     async def execute(self, args: Arguments) -> ToolResponse:
         command = args.text("command")
+        background = args.flag("run_in_background")
+        short = _background_form(command)
+        if short is not None:
+            command, background = short, True
         if not command.strip():
             raise ToolInputError("command must not be empty")
         notes: list[str] = []
@@ -78,10 +82,6 @@ class ProcessTools:
             raise ToolInputError(
                 f"workdir {self.workspace.display_path(workdir)} is not a directory"
             )
-        background = args.flag("run_in_background")
-        short = _background_form(command)
-        if short is not None:
-            command, background = short, True
         intent = args.text("model_intent", default="")[:_MODEL_INTENT_CHARS]
         env = process_environment(self.workspace.chat_id)
         if background:

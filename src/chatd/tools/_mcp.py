@@ -10,6 +10,7 @@ and every call to them is an error result the model sees (spec §7.4).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -79,6 +80,9 @@ class McpConnections:
         self._entered = True
         if not self._connections:
             return self
+        # The SDK takes about a second of CPU to import: do it off the event loop,
+        # once, so the first chat with an MCP server does not stall every other chat.
+        await asyncio.to_thread(importlib.import_module, "chatd.tools._mcp_sdk")
         self._tasks = [
             asyncio.create_task(self._hold(c), name=f"mcp:{c.config.slug}")
             for c in self._connections
@@ -108,7 +112,7 @@ class McpConnections:
     async def _hold(self, connection: _Connection) -> None:
         # One task per server enters and exits its client: the SDK's anyio scopes
         # must be left by the task that entered them.
-        from chatd.tools import _mcp_sdk as sdk  # ~1 s to import: only when a server is used
+        from chatd.tools import _mcp_sdk as sdk  # imported by __aenter__ already
 
         config = connection.config
         try:
