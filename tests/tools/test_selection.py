@@ -69,6 +69,7 @@ def test_a_configuration_round_trips_through_json() -> None:
         ({"dynamic": [{"name": "gh__x"}]}, "reserved for MCP tools"),
         ({"dynamic": [{"name": "has space"}]}, "not a valid tool name"),
         ({"dynamic": [{"name": "x" * 65}]}, "not a valid tool name"),
+        ({"dynamic": [{"name": "x", "input_schema": {"type": "string"}}]}, "must be a JSON schema"),
         ([], "tools: "),
     ],
 )

@@ -102,6 +102,11 @@ class ToolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
                 )
             if name in BUILTIN_TOOL_NAMES or name in seen:
                 raise ToolConfigError(f"tools.dynamic: the tool name {name!r} is already used")
+            if spec.input_schema.get("type") != "object":
+                raise ToolConfigError(
+                    f"tools.dynamic: the input_schema of {name!r} must be a JSON schema "
+                    'of "type": "object"'
+                )
             seen.add(name)
 
     def builtin_names(self) -> tuple[str, ...]:
