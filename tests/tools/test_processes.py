@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 from chatd.loop import Tool
-from chatd.tools import Workspace
+from chatd.tools import Workspace, Workspaces, builtin_tools
 from chatd.tools._processes import MAX_BACKGROUND_PROCESSES
 
 from .helpers import call, error, is_gone, result
@@ -147,3 +148,23 @@ async def _until_gone(pid: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"process {pid} is still running")
+
+
+async def test_workspaces_keep_one_workspace_per_chat_until_released(tmp_path: Path) -> None:
+    workspaces = Workspaces(tmp_path)
+    first = workspaces.get("chat-a")
+    assert workspaces.get("chat-a") is first
+    assert first.root == tmp_path / "chat-a"
+    other = workspaces.get("chat-b")
+    pids = []
+    for workspace in (first, other):
+        tools = {t.name: t for t in builtin_tools(workspace)}
+        await start(tools, "sleep 30 & echo $! > child.pid; wait")
+        pids.append(await _read_pid(workspace, "child.pid"))
+    await workspaces.release("chat-a", grace=0.3)
+    assert is_gone(pids[0])
+    assert not is_gone(pids[1])
+    assert workspaces.get("chat-a") is not first  # a fresh one, same directory
+    await workspaces.aclose(grace=0.3)
+    assert is_gone(pids[1])
+    await workspaces.release("never-opened")

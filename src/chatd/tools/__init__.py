@@ -27,7 +27,7 @@ from chatd.tools._selection import (
     select_mcp_servers,
     select_tools,
 )
-from chatd.tools._workspace import Workspace
+from chatd.tools._workspace import Workspace, Workspaces
 
 __all__ = [
     "BUILTIN_TOOL_NAMES",
@@ -41,6 +41,7 @@ __all__ = [
     "ToolConfigError",
     "ToolSelection",
     "Workspace",
+    "Workspaces",
     "builtin_tools",
     "dynamic_tool",
     "mcp_tool_name",

@@ -9,6 +9,7 @@ confining what a shell does needs an OS sandbox and is not attempted here.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from types import TracebackType
 from chatd.tools._args import ToolInputError
 from chatd.tools._processes import KILL_GRACE, ProcessTable
 
-__all__ = ["Workspace"]
+__all__ = ["Workspace", "Workspaces"]
 
 _CHAT_DIR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -85,3 +86,37 @@ class Workspace:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class Workspaces:
+    """The workspaces a replica holds, one per chat, created on first use.
+
+    A chat's background processes outlive a turn (the model may read their
+    output next turn), so the worker keeps its `Workspace` here while it holds the
+    chat; `release()` when the chat is deleted, `aclose()` at shutdown.
+    """
+
+    __slots__ = ("_open", "root", "shared")
+
+    def __init__(self, root: str | os.PathLike[str], *, shared: bool = False) -> None:
+        self.root = Path(root)
+        self.shared = shared
+        self._open: dict[str, Workspace] = {}
+
+    def get(self, chat_id: str) -> Workspace:
+        workspace = self._open.get(chat_id)
+        if workspace is None:
+            workspace = Workspace.for_chat(self.root, chat_id, shared=self.shared)
+            self._open[chat_id] = workspace
+        return workspace
+
+    async def release(self, chat_id: str, *, grace: float = KILL_GRACE) -> None:
+        """Stop the chat's processes and forget its workspace (its files stay)."""
+        workspace = self._open.pop(chat_id, None)
+        if workspace is not None:
+            await workspace.close(grace=grace)
+
+    async def aclose(self, *, grace: float = KILL_GRACE) -> None:
+        """Stop every chat's processes (replica shutdown)."""
+        workspaces, self._open = list(self._open.values()), {}
+        await asyncio.gather(*(w.close(grace=grace) for w in workspaces))
