@@ -1,15 +1,19 @@
-"""Small pure pieces: MCP tool names, server configuration, durations, the output cap."""
+"""Small pieces: MCP tool names, server configuration, durations, the output cap, errors."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from chatd.tools import MODEL_OUTPUT_CAP, McpServerConfig, mcp_tool_name
-from chatd.tools._args import ToolInputError, parse_duration
+from chatd.loop import ToolCall, ToolResponse
+from chatd.tools import MODEL_OUTPUT_CAP, McpServerConfig, Workspace, mcp_tool_name
+from chatd.tools._args import Arguments, ToolInputError, make_tool, parse_duration
+from chatd.tools._files import atomic_write, describe_os_error
 from chatd.tools._output import OutputCapture, cap_text
 
 
@@ -101,3 +105,35 @@ def test_importing_chatd_tools_does_not_import_the_mcp_sdk() -> None:
     # In a fresh interpreter: this one has long imported the SDK for other tests.
     code = "import sys, chatd.tools; sys.exit('mcp' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_a_file_tool_past_its_time_bound_is_an_error_result() -> None:
+    async def slow(_args: Arguments) -> ToolResponse:
+        await asyncio.sleep(10)
+        return ToolResponse.text("late")
+
+    tool = make_tool("slow", "", {}, slow, describe_os_error=str, timeout=0.01)
+    response = await tool.run(ToolCall("c", "slow", "{}"))
+    assert (response.is_error, response.content) == (True, "slow timed out after 0.01 s")
+
+
+def test_a_failed_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "occupied"
+    target.mkdir()
+    (target / "child").write_text("keep")
+    with pytest.raises(OSError):
+        atomic_write(target, b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["occupied"]
+
+
+def test_os_errors_name_the_file_as_the_model_sees_it(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    inside = str(tmp_path / "a" / "b")
+    cases = {
+        NotADirectoryError(20, "Not a directory", inside): "A parent of a/b is not a directory.",
+        PermissionError(13, "Permission denied", inside): "Permission denied: a/b",
+        OSError(28, "No space left on device", inside): "No space left on device: a/b",
+        OSError(5, "I/O error"): "I/O error: the file",
+    }
+    for err, message in cases.items():
+        assert describe_os_error(workspace, err) == message
