@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from chatd.loop import Tool
 from chatd.tools import Workspace
 from chatd.tools._files import MAX_LINE_CHARS, MAX_READ_BYTES
@@ -114,3 +116,14 @@ async def test_input_that_is_not_a_json_object_is_an_error_result(
     response = await tools["read_file"].run(ToolCall("c", "read_file", "[1, 2]"))
     assert response.is_error
     assert "not a JSON object" in response.content
+
+
+async def test_special_files_are_refused_instead_of_blocking(
+    tools: dict[str, Tool], workspace: Workspace
+) -> None:
+    os.mkfifo(workspace.root / "pipe")
+    assert error(await call(tools, "read_file", path="pipe")) == "pipe is not a regular file."
+    assert error(await call(tools, "attach_file", path="pipe")) == "pipe is not a regular file."
+    edit = {"path": "pipe", "old_text": "a", "new_text": "b"}
+    message = error(await call(tools, "edit_files", edits=[edit]))
+    assert message == "pipe is not a regular file. No edits were applied."

@@ -74,6 +74,7 @@ def _read_lines(request: _ReadRequest) -> dict[str, Any]:
     info = os.stat(request.path)
     if stat.S_ISDIR(info.st_mode):
         raise ToolInputError(f"{name} is a directory; list it with execute (ls).")
+    _require_regular(info, name)
     if info.st_size > MAX_READ_BYTES and not request.ranged:
         raise ToolInputError(
             f"{name} is {info.st_size} bytes, over the {MAX_READ_BYTES} byte limit for reading "
@@ -150,7 +151,14 @@ def _count_and_replace(plan: _FilePlan, old: str, new: str, replace_all: bool) -
     plan.current = plan.current.replace(old, new, -1 if replace_all else 1)
 
 
+def _require_regular(info: os.stat_result, name: str) -> None:
+    # A FIFO or a device would block the reading thread, or never end.
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolInputError(f"{name} is not a regular file.")
+
+
 def _read_text(path: Path, name: str) -> str:
+    _require_regular(os.stat(path), name)
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
@@ -237,7 +245,11 @@ class FileTools:
     async def attach_file(self, args: Arguments) -> ToolResponse:
         path = self.workspace.resolve(args.text("path"))
         name = self.workspace.display_path(path)
-        size = (await asyncio.to_thread(os.stat, path)).st_size
+        info = await asyncio.to_thread(os.stat, path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ToolInputError(f"{name} is a directory.")
+        _require_regular(info, name)
+        size = info.st_size
         if size > MAX_ATTACH_BYTES:
             raise ToolInputError(
                 f"{name} is {size} bytes, over the {MAX_ATTACH_BYTES} byte limit of attach_file."
