@@ -34,6 +34,11 @@ def is_gone(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 :].split()[0] == b"Z"
 
 
-def wait_for_file(path: os.PathLike[str] | str) -> str:
-    with open(path) as file:
-        return file.read().strip()
+def pid_in(path: os.PathLike[str] | str) -> int | None:
+    """The pid a command wrote to `path`, or None while it has not."""
+    try:
+        with open(path) as file:
+            text = file.read().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text else None

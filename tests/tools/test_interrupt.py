@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from chatd.loop import ChatInterrupted, FakeModel, Interrupt, RunOptions, run, stream_from_parts
+from chatd.loop import (
+    ChatInterrupted,
+    FakeModel,
+    Interrupt,
+    RunOptions,
+    ToolCall,
+    run,
+    stream_from_parts,
+)
 from chatd.loop._run import INTERRUPTED_TOOL_RESULT
 from chatd.tools import ToolConfig, Workspace, builtin_tools, select_tools
 from chatd.types import FinishReason, ToolCallPart, ToolResultError, ToolResultPart
 from tests.loop.helpers import Recorder, finish, text, tool_call
 
 from .conftest import CONFIG
-from .helpers import is_gone
+from .helpers import is_gone, pid_in
 
 
 async def test_interrupt_stops_a_running_command_and_persists_the_partial_step(
@@ -41,12 +52,7 @@ async def test_interrupt_stops_a_running_command_and_persists_the_partial_step(
             )
         )
     )
-    pid_file = workspace.root / "child.pid"
-    for _ in range(1000):
-        if pid_file.exists() and pid_file.read_text().strip():
-            break
-        await asyncio.sleep(0.01)
-    child = int(pid_file.read_text())
+    child = await _read_pid(workspace.root / "child.pid")
     interrupt.interrupt()
     with pytest.raises(ChatInterrupted):
         await asyncio.wait_for(task, 10)
@@ -58,3 +64,38 @@ async def test_interrupt_stops_a_running_command_and_persists_the_partial_step(
     assert [c.tool_name for c in calls] == ["execute", "write_file"]
     assert results["c1"].output == ToolResultError(INTERRUPTED_TOOL_RESULT)
     assert set(results) == {"c1", "c2"}  # every call of the step is answered
+
+
+async def test_an_interrupt_while_the_shell_is_being_started_still_stops_its_children(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio returns the process only after it already runs; an interrupt in that
+    # window must still take down the shell's whole group.
+    real_spawn = asyncio.create_subprocess_exec
+    released = asyncio.Event()
+
+    async def slow_spawn(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        process = await real_spawn(*args, **kwargs)
+        await released.wait()
+        return process
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_spawn)
+    tools = {t.name: t for t in builtin_tools(workspace, CONFIG)}
+    command = {"command": "sleep 600 & echo $! > child.pid; wait"}
+    task = asyncio.create_task(tools["execute"].run(ToolCall("c", "execute", json.dumps(command))))
+    child = await _read_pid(workspace.root / "child.pid")
+    task.cancel()
+    await asyncio.sleep(0.01)
+    released.set()
+    await asyncio.wait([task])
+    assert task.cancelled()
+    assert is_gone(child)
+
+
+async def _read_pid(path: Path) -> int:
+    for _ in range(1000):
+        pid = pid_in(path)
+        if pid is not None:
+            return pid
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{path} was never written")
