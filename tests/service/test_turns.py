@@ -259,3 +259,37 @@ async def test_chat_list_watch_reports_created_and_updated_chats(live: LiveRepli
         assert seen[0] == ("chat_created", "pending")
         assert ("chat_updated", "running") in seen
         assert seen[-1] == ("chat_updated", "waiting")
+
+
+async def test_builtin_tools_are_opt_in_and_run_in_the_chats_workspace(
+    live: LiveReplica,
+) -> None:
+    token = await live.token("kai")
+    async with live.client(token) as client:
+        plain = (await client.post("/api/chats", json={"message": "no tools here"})).json()
+        await wait_status(client, plain["id"], "waiting")
+        plain_roles = [
+            m["role"]
+            for m in (await client.get(f"/api/chats/{plain['id']}/messages")).json()["messages"]
+        ]
+        assert plain_roles == ["user", "assistant"]  # nothing ran on the server
+
+        chat = (
+            await client.post(
+                "/api/chats",
+                json={"message": "write it down", "tools": {"builtin": ["write_file"]}},
+            )
+        ).json()
+        await wait_status(client, chat["id"], "waiting")
+        messages = (await client.get(f"/api/chats/{chat['id']}/messages")).json()["messages"]
+        [result] = [p for m in messages for p in m["parts"] if p["type"] == "tool_result"]
+        assert result["tool_name"] == "write_file"
+        assert result["result"]["type"] == "text", result
+        root = live.replica.settings.effective_workspace_root
+        assert any(path.name == "example" for path in root.rglob("example"))
+
+        bad = await client.post(
+            "/api/chats", json={"message": "x", "tools": {"builtin": ["rm_rf"]}}
+        )
+        assert bad.status_code == 422
+        assert "rm_rf" in bad.json()["error"]["detail"]

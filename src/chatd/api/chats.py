@@ -24,6 +24,8 @@ from chatd.store import (
     NotFound,
     TransitionRejected,
 )
+from chatd.tools import ToolConfig as ToolSelectionConfig
+from chatd.tools import ToolConfigError
 from chatd.types import (
     TextPart,
     ToolResultError,
@@ -64,9 +66,14 @@ class DynamicToolSpec(_Strict):
 
 
 class ToolConfig(_Strict):
-    builtin: list[str] | None = None
-    mcp_servers: list[str] = Field(default_factory=list)
+    """Which tools the chat's runs get. Built-in tools run commands and edit files in the
+    chat's workspace on the server, so they are opt-in: `"builtin": "all"` or a list."""
+
+    builtin: Literal["all"] | list[str] | None = None
+    mcp_servers: list[str] | None = None
     dynamic: list[DynamicToolSpec] = Field(default_factory=list, max_length=64)
+    stop_after: list[str] = Field(default_factory=list)
+    exclusive: list[str] = Field(default_factory=list)
 
 
 class CreateChat(_Strict):
@@ -184,7 +191,14 @@ async def create_chat(body: CreateChat, request: Request, user: User) -> Respons
     """Start a chat with its first message; a worker picks it up at once."""
     state = _state(request)
     config_id = await _model_config_id(state, body.model)
-    tools = body.tools.model_dump() if body.tools is not None else None
+    tools = body.tools.model_dump(exclude_none=True) if body.tools is not None else None
+    if tools is not None:
+        try:
+            ToolSelectionConfig.from_json(tools)
+        except ToolConfigError as err:
+            raise ApiError(
+                422, "invalid_request", "Fix the chat's tools and retry.", str(err)
+            ) from None
     with _store_errors():
         chat = await state.store.create_chat(
             user.user_id,

@@ -28,13 +28,13 @@ from chatd.loop import (
     RunOptions,
     StopAfterTool,
     StreamError,
-    Tool,
     ToolCall,
     ToolResponse,
     run,
 )
 from chatd.loop.compaction import CompactionOptions, CompactionResult
 from chatd.store import Chat, ChatIsInterrupting, ChatStatus, Fence, Lease, StaleFence, new_id
+from chatd.tools import ToolConfig, ToolConfigError, select_tools
 from chatd.types import (
     MessagePart,
     ReasoningPart,
@@ -245,13 +245,19 @@ class ChatRunner:
             await self._end(self.store.finish_error(self.fence, err.classified))
             return
         self.model_provider, self.model_name = model.provider, model.model
-        dynamic = _dynamic_tools(chat.tool_config)
+        try:
+            tool_config = ToolConfig.from_json(chat.tool_config or None)
+        except ToolConfigError as err:
+            error = ClassifiedError(kind="config", message=f"The chat's tools are invalid: {err}")
+            await self._end(self.store.finish_error(self.fence, error))
+            return
+        # Built-in tools act on the server's files and processes: only when asked for.
+        builtin = self.worker.builtin_tools(chat) if "builtin" in chat.tool_config else []
+        selection = select_tools(tool_config, builtin=builtin)
         compaction = CompactionOptions(persist=self._persist_compaction)
         options = RunOptions(
             model=_AttemptRecorder(model, self),
             messages=history.messages,
-            tools=[*self.worker.tools_for(chat), *dynamic],
-            dynamic_tool_names={t.name for t in dynamic},
             max_steps=self.worker.settings.max_steps,
             persist_step=self._persist_step,
             publish_message_part=self._publish,
@@ -261,6 +267,7 @@ class ChatRunner:
             compaction=compaction,
             reload_messages=self._reload,
         )
+        options = selection.apply(options)
         gauge = self.worker.metrics.chats.labels("streaming")
         gauge.inc()
         try:
@@ -313,25 +320,12 @@ class ChatRunner:
         self.worker.request_sync(self.chat_id)
 
 
-def _dynamic_tools(tool_config: dict[str, Any]) -> list[Tool]:
-    tools = []
-    for spec in tool_config.get("dynamic", []) or []:
-        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-            schema = spec.get("input_schema")
-            tools.append(
-                Tool(
-                    spec["name"],
-                    str(spec.get("description", "")),
-                    _client_side,
-                    schema if isinstance(schema, dict) else {"type": "object", "properties": {}},
-                )
-            )
-    return tools
-
-
 def _ends_with_pending_dynamic_calls(messages: list[Any], chat: Chat) -> bool:
     """The previous owner committed a dynamic-tool step but died before requires_action."""
-    names = {t.name for t in _dynamic_tools(chat.tool_config)}
+    try:
+        names = {spec.name for spec in ToolConfig.from_json(chat.tool_config or None).dynamic}
+    except ToolConfigError:
+        return False
     if not names or not messages:
         return False
     last = messages[-1]

@@ -19,18 +19,18 @@ from typing import Any
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
 from chatd.store import Chat, ChatStatus, Store, StoreError, StreamEvent
+from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools
 from chatd.worker.events import derive_events, pending_tool_calls
 from chatd.worker.hub import StreamEvent as HubEvent
 from chatd.worker.hub import StreamHub, encode_event
 from chatd.worker.runner import ChatRunner
 from chatd.worker.watch import ChatListWatch
 
-__all__ = ["ResolveModel", "ToolsFor", "Worker", "hub_event"]
+__all__ = ["ResolveModel", "Worker", "hub_event"]
 
 log = logging.getLogger("chatd.worker")
 
 ResolveModel = Callable[[Chat], Awaitable[Model]]
-ToolsFor = Callable[[Chat], list[Tool]]
 
 
 def hub_event(chat_id: str, event: StreamEvent) -> HubEvent:
@@ -56,17 +56,16 @@ class Worker:
         settings: Settings,
         metrics: Metrics,
         resolve_model: ResolveModel,
-        tools_for: ToolsFor | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.settings = settings
         self.metrics = metrics
         self._resolve_model = resolve_model
-        self._tools_for = tools_for
         self.worker_id = str(uuid.uuid4())
         self.runners: dict[str, ChatRunner] = {}
         self.list_watch = ChatListWatch()
+        self.workspaces = Workspaces(settings.effective_workspace_root)
         self.wake = asyncio.Event()
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,8 +77,11 @@ class Worker:
     async def resolve_model(self, chat: Chat) -> Model:
         return await self._resolve_model(chat)
 
-    def tools_for(self, chat: Chat) -> list[Tool]:
-        return self._tools_for(chat) if self._tools_for is not None else []
+    def builtin_tools(self, chat: Chat) -> list[Tool]:
+        """The built-in tools, confined to the chat's workspace (kept while we run it)."""
+        return builtin_tools(
+            self.workspaces.get(chat.id), BuiltinToolsConfig.from_settings(self.settings)
+        )
 
     def request_sync(self, chat_id: str) -> None:
         """Bring an unowned chat's stream up to date, in the background.
@@ -157,6 +159,7 @@ class Worker:
                     await self.store.abandon(runner.fence)
         for task in list(self._background):
             task.cancel()
+        await self.workspaces.aclose()
 
     async def _acquire_loop(self) -> None:
         interval = self.settings.acquire_interval
