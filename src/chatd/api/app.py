@@ -139,8 +139,11 @@ def create_app(state: AppState) -> FastAPI:
         """Who the token belongs to."""
         return {"id": user.user_id, "username": user.username, "is_admin": user.is_admin}
 
-    from chatd.api.chats import router
+    from chatd.api.admin import router as admin_router
+    from chatd.api.chats import router as chats_router
 
-    app.include_router(router)
+    # Admin collections first: their paths would otherwise match /api/chats/{chat_id}.
+    app.include_router(admin_router)
+    app.include_router(chats_router)
     app.add_middleware(RequestMiddleware, metrics=HttpMetrics(state.registry))
     return app

@@ -139,7 +139,8 @@ def _store_errors(what: str = "chat") -> Iterator[None]:
             extra=body,
         ) from None
     except InvalidRequest as err:
-        raise ApiError(422, err.kind, err.message) from None
+        status = 409 if err.kind == "conflict" else 422
+        raise ApiError(status, err.kind, err.message) from None
 
 
 def _state(request: Request) -> AppState:

@@ -219,6 +219,82 @@ class Accounts(StoreBase):
             rows = await conn.execute(sa.select(model_configs).order_by(model_configs.c.name))
             return [ModelConfig(**row._asdict()) for row in rows]
 
+    async def update_model_config(self, config_id: str, **changes: Any) -> ModelConfig:
+        """Change a config's fields (name, model, base_url, provider_key_id, options,
+        context_limit, compaction_threshold_percent, enabled, is_default)."""
+        allowed = {
+            "name",
+            "model",
+            "base_url",
+            "provider_key_id",
+            "options",
+            "context_limit",
+            "compaction_threshold_percent",
+            "enabled",
+            "is_default",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidRequest(
+                "invalid_request", f"Unknown model config fields {sorted(unknown)}."
+            )
+        await self.get_model_config(config_id)
+        now = self.clock()
+        try:
+            async with self.db.write() as conn:
+                if changes.get("is_default"):
+                    await conn.execute(
+                        sa.update(model_configs)
+                        .where(model_configs.c.is_default)
+                        .values(is_default=False, updated_at=now)
+                    )
+                await conn.execute(
+                    sa.update(model_configs)
+                    .where(model_configs.c.id == config_id)
+                    .values(**changes, updated_at=now)
+                )
+        except IntegrityError as err:
+            raise InvalidRequest("conflict", "Another model config has that name.") from err
+        return await self.get_model_config(config_id)
+
+    async def delete_model_config(self, config_id: str) -> None:
+        """Remove a config; chats that used it fall back to the default model."""
+        config = await self.get_model_config(config_id)
+        if config.is_default:
+            raise InvalidRequest(
+                "conflict", "The default model config cannot be deleted; make another default."
+            )
+        async with self.db.write() as conn:
+            await conn.execute(sa.delete(model_configs).where(model_configs.c.id == config_id))
+
+    async def list_provider_keys(self) -> list[ProviderKey]:
+        k = provider_keys.c
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                sa.select(k.id, k.name, k.provider, k.last4, k.created_at, k.updated_at).order_by(
+                    k.name
+                )
+            )
+            return [ProviderKey(**row._asdict()) for row in rows]
+
+    async def delete_provider_key(self, key_id: str) -> None:
+        """Remove a key; refused (409) while a model config uses it."""
+        async with self.db.write() as conn:
+            used = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(model_configs)
+                .where(model_configs.c.provider_key_id == key_id)
+            )
+            if used:
+                raise InvalidRequest(
+                    "conflict", "A model config uses this key; change or delete it first."
+                )
+            result = await conn.execute(
+                sa.delete(provider_keys).where(provider_keys.c.id == key_id)
+            )
+            if result.rowcount == 0:
+                raise NotFound("provider key", key_id)
+
 
 def _asdict(value: Any) -> dict[str, Any]:
     return {field: getattr(value, field) for field in value.__struct_fields__}

@@ -1,0 +1,162 @@
+"""Admin routes (service spec §6.4): model configs and provider keys.
+
+Admin tokens only (403 otherwise). Provider keys are write-only: responses carry
+their last four characters, never the key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatd.api.app import AppState, current_user
+from chatd.api.auth import Principal
+from chatd.api.chats import _json, _store_errors
+from chatd.api.errors import ApiError
+from chatd.store import ModelConfig, ProviderKey
+from chatd.worker.wire import timestamp
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/chats", tags=["admin"])
+
+PROVIDERS = Literal[
+    "scripted", "openai", "openai_responses", "openai-compat", "anthropic", "google"
+]
+
+
+async def require_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+    if not user.is_admin:
+        raise ApiError(403, "forbidden", "This route needs an admin token.")
+    return user
+
+
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfigIn(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    provider: PROVIDERS
+    model: str = Field(min_length=1, max_length=256)
+    base_url: str | None = Field(default=None, max_length=2048)
+    provider_key_id: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    context_limit: int | None = Field(default=None, ge=1)
+    compaction_threshold_percent: int = Field(default=70, ge=0, le=100)
+    enabled: bool = True
+    is_default: bool = False
+
+
+class ModelConfigPatch(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+    base_url: str | None = Field(default=None, max_length=2048)
+    provider_key_id: str | None = None
+    options: dict[str, Any] | None = None
+    context_limit: int | None = Field(default=None, ge=1)
+    compaction_threshold_percent: int | None = Field(default=None, ge=0, le=100)
+    enabled: bool | None = None
+    is_default: bool | None = None
+
+
+class ProviderKeyIn(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    provider: PROVIDERS
+    api_key: str = Field(min_length=4, max_length=4096)
+
+
+def _config_json(c: ModelConfig) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "provider": c.provider,
+        "model": c.model,
+        "base_url": c.base_url,
+        "provider_key_id": c.provider_key_id,
+        "options": c.options,
+        "context_limit": c.context_limit,
+        "compaction_threshold_percent": c.compaction_threshold_percent,
+        "enabled": c.enabled,
+        "is_default": c.is_default,
+        "created_at": timestamp(c.created_at),
+        "updated_at": timestamp(c.updated_at),
+    }
+
+
+def _key_json(k: ProviderKey) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "name": k.name,
+        "provider": k.provider,
+        "last4": k.last4,
+        "created_at": timestamp(k.created_at),
+        "updated_at": timestamp(k.updated_at),
+    }
+
+
+def _store(request: Request) -> Any:
+    state: AppState = request.app.state.chatd
+    return state.store
+
+
+@router.get("/model-configs")
+async def list_model_configs(request: Request, _admin: Admin) -> Response:
+    configs = await _store(request).list_model_configs()
+    return _json({"model_configs": [_config_json(c) for c in configs]})
+
+
+@router.post("/model-configs", status_code=201)
+async def create_model_config(body: ModelConfigIn, request: Request, _admin: Admin) -> Response:
+    with _store_errors("model config"):
+        config = await _store(request).create_model_config(**body.model_dump())
+    return _json(_config_json(config), 201)
+
+
+@router.get("/model-configs/{config_id}")
+async def get_model_config(config_id: str, request: Request, _admin: Admin) -> Response:
+    with _store_errors("model config"):
+        return _json(_config_json(await _store(request).get_model_config(config_id)))
+
+
+@router.patch("/model-configs/{config_id}")
+async def patch_model_config(
+    config_id: str, body: ModelConfigPatch, request: Request, _admin: Admin
+) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    with _store_errors("model config"):
+        config = await _store(request).update_model_config(config_id, **changes)
+    return _json(_config_json(config))
+
+
+@router.delete("/model-configs/{config_id}", status_code=204)
+async def delete_model_config(config_id: str, request: Request, _admin: Admin) -> Response:
+    with _store_errors("model config"):
+        await _store(request).delete_model_config(config_id)
+    return Response(status_code=204)
+
+
+@router.get("/provider-keys")
+async def list_provider_keys(request: Request, _admin: Admin) -> Response:
+    keys = await _store(request).list_provider_keys()
+    return _json({"provider_keys": [_key_json(k) for k in keys]})
+
+
+@router.post("/provider-keys", status_code=201)
+async def create_provider_key(body: ProviderKeyIn, request: Request, _admin: Admin) -> Response:
+    with _store_errors("provider key"):
+        key = await _store(request).create_provider_key(body.name, body.provider, body.api_key)
+    return _json(_key_json(key), 201)
+
+
+@router.delete("/provider-keys/{key_id}", status_code=204)
+async def delete_provider_key(key_id: str, request: Request, _admin: Admin) -> Response:
+    with _store_errors("provider key"):
+        await _store(request).delete_provider_key(key_id)
+    return Response(status_code=204)
