@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,19 +45,22 @@ class LiveReplica:
         return config.name
 
 
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveReplica]:
+@contextlib.asynccontextmanager
+async def running_replica(data_dir: Path, **overrides: Any) -> AsyncIterator[LiveReplica]:
+    """A replica with test timings (spec §0.1) on a free port; `overrides` are Settings."""
     settings = load_settings(
-        {"CHATD_DATA_DIR": str(tmp_path)},
-        lease_ttl=3.0,
-        heartbeat_interval=0.5,
-        acquire_interval=0.2,
-        sync_interval=0.5,
-        shutdown_grace=1.0,
+        {"CHATD_DATA_DIR": str(data_dir)},
+        **{
+            "lease_ttl": 3.0,
+            "heartbeat_interval": 0.5,
+            "acquire_interval": 0.2,
+            "sync_interval": 0.5,
+            "shutdown_grace": 1.0,
+            **overrides,
+        },
     )
     replica = await build(settings)
-    port = free_port()
-    live = LiveReplica(replica, port)
+    live = LiveReplica(replica, free_port())
     replica.start()
     live.task = asyncio.create_task(live.server.serve())
     while not live.server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
@@ -68,6 +72,12 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveReplica]:
         live.server.should_exit = True
         await live.task
         await replica.stop()
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveReplica]:
+    async with running_replica(tmp_path) as replica:
+        yield replica
 
 
 class SSE:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.conftest import SSE, LiveReplica, turn_done
+from tests.service.conftest import SSE, LiveReplica, running_replica, turn_done
 
 
 def seqs(events: list[tuple[int | None, str, dict[str, Any]]]) -> list[int]:
@@ -293,3 +294,33 @@ async def test_builtin_tools_are_opt_in_and_run_in_the_chats_workspace(
         )
         assert bad.status_code == 422
         assert "rm_rf" in bad.json()["error"]["detail"]
+
+
+async def test_requires_action_deadline_ends_the_turn_with_a_clear_error(tmp_path: Path) -> None:
+    async with running_replica(tmp_path, requires_action_timeout=1.0) as live:
+        token = await live.token("lee")
+        tools = {"dynamic": [{"name": "ask_browser", "input_schema": {"type": "object"}}]}
+        async with live.client(token) as client:
+            chat = (
+                await client.post("/api/chats", json={"message": "use it", "tools": tools})
+            ).json()
+            await wait_status(client, chat["id"], "requires_action")
+            errored = await wait_status(client, chat["id"], "error", within=20)
+            assert errored["last_error"]["kind"] == "requires_action_timeout"
+            assert "send a message to continue" in errored["last_error"]["message"]
+            messages = (await client.get(f"/api/chats/{chat['id']}/messages")).json()["messages"]
+            [result] = [p for m in messages for p in m["parts"] if p["type"] == "tool_result"]
+            assert result["result"]["type"] == "error"
+            # A late submission is refused; the chat is not stuck.
+            late = await client.post(
+                f"/api/chats/{chat['id']}/tool-results",
+                json={
+                    "results": [
+                        {
+                            "tool_call_id": result["tool_call_id"],
+                            "output": {"type": "text", "text": "too late"},
+                        }
+                    ]
+                },
+            )
+            assert late.status_code == 409
