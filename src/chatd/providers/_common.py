@@ -19,6 +19,7 @@ from chatd.errors import (
     ClassifiedException,
     ErrorKind,
     classify,
+    display_name,
     with_classification,
 )
 from chatd.loop import Call, GenerateResponse
@@ -161,15 +162,24 @@ def transport_failure(error: BaseException, provider: str) -> ClassifiedExceptio
     )
 
 
-def truncated_stream(provider: str, what: str) -> ClassifiedException:
-    """A stream that ended cleanly but without its terminal event: retry it."""
-    error = ConnectionError(f"{provider} stream closed before {what}")
-    return with_classification(
-        error,
-        ClassifiedError(
-            kind=ErrorKind.TIMEOUT, provider=provider, retryable=True, detail=str(error)
-        ),
-    )
+def truncated_stream(provider: str, text: str) -> ClassifiedException:
+    """A stream that ended cleanly but without its terminal event: retry it.
+
+    `text` names what was missing ("anthropic stream closed before message_stop");
+    `classify` knows the providers' own wordings, anything else is a timeout too.
+    """
+    error = ConnectionError(text)
+    found = classify(error, provider=provider)
+    if not found.retryable:
+        closed = f"{display_name(provider)} stream closed unexpectedly"
+        found = ClassifiedError(
+            kind=ErrorKind.TIMEOUT,
+            provider=provider,
+            retryable=True,
+            message=f"{closed[:1].upper()}{closed[1:]} before the response completed.",
+            detail=text,
+        )
+    return with_classification(error, found)
 
 
 class SDKModel(Generic[C]):

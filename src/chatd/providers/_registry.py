@@ -36,6 +36,12 @@ _CHAT = "chatd.providers.openai_chat"
 _COMPAT = "openai-compat"
 
 PROVIDERS: dict[str, Provider] = {
+    "anthropic": Provider(
+        "chatd.providers.anthropic",
+        "AnthropicModel",
+        key_envs=("ANTHROPIC_API_KEY",),
+        description="Anthropic Messages API",
+    ),
     "llamacpp": Provider(
         _CHAT,
         "OpenAIChatModel",

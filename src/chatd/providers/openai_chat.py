@@ -110,7 +110,9 @@ class OpenAIChatModel(SDKModel[AsyncOpenAI]):
                     for part in translator.feed(chunk):
                         yield part
             if translator.finish_reason is None:
-                raise truncated_stream(self.provider, "its finish reason")
+                raise truncated_stream(
+                    self.provider, "openai chat stream closed before its finish reason"
+                )
             for part in translator.close():
                 yield part
             yield StreamPart(
