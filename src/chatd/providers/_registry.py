@@ -66,6 +66,12 @@ PROVIDERS: dict[str, Provider] = {
         key_required=False,
         description="Ollama (OpenAI-compatible)",
     ),
+    "openai": Provider(
+        "chatd.providers.openai_responses",
+        "OpenAIResponsesModel",
+        key_envs=_OPENAI_KEY,
+        description="OpenAI Responses API",
+    ),
     "openai-chat": Provider(
         _CHAT,
         "OpenAIChatModel",
