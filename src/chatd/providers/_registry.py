@@ -42,6 +42,12 @@ PROVIDERS: dict[str, Provider] = {
         key_envs=("ANTHROPIC_API_KEY",),
         description="Anthropic Messages API",
     ),
+    "google": Provider(
+        "chatd.providers.google",
+        "GoogleModel",
+        key_envs=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        description="Google Gemini API (google-genai)",
+    ),
     "llamacpp": Provider(
         _CHAT,
         "OpenAIChatModel",
