@@ -305,3 +305,83 @@ async def test_missing_key_fails_before_any_request(server: ReplayServer) -> Non
     assert classified.kind == ErrorKind.MISSING_KEY
     assert "ANTHROPIC_API_KEY" in classified.detail
     assert server.requests == []
+
+
+async def test_web_search_streams_as_a_provider_executed_call_and_result_and_goes_back(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "web_search", "text")
+    model = claude(server)
+    parts = await drain(model)
+    search = "srvtoolu_014hJH82Qum7Td6UV8gDXThB"
+    result_block = {
+        "type": "web_search_tool_result",
+        "tool_use_id": search,
+        "content": [
+            {
+                "type": "web_search_result",
+                "title": "Paris weather",
+                "url": "https://weather.example/paris",
+                "encrypted_content": "EqgfCioIARgBIiQ3YTAw",
+                "page_age": "November 25, 2026",
+            }
+        ],
+    }
+    assert parts[:6] == [
+        StreamPart(
+            P.TOOL_INPUT_START, id=search, tool_call_name="web_search", provider_executed=True
+        ),
+        StreamPart(P.TOOL_INPUT_DELTA, id=search, delta='{"query": "weather paris"}'),
+        StreamPart(P.TOOL_INPUT_END, id=search),
+        StreamPart(
+            P.TOOL_CALL,
+            id=search,
+            tool_call_name="web_search",
+            tool_call_input='{"query": "weather paris"}',
+            provider_executed=True,
+        ),
+        StreamPart(
+            P.TOOL_RESULT,
+            id=search,
+            tool_call_name="web_search",
+            provider_executed=True,
+            provider_metadata={"anthropic": {"content": result_block}},
+        ),
+        StreamPart(P.TEXT_START, id="text-2"),
+    ]
+    assert parts[-1].finish_reason == FinishReason.STOP
+
+    # The next turn sends the server tool's call and result back as Anthropic gave them.
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                ToolCallPart(
+                    search, "web_search", parts[3].tool_call_input, provider_executed=True
+                ),
+                ToolResultPart(
+                    search,
+                    "web_search",
+                    provider_executed=True,
+                    provider_metadata=parts[4].provider_metadata or {},
+                ),
+                TextPart("It is sunny in Paris."),
+            ],
+        ),
+        Message(Role.USER, [TextPart("Thanks")]),
+    ]
+    await drain(model, Call(prompt=history))
+    assert server.requests[1].json()["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {
+                "type": "server_tool_use",
+                "id": search,
+                "name": "web_search",
+                "input": {"query": "weather paris"},
+            },
+            result_block,
+            {"type": "text", "text": "It is sunny in Paris."},
+        ],
+    }

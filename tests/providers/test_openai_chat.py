@@ -292,3 +292,40 @@ async def test_key_is_read_from_the_configured_environment_variable(
     assert model.provider == "openrouter"
     assert parts[-1].provider_metadata is not None
     assert parts[-1].provider_metadata["context_window"] == 128_000
+
+
+async def test_stream_ending_without_a_finish_reason_is_a_retryable_truncation(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_chat", "truncated")
+    classified, parts = await failure(openai_chat(server))
+    assert [p.type for p in parts] == [P.TEXT_START, P.TEXT_DELTA]
+    assert (classified.kind, classified.retryable) == (ErrorKind.TIMEOUT, True)
+    assert classified.message == "OpenAI stream closed unexpectedly before the response completed."
+
+
+async def test_tool_choice_none_sends_no_tools_and_compat_servers_get_max_tokens(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_chat", "text")
+    model = resolve("vllm:qwen3", config=ModelConfig("", "", base_url=f"{server.url}/v1"))
+    settings = ModelSettings(max_output_tokens=32, top_k=5)
+    await drain(
+        model, Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none", settings=settings)
+    )
+    body = server.requests[0].json()
+    assert "tools" not in body and "tool_choice" not in body
+    assert (body["max_tokens"], body["top_k"]) == (32, 5)
+
+
+async def test_aclose_releases_the_client_and_the_next_call_makes_a_new_one(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_chat", "text", "text")
+    model = openai_chat(server)
+    await drain(model)
+    first = model.client()
+    await model.aclose()
+    await drain(model)
+    assert model.client() is not first
+    await model.aclose()
