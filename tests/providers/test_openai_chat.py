@@ -329,3 +329,14 @@ async def test_aclose_releases_the_client_and_the_next_call_makes_a_new_one(
     await drain(model)
     assert model.client() is not first
     await model.aclose()
+
+
+async def test_refusal_streams_as_text_and_finishes_content_filtered(server: ReplayServer) -> None:
+    server.enqueue("openai_chat", "refusal")
+    parts = await drain(openai_chat(server))
+    assert [(p.type, p.delta) for p in parts[:-1]] == [
+        (P.TEXT_START, ""),
+        (P.TEXT_DELTA, "I can't help with that."),
+        (P.TEXT_END, ""),
+    ]
+    assert parts[-1].finish_reason == FinishReason.CONTENT_FILTER

@@ -329,3 +329,32 @@ async def test_missing_key_fails_before_any_request(server: ReplayServer) -> Non
     classified, _ = await failure(model)
     assert classified.kind == ErrorKind.MISSING_KEY
     assert server.requests == []
+
+
+async def test_no_chaining_on_a_response_whose_history_was_rewritten(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "tool_calls", "answer")
+    model = gpt(server)
+    parts = await drain(model)  # resp_68b1tools answered a one-message prompt
+    calls = [p for p in parts if p.type == P.TOOL_CALL]
+    assistant = Message(
+        Role.ASSISTANT,
+        [
+            ToolCallPart(
+                c.id,
+                c.tool_call_name,
+                c.tool_call_input,
+                provider_metadata=c.provider_metadata or {},
+            )
+            for c in calls
+        ],
+    )
+    results = Message(
+        Role.TOOL, [ToolResultPart(c.id, c.tool_call_name, ToolResultText("ok")) for c in calls]
+    )
+    # A summary now stands before the call (as compaction leaves it): the stored
+    # chain would carry the pre-summary context, so the full history goes instead.
+    summary = Message(Role.USER, [TextPart("Summary of earlier conversation.")])
+    await drain(model, Call(prompt=[summary, *HELLO.prompt, assistant, results]))
+    body = server.requests[1].json()
+    assert "previous_response_id" not in body
+    assert len(body["input"]) == 2 + 2 + 2  # two user messages, two calls, two outputs

@@ -11,6 +11,7 @@ classified errors in `_map_errors()` only; the SDK's own retries are off.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -339,14 +340,21 @@ def to_anthropic_messages(
 def _with_cache_mark(
     blocks: list[dict[str, Any]], options: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """The loop marks cache breakpoints per message; Anthropic wants them on the last block."""
+    """The loop marks cache breakpoints per message; Anthropic wants them on a block.
+
+    The mark goes on the message's last block that may carry one (thinking
+    blocks cannot).
+    """
+    anthropic_options = options.get(_KEY)
     mark = (
-        options.get(_KEY, {}).get("cache_control")
-        if isinstance(options.get(_KEY), Mapping)
-        else None
+        anthropic_options.get("cache_control") if isinstance(anthropic_options, Mapping) else None
     )
-    if mark and blocks:
-        blocks[-1] = {**blocks[-1], "cache_control": mark}
+    if not mark:
+        return blocks
+    for index in range(len(blocks) - 1, -1, -1):
+        if blocks[index]["type"] not in ("thinking", "redacted_thinking"):
+            blocks[index] = {**blocks[index], "cache_control": mark}
+            break
     return blocks
 
 
@@ -372,8 +380,6 @@ def _blocks(part: Any) -> list[dict[str, Any]]:
 
 
 def _file_block(media_type: str, data: bytes | str) -> dict[str, Any]:
-    import base64
-
     payload = data if isinstance(data, str) else base64.b64encode(data).decode("ascii")
     kind = "image" if media_type.startswith("image/") else "document"
     return {"type": kind, "source": {"type": "base64", "media_type": media_type, "data": payload}}

@@ -143,6 +143,7 @@ class _ChunkTranslator:
         self.usage = Usage()
         self._text_open = False
         self._reasoning_open = False
+        self._refused = False
         self._calls: dict[int, _OpenCall] = {}
 
     def feed(self, chunk: ChatCompletionChunk) -> list[StreamPart]:
@@ -158,12 +159,15 @@ class _ChunkTranslator:
                     self._reasoning_open = True
                     parts.append(StreamPart(P.REASONING_START, id="reasoning"))
                 parts.append(StreamPart(P.REASONING_DELTA, id="reasoning", delta=reasoning))
-            if delta.content:
+            # A refusal is shown like text, and the step ends as content-filtered.
+            text = delta.content or delta.refusal
+            if text:
+                self._refused = self._refused or bool(delta.refusal)
                 parts += self._close_reasoning()
                 if not self._text_open:
                     self._text_open = True
                     parts.append(StreamPart(P.TEXT_START, id="text"))
-                parts.append(StreamPart(P.TEXT_DELTA, id="text", delta=delta.content))
+                parts.append(StreamPart(P.TEXT_DELTA, id="text", delta=text))
             for tool_call in delta.tool_calls or ():
                 parts += self._close_reasoning()
                 parts += self._tool_call_delta(tool_call)
@@ -207,11 +211,9 @@ class _ChunkTranslator:
                 )
             )
         self._calls.clear()
-        if (
-            parts
-            and self.finish_reason == FinishReason.STOP
-            and any(p.type == P.TOOL_CALL for p in parts)
-        ):
+        if self._refused:
+            self.finish_reason = FinishReason.CONTENT_FILTER
+        elif self.finish_reason == FinishReason.STOP and any(p.type == P.TOOL_CALL for p in parts):
             # Some compatible servers say "stop" even when the answer is tool calls.
             self.finish_reason = FinishReason.TOOL_CALLS
         return parts

@@ -53,6 +53,8 @@ P = StreamPartType
 _KEY = "openai"
 
 _TEXT_PARTS = ("output_text", "refusal")
+# Chain positions kept per model: plenty for the chats one worker runs at once.
+_REMEMBERED_POSITIONS = 1024
 _INCOMPLETE_REASONS = {
     "max_output_tokens": FinishReason.LENGTH,
     "content_filter": FinishReason.CONTENT_FILTER,
@@ -78,6 +80,9 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
         super().__init__(*args, **kwargs)
         # Response ids the provider no longer knows: never chain on them again.
         self._broken_chains: set[str] = set()
+        # Where each response this model produced sits in the prompt: if history was
+        # rewritten before it (compaction), the stored chain holds the old context.
+        self._positions: dict[str, int] = {}
 
     def _make_client(self, api_key: str) -> AsyncOpenAI:
         return AsyncOpenAI(
@@ -97,11 +102,19 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
         except ClassifiedException as err:
             self._forget_broken_chain(err, previous)
             raise
-        return self._parts(cast("AsyncStream[ResponseStreamEvent]", response), previous)
+        stream = cast("AsyncStream[ResponseStreamEvent]", response)
+        return self._parts(stream, previous, len(call.prompt))
 
     def _forget_broken_chain(self, err: ClassifiedException, previous: str) -> None:
         if previous and err.classified.chain_broken:
             self._broken_chains.add(previous)
+
+    def _remember_position(self, response_id: str, index: int) -> None:
+        if not response_id:
+            return
+        self._positions[response_id] = index
+        if len(self._positions) > _REMEMBERED_POSITIONS:
+            del self._positions[next(iter(self._positions))]
 
     def request(self, call: Call) -> dict[str, Any]:
         """The keyword arguments of `responses.create` for `call`."""
@@ -140,11 +153,13 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
             response_id = _response_id(message)
             if not response_id or response_id in self._broken_chains:
                 return None
+            if self._positions.get(response_id, index) != index:
+                return None
             return index, response_id
         return None
 
     async def _parts(
-        self, response: AsyncStream[ResponseStreamEvent], previous: str
+        self, response: AsyncStream[ResponseStreamEvent], previous: str, prompt_length: int
     ) -> AsyncIterator[StreamPart]:
         translator = _EventTranslator()
         try:
@@ -164,6 +179,7 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
                     self.config, _KEY, response_id=translator.response_id
                 ),
             )
+            self._remember_position(translator.response_id, prompt_length)
         except ClassifiedException as err:
             self._forget_broken_chain(err, previous)
             raise
