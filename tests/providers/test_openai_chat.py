@@ -340,3 +340,30 @@ async def test_refusal_streams_as_text_and_finishes_content_filtered(server: Rep
         (P.TEXT_END, ""),
     ]
     assert parts[-1].finish_reason == FinishReason.CONTENT_FILTER
+
+
+async def test_529_from_a_compatible_gateway_is_overloaded_with_retry_after(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_chat", "529")
+    model = resolve(
+        "openai-compat:llama-3.3-70b", config=ModelConfig("", "", base_url=f"{server.url}/v1")
+    )
+    classified, _ = await failure(model)
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.OVERLOADED,
+        529,
+        True,
+    )
+    assert classified.retry_after == 3.0
+    assert classified.message == "OpenAI Compatible is temporarily overloaded."
+
+
+async def test_context_limit_in_the_config_overrides_the_known_window(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_chat", "text")
+    config = ModelConfig("", "", base_url=f"{server.url}/v1", api_key="k", context_limit=32_768)
+    parts = await drain(resolve("openai-chat:gpt-4o", config=config))
+    assert parts[-1].provider_metadata is not None
+    assert parts[-1].provider_metadata["context_window"] == 32_768

@@ -358,3 +358,13 @@ async def test_no_chaining_on_a_response_whose_history_was_rewritten(server: Rep
     body = server.requests[1].json()
     assert "previous_response_id" not in body
     assert len(body["input"]) == 2 + 2 + 2  # two user messages, two calls, two outputs
+
+
+async def test_503_engine_overloaded_is_overloaded(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "503_overloaded")
+    classified, _ = await failure(gpt(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.OVERLOADED,
+        503,
+        True,
+    )
