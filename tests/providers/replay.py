@@ -5,7 +5,8 @@ HTTP response as it appears on the wire, minus framing: a status line, headers, 
 blank line, the body. Event-stream bodies are sent one event per chunk, so the SDK
 really streams. A header `x-replay: disconnect` (not sent) drops the connection
 after the body without ending the chunked stream, as a provider crashing mid-answer
-does. Every request is recorded for assertions.
+does; `x-replay: stall` keeps it open, sending nothing more, until the client
+hangs up (a provider that went quiet). Every request is recorded for assertions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Fixture:
     headers: list[tuple[str, str]]
     body: bytes
     disconnect: bool = False
+    stall: bool = False
 
     @classmethod
     def load(cls, provider: str, name: str) -> Fixture:
@@ -34,14 +36,21 @@ class Fixture:
         status_line, *header_lines = head.splitlines()
         _, status, reason = status_line.split(" ", 2)
         headers: list[tuple[str, str]] = []
-        disconnect = False
+        replay = ""
         for line in header_lines:
             key, _, value = line.partition(":")
             if key.strip().lower() == "x-replay":
-                disconnect = value.strip() == "disconnect"
+                replay = value.strip()
                 continue
             headers.append((key.strip(), value.strip()))
-        return cls(int(status), reason, headers, body.encode("utf-8"), disconnect)
+        return cls(
+            int(status),
+            reason,
+            headers,
+            body.encode("utf-8"),
+            disconnect=replay == "disconnect",
+            stall=replay == "stall",
+        )
 
     @property
     def is_event_stream(self) -> bool:
@@ -101,6 +110,8 @@ class ReplayServer:
             self.requests.append(request)
             fixture = self.queue.pop(0) if self.queue else _no_fixture(request)
             await _write_response(writer, fixture)
+            if fixture.stall:
+                await reader.read()  # until the client hangs up
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -149,5 +160,8 @@ async def _write_response(writer: asyncio.StreamWriter, fixture: Fixture) -> Non
     if fixture.disconnect:
         writer.transport.abort()
         return
+    if fixture.stall:
+        return
+
     writer.write(b"0\r\n\r\n")
     await writer.drain()

@@ -8,6 +8,8 @@ import pytest
 
 from chatd.errors import ClassifiedError, ErrorKind
 from chatd.loop import (
+    ChatInterrupted,
+    Interrupt,
     ManualClock,
     PersistedStep,
     RunOptions,
@@ -189,3 +191,32 @@ async def test_responses_chain_broken_mid_run_resends_the_full_history(
         "content": [{"type": "input_text", "text": "Weather and time in Paris?"}],
     }
     assert steps[-1].usage.output_tokens == 8
+
+
+async def test_interrupt_mid_stream_closes_the_sdk_stream_and_persists_the_partial_text(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_chat", "stall")
+    model = resolve(
+        "openai-chat:gpt-4o", config=ModelConfig("", "", base_url=server.url + "/v1", api_key="k")
+    )
+    interrupt = Interrupt()
+    steps = Steps()
+
+    def publish(_role: Role, part: object) -> None:
+        if isinstance(part, TextPart) and part.text == "Partial":
+            interrupt.interrupt()
+
+    with pytest.raises(ChatInterrupted):
+        await run(
+            RunOptions(
+                model=model,
+                messages=list(USER),
+                persist_step=steps,
+                publish_message_part=publish,
+                interrupt=interrupt,
+                clock=ManualClock(),
+            )
+        )
+    [step] = steps
+    assert [p.text for p in step.content if isinstance(p, TextPart)] == ["Partial"]
