@@ -385,3 +385,10 @@ async def test_web_search_streams_as_a_provider_executed_call_and_result_and_goe
             {"type": "text", "text": "It is sunny in Paris."},
         ],
     }
+
+
+async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "text")
+    await drain(claude(server), Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none"))
+    body = server.requests[0].json()
+    assert (len(body["tools"]), body["tool_choice"]) == (1, {"type": "none"})

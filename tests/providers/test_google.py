@@ -330,3 +330,11 @@ async def test_missing_key_fails_before_any_request(server: ReplayServer) -> Non
     assert classified.kind == ErrorKind.MISSING_KEY
     assert "GEMINI_API_KEY or GOOGLE_API_KEY" in classified.detail
     assert server.requests == []
+
+
+async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> None:
+    server.enqueue("google", "answer")
+    await drain(gemini(server), Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none"))
+    body = server.requests[0].json()
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "NONE"}}
+    assert len(body["tools"]) == 1

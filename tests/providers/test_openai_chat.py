@@ -304,7 +304,7 @@ async def test_stream_ending_without_a_finish_reason_is_a_retryable_truncation(
     assert classified.message == "OpenAI stream closed unexpectedly before the response completed."
 
 
-async def test_tool_choice_none_sends_no_tools_and_compat_servers_get_max_tokens(
+async def test_tool_choice_none_is_sent_and_compat_servers_get_max_tokens(
     server: ReplayServer,
 ) -> None:
     server.enqueue("openai_chat", "text")
@@ -314,7 +314,7 @@ async def test_tool_choice_none_sends_no_tools_and_compat_servers_get_max_tokens
         model, Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none", settings=settings)
     )
     body = server.requests[0].json()
-    assert "tools" not in body and "tool_choice" not in body
+    assert (len(body["tools"]), body["tool_choice"]) == (1, "none")
     assert (body["max_tokens"], body["top_k"]) == (32, 5)
 
 

@@ -368,3 +368,10 @@ async def test_503_engine_overloaded_is_overloaded(server: ReplayServer) -> None
         503,
         True,
     )
+
+
+async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "text")
+    await drain(gpt(server), Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none"))
+    body = server.requests[0].json()
+    assert (len(body["tools"]), body["tool_choice"]) == (1, "none")

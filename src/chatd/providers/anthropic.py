@@ -110,7 +110,8 @@ class AnthropicModel(SDKModel[AsyncAnthropic]):
         }
         if system:
             request["system"] = system
-        if call.tools and call.tool_choice != "none":
+        if call.tools:
+            # Offered even with choice "none": history holding tool calls needs them.
             request["tools"] = [_tool(t) for t in call.tools]
             request["tool_choice"] = _tool_choice(call.tool_choice)
         for name in ("temperature", "top_p", "top_k"):
@@ -430,6 +431,8 @@ def _tool_choice(choice: str) -> dict[str, Any]:
         return {"type": "auto"}
     if choice == "required":
         return {"type": "any"}
+    if choice == "none":
+        return {"type": "none"}
     return {"type": "tool", "name": choice}
 
 

@@ -102,7 +102,8 @@ class GoogleModel(SDKModel[genai.Client]):
         config: dict[str, Any] = {}
         if system:
             config["system_instruction"] = system
-        if call.tools and call.tool_choice != "none":
+        if call.tools:
+            # Offered even with choice "none": history holding tool calls needs them.
             config["tools"] = [{"function_declarations": [_function(t) for t in call.tools]}]
             config["tool_config"] = {"function_calling_config": _calling_config(call.tool_choice)}
         names = {"max_output_tokens": settings.max_output_tokens}
@@ -338,6 +339,8 @@ def _calling_config(choice: str) -> dict[str, Any]:
         return {"mode": "AUTO"}
     if choice == "required":
         return {"mode": "ANY"}
+    if choice == "none":
+        return {"mode": "NONE"}
     return {"mode": "ANY", "allowed_function_names": [choice]}
 
 

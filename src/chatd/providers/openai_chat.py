@@ -84,7 +84,8 @@ class OpenAIChatModel(SDKModel[AsyncOpenAI]):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if call.tools and call.tool_choice != "none":
+        if call.tools:
+            # Offered even with choice "none": history holding tool calls needs them.
             request["tools"] = [_tool(t) for t in call.tools]
             request["tool_choice"] = _tool_choice(call.tool_choice)
         if settings.max_output_tokens is not None:

@@ -131,7 +131,8 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
         if not store:
             # Without stored responses, reasoning must travel back encrypted.
             extra.setdefault("include", ["reasoning.encrypted_content"])
-        if call.tools and call.tool_choice != "none":
+        if call.tools:
+            # Offered even with choice "none": history holding tool calls needs them.
             request["tools"] = [_tool(t) for t in call.tools]
             request["tool_choice"] = _tool_choice(call.tool_choice)
         if settings.max_output_tokens is not None:
