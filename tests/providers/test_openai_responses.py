@@ -375,3 +375,25 @@ async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> 
     await drain(gpt(server), Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none"))
     body = server.requests[0].json()
     assert (len(body["tools"]), body["tool_choice"]) == (1, "none")
+
+
+async def test_raw_reasoning_text_of_open_weight_models_streams_as_reasoning(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "reasoning_text")
+    parts = await drain(gpt(server))
+    block = "rs_oss_1:text"
+    assert parts[:4] == [
+        StreamPart(P.REASONING_START, id=block),
+        StreamPart(P.REASONING_DELTA, id=block, delta="User greets."),
+        StreamPart(P.REASONING_DELTA, id=block, delta=" Reply."),
+        StreamPart(P.REASONING_END, id=block, provider_metadata=meta("rs_oss_1", TEXT_RESPONSE)),
+    ]
+    assert [p.type for p in parts[4:]] == [
+        P.TEXT_START,
+        P.TEXT_DELTA,
+        P.TEXT_DELTA,
+        P.TEXT_DELTA,
+        P.TEXT_END,
+        P.FINISH,
+    ]
