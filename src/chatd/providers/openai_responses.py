@@ -172,6 +172,7 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
                 raise truncated_stream(
                     self.provider, "openai responses stream closed before terminal event"
                 )
+            self._remember_position(translator.response_id, prompt_length)
             yield StreamPart(
                 P.FINISH,
                 finish_reason=translator.finish_reason,
@@ -180,7 +181,6 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
                     self.config, _KEY, response_id=translator.response_id
                 ),
             )
-            self._remember_position(translator.response_id, prompt_length)
         except ClassifiedException as err:
             self._forget_broken_chain(err, previous)
             raise
