@@ -10,6 +10,8 @@ import pytest
 from chatd.providers import PROVIDERS, ModelConfig, resolve
 from chatd.providers.openai_chat import OpenAIChatModel
 from chatd.providers.scripted import ScriptedModel
+from tests.providers.helpers import drain
+from tests.providers.replay import ReplayServer
 
 
 def test_importing_chatd_and_its_providers_package_imports_no_sdk() -> None:
@@ -87,3 +89,23 @@ def test_every_registry_entry_names_an_importable_model_class() -> None:
 
 def test_config_repr_hides_the_api_key() -> None:
     assert "sk-secret" not in repr(ModelConfig("openai", "gpt-4o", api_key="sk-secret"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "fixtures", "path"),
+    [
+        ("openrouter:openai/gpt-4o", "openai_chat", "/v1"),
+        ("openai:gpt-5", "openai_responses", "/v1"),
+        ("anthropic:claude-sonnet-5", "anthropic", ""),
+        ("google:gemini-2.5-flash", "google", ""),
+    ],
+)
+async def test_configured_headers_go_with_every_request(
+    server: ReplayServer, spec: str, fixtures: str, path: str
+) -> None:
+    server.enqueue(fixtures, "text" if fixtures != "google" else "answer")
+    headers = {"HTTP-Referer": "https://chat.example.com", "X-Title": "chatd"}
+    config = ModelConfig("", "", base_url=server.url + path, api_key="k", headers=headers)
+    await drain(resolve(spec, config=config))
+    sent = server.requests[0].headers
+    assert (sent["http-referer"], sent["x-title"]) == ("https://chat.example.com", "chatd")

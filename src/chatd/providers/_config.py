@@ -33,7 +33,8 @@ class ModelConfig:
     provider's usual variable (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, …).
     `context_limit` > 0 overrides the context window chatd knows for the model.
     `provider_options` are sent with every request as extra body fields (for
-    example `{"reasoning": {"effort": "low", "summary": "auto"}}` for OpenAI).
+    example `{"reasoning": {"effort": "low", "summary": "auto"}}` for OpenAI);
+    `headers` are sent as extra HTTP headers.
     """
 
     provider: str
@@ -43,6 +44,8 @@ class ModelConfig:
     api_key_env: str = ""
     context_limit: int = 0
     provider_options: Mapping[str, Any] = field(default_factory=dict)
+    # Extra HTTP headers on every request (gateways, OpenRouter's HTTP-Referer/X-Title).
+    headers: Mapping[str, str] = field(default_factory=dict)
     # Seconds the SDK waits for a response (headers and each read). The loop's
     # startup guard cuts a silent provider sooner; this bounds a stalled stream.
     timeout: float = 600.0

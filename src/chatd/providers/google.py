@@ -75,7 +75,9 @@ class GoogleModel(SDKModel[genai.Client]):
     key_envs = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
     def _make_client(self, api_key: str) -> genai.Client:
-        options = genai_types.HttpOptions(timeout=int(self.config.timeout * 1000))
+        options = genai_types.HttpOptions(
+            timeout=int(self.config.timeout * 1000), headers=dict(self.config.headers) or None
+        )
         if self.config.base_url:
             options.base_url = self.config.base_url
         return genai.Client(api_key=api_key, vertexai=False, http_options=options)

@@ -90,6 +90,7 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
             base_url=self.config.base_url or None,
             max_retries=0,
             timeout=self.config.timeout,
+            default_headers=dict(self.config.headers) or None,
         )
 
     async def stream(self, call: Call) -> AsyncIterator[StreamPart]:
