@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean
+.PHONY: run demo test lint typecheck unit bench lock clean postgres
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,12 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The service on 127.0.0.1:8080 with the embedded SQLite store and the offline scripted
+# model; the first start prints the admin API token (also in .chatd/admin.token).
 run: $(STAMP)
+	$(BIN)/chatd serve
+
+demo: $(STAMP)
 	$(BIN)/chatd demo
 
 lint: $(STAMP)
@@ -23,13 +28,42 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The store tests start a throwaway PostgreSQL cluster from the Debian server binaries;
+# install them when missing (as root, non-interactively). Without them the tests fail.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing the PostgreSQL server (apt-get install postgresql)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "PostgreSQL server binaries missing: run 'sudo apt-get install postgresql'" >&2; \
+	    exit 1; \
+	  fi; }
+
+unit: $(STAMP) postgres
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.loop_overhead
+# The benchmarks run in their own venv: the peers (pydantic-ai, openai-agents) are
+# pinned in requirements/bench.txt and are never chatd dependencies.
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): requirements/bench.txt pyproject.toml
+	@test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@echo '*' > $(BENCH_VENV)/.gitignore
+	$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.txt
+	$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) $(STAMP) postgres
+	$(BENCH_BIN)/python -m benchmarks.loop_overhead
+	$(BENCH_BIN)/python -m benchmarks.peers
+	$(BIN)/python -m benchmarks.store_commit
+	$(BIN)/python -m benchmarks.service_load --chats 100 1000
 
 # Re-pin every dependency from requirements/dev.in (needs the network).
 lock:

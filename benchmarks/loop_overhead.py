@@ -5,6 +5,9 @@ Workloads (DESIGN.md targets: <= 5 µs/part — <= 1.8 µs stretch — and <= 20
   publishes them (publish callback is a no-op append).
 - steps: a 50-step run, one tool call per step, persist callback a no-op.
 - floor: iterating the same 10,000 pre-built parts with a bare `async for`.
+- history: the 50-step tool run again, starting from a 10-message and a 1,000-message
+  history with compaction enabled (never triggered); per-step cost must stay flat
+  (prompt building, prompt-size metric and token accounting read only what is new).
 
 Run: `make bench` (or `.venv/bin/python -m benchmarks.loop_overhead`).
 """
@@ -25,6 +28,7 @@ from chatd.loop import (
     run,
     stream_from_parts,
 )
+from chatd.loop.compaction import CompactionOptions
 from chatd.types import (
     FinishReason,
     Message,
@@ -85,7 +89,9 @@ async def parts_run() -> None:
     assert len(published) == PARTS
 
 
-async def steps_run() -> None:
+async def steps_run(
+    history: list[Message] = USER, compaction: CompactionOptions | None = None
+) -> None:
     steps = 0
 
     async def persist(_step: PersistedStep) -> None:
@@ -95,13 +101,22 @@ async def steps_run() -> None:
     await run(
         RunOptions(
             model=FakeModel(stream_fn=lambda _c: stream_from_parts(TOOL_STEP)),
-            messages=USER,
+            messages=history,
             tools=[Tool("echo", "echo", _echo)],
             max_steps=STEPS,
             persist_step=persist,
+            compaction=compaction,
         )
     )
     assert steps == STEPS
+
+
+def _history(n: int) -> list[Message]:
+    pairs = [
+        Message(Role.USER if i % 2 == 0 else Role.ASSISTANT, [TextPart(f"message {i} " * 8)])
+        for i in range(n - 1)
+    ]
+    return [*pairs, *USER]
 
 
 def main() -> None:
@@ -119,6 +134,15 @@ def main() -> None:
         f"target <= 5 µs)"
     )
     print(f"chatd loop, tool steps:       {step_us:8.1f} µs/step   (target <= 200 µs)")
+    compaction = CompactionOptions(context_limit=10_000_000)
+    short, long = _history(10), _history(1000)
+    short_us = median_seconds(lambda: steps_run(short, compaction), repeats=7) / STEPS * 1e6
+    long_us = median_seconds(lambda: steps_run(long, compaction), repeats=7) / STEPS * 1e6
+    print(f"history 10 msgs, compaction:  {short_us:8.1f} µs/step")
+    print(
+        f"history 1000 msgs, compaction:{long_us:8.1f} µs/step   "
+        f"(ratio {long_us / short_us:.2f}x; flat means ~1x)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ scripted model and a demo tool, rendering the stream live with rich. It is what
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
 import sys
 
@@ -124,8 +125,102 @@ def demo(
     )
 
 
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to this version's schema.
+
+    The database is CHATD_DATABASE_URL, by default SQLite in CHATD_DATA_DIR (./.chatd).
+    """
+    from sqlalchemy.engine import make_url
+
+    from chatd.store import Database, DatabaseTooNew, current_revision, database_url_from_env
+    from chatd.store import upgrade as upgrade_schema
+
+    url = database_url_from_env()
+    shown = make_url(url).render_as_string(hide_password=True)
+
+    async def run() -> tuple[str | None, str | None]:
+        db = Database(url)
+        try:
+            before = await current_revision(db)
+            await upgrade_schema(db)
+            return before, await current_revision(db)
+        finally:
+            await db.dispose()
+
+    try:
+        before, after = asyncio.run(run())
+    except DatabaseTooNew as err:
+        typer.echo(f"chatd migrate: {shown}: {err}", err=True)
+        raise typer.Exit(2) from None
+    if before == after:
+        typer.echo(f"{shown} is up to date (revision {after}).")
+    else:
+        typer.echo(f"{shown} upgraded from {before or 'an empty database'} to revision {after}.")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
+    replica_id: str | None = typer.Option(None, help="Name of this replica in logs."),
+) -> None:
+    """Run the chat service: HTTP API, web UI, worker (CHATD_* environment settings)."""
+    from chatd.config import ConfigError, load_settings
+    from chatd.server import run_serve
+
+    try:
+        settings = load_settings(host=host, port=port, replica_id=replica_id)
+    except ConfigError as err:
+        typer.echo(f"chatd serve: {err}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_serve(settings)
+
+
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    user: str = typer.Argument(..., help="User name (created when missing)."),
+    admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
+) -> None:
+    """Print a new bearer token for USER as the only line on stdout."""
+    from chatd.config import ConfigError, load_settings
+    from chatd.store import NotFound, Store
+
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        typer.echo(f"chatd token create: {err}", err=True)
+        raise typer.Exit(2) from None
+
+    async def create() -> str:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        try:
+            try:
+                account = await store.get_user_by_name(user)
+                if admin and not account.is_admin:
+                    account = await store.set_admin(account.id, True)
+            except NotFound:
+                account = await store.create_user(user, is_admin=admin)
+            token, _ = await store.create_api_token(account.id, name="cli")
+            return token
+        finally:
+            await store.close()
+
+    typer.echo(asyncio.run(create()))
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

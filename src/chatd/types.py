@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "MESSAGE_KIND_SUMMARY",
     "CallWarning",
     "FilePart",
     "FinishReason",
@@ -136,6 +137,8 @@ def error_text(output: ToolResultError) -> str:
     return output.error or ""
 
 
+MESSAGE_KIND_SUMMARY = "summary"
+
 # --- message parts (history, persisted steps and live publishing) --------------------
 
 
@@ -208,9 +211,17 @@ MessagePart = TextPart | ReasoningPart | FilePart | SourcePart | ToolCallPart | 
 
 
 class Message(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One message of history. `kind` marks chatd's own messages ("summary" for a
+    compaction summary); providers see every message as its role alone."""
+
     role: Role
     content: list[MessagePart]
     provider_options: dict[str, Any] = {}
+    kind: str = ""
+
+    @property
+    def is_summary(self) -> bool:
+        return self.kind == MESSAGE_KIND_SUMMARY
 
 
 # --- stream parts ---------------------------------------------------------------------

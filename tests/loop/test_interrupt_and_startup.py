@@ -498,3 +498,70 @@ async def test_canceled_stream_is_not_retried() -> None:
     assert info.value.classified.kind == ErrorKind.GENERIC
     assert not info.value.classified.retryable
     assert series(gather(reg)["coderd_chatd_stream_retries_total"]) == []
+
+
+async def test_chain_broken_retry_resends_full_history_without_previous_response_id() -> None:
+    calls: list[Call] = []
+    disabled: list[bool] = []
+
+    async def stream_fn(call: Call) -> AsyncIterator[StreamPart]:
+        calls.append(call)
+        if len(calls) == 1:
+            raise RuntimeError("Previous response with id 'resp_1' not found.")
+        return stream_from_parts(
+            [
+                *text("t", "ok"),
+                StreamPart(
+                    StreamPartType.FINISH,
+                    finish_reason=FinishReason.STOP,
+                    provider_metadata={"openai": {"response_id": "resp_2"}},
+                ),
+            ]
+        )
+
+    log, on_retry = retry_log()
+    persist = Recorder()
+    await run(
+        RunOptions(
+            model=FakeModel(stream_fn=stream_fn, provider_name="openai"),
+            persist_step=persist,
+            provider_options={"openai": {"previous_response_id": "resp_1", "store": True}},
+            on_retry=on_retry,  # type: ignore[arg-type]
+            disable_chain_mode=lambda: disabled.append(True),
+            clock=ManualClock(),
+        )
+    )
+    [(_, _, classified, _)] = log
+    assert classified.chain_broken and classified.retryable
+    assert calls[0].provider_options["openai"]["previous_response_id"] == "resp_1"
+    assert calls[1].provider_options == {"openai": {"store": True}}
+    assert disabled == [True]
+    assert persist.steps[0].provider_response_id == "resp_2"
+
+
+async def test_chain_mode_is_left_after_the_first_step() -> None:
+    from tests.loop.helpers import scripted_model, tool_call
+
+    disabled: list[bool] = []
+    model = scripted_model(
+        [*tool_call("c1", "echo"), finish(FinishReason.TOOL_CALLS)],
+        [*text("t", "done"), finish()],
+        provider="openai",
+    )
+
+    async def echo(_call: ToolCall) -> ToolResponse:
+        return ToolResponse.text("ok")
+
+    await run(
+        RunOptions(
+            model=model,
+            tools=[Tool("echo", "", echo)],
+            max_steps=3,
+            persist_step=Recorder(),
+            provider_options={"openai": {"previous_response_id": "resp_1"}},
+            disable_chain_mode=lambda: disabled.append(True),
+        )
+    )
+    assert model.calls[0].provider_options == {"openai": {"previous_response_id": "resp_1"}}
+    assert model.calls[1].provider_options == {"openai": {}}
+    assert disabled == [True]

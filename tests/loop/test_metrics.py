@@ -147,7 +147,12 @@ def test_estimate_prompt_size() -> None:
         pytest.param(
             ToolResultPart("c", output=ToolResultError(AN_ERROR)), len(AN_ERROR), id="error"
         ),
-        pytest.param(ToolResultPart("c", output=ToolResultMedia("base64data")), 10, id="media"),
+        # The caption is not sent as media bytes, so it does not count.
+        pytest.param(
+            ToolResultPart("c", output=ToolResultMedia("base64data", text="a caption")),
+            10,
+            id="media",
+        ),
         pytest.param(ToolResultPart("c"), 0, id="nil_result"),
         pytest.param(ToolResultPart("c", output=ToolResultError(None)), 0, id="error_nil_error"),
     ],
@@ -261,6 +266,12 @@ def _fake(parts_fn: object) -> FakeModel:
         provider_name="test-provider",
         model_name="test-model",
     )
+
+
+def test_record_tool_error_labels_a_nameless_tool_unknown() -> None:
+    reg = CollectorRegistry()
+    Metrics(reg).record_tool_error("test-provider", "test-model", "")
+    require_counter(reg, "coderd_chatd_tool_errors_total", 1, {"tool_name": "unknown"})
 
 
 async def test_run_records_metrics() -> None:

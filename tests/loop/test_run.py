@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,7 @@ from chatd.loop import (
     ChatInterrupted,
     DynamicToolCall,
     FakeModel,
+    Interrupt,
     Metrics,
     PersistStepError,
     RunOptions,
@@ -733,3 +735,112 @@ async def test_context_limit_from_finish_metadata_beats_the_fallback() -> None:
     persist2 = Recorder()
     await run(RunOptions(model=scripted_model([*text("t", "x"), finish()]), persist_step=persist2))
     assert persist2.steps[0].context_limit is None
+
+
+def _web_search(call_id: str = "ws1") -> list[StreamPart]:
+    return [
+        *tool_call(call_id, "web_search", '{"q":"x"}', provider_executed=True),
+        StreamPart(
+            StreamPartType.TOOL_RESULT,
+            id=call_id,
+            tool_call_name="web_search",
+            provider_executed=True,
+        ),
+    ]
+
+
+async def test_run_provider_executed_tool_result_timestamps() -> None:
+    persist = Recorder()
+    await run(
+        RunOptions(
+            model=scripted_model([*_web_search(), *text("t", "found"), finish()]),
+            persist_step=persist,
+        )
+    )
+    step = persist.steps[0]
+    assert "ws1" in step.tool_call_created_at and "ws1" in step.tool_result_created_at
+    assert step.tool_result_created_at["ws1"] >= step.tool_call_created_at["ws1"]
+
+
+async def test_run_anthropic_keeps_paired_web_search_before_persist() -> None:
+    persist = Recorder()
+    await run(
+        RunOptions(
+            model=scripted_model(
+                [*_web_search(), *text("t", "found"), finish()], provider="anthropic"
+            ),
+            persist_step=persist,
+        )
+    )
+    kinds = [type(p).__name__ for p in persist.steps[0].content]
+    assert kinds == ["ToolCallPart", "ToolResultPart", "TextPart"]
+
+
+async def _interrupted_run(parts: list[StreamPart], provider: str) -> Recorder:
+    streamed = asyncio.Event()
+
+    async def partial() -> AsyncIterator[StreamPart]:
+        for part in parts:
+            yield part
+        streamed.set()
+        await asyncio.sleep(3600)
+
+    interrupt = Interrupt()
+    persist = Recorder()
+    task = asyncio.create_task(
+        run(
+            RunOptions(
+                model=FakeModel(stream_fn=lambda _c: partial(), provider_name=provider),
+                persist_step=persist,
+                interrupt=interrupt,
+            )
+        )
+    )
+    await streamed.wait()
+    interrupt.interrupt()
+    with pytest.raises(ChatInterrupted):
+        await task
+    return persist
+
+
+async def test_run_anthropic_interrupted_web_search_does_not_persist_synthetic_result() -> None:
+    parts = tool_call("ws1", "web_search", provider_executed=True)
+    persist = await _interrupted_run(parts, "anthropic")
+    assert persist.steps == []
+
+
+async def test_run_anthropic_interrupted_provider_tool_keeps_local_synthetic_result() -> None:
+    parts = [
+        *tool_call("ws1", "web_search", provider_executed=True),
+        *tool_call("c1", "read_file"),
+    ]
+    persist = await _interrupted_run(parts, "anthropic")
+    [step] = persist.steps
+    calls = [p.tool_call_id for p in step.content if isinstance(p, ToolCallPart)]
+    results = results_of(step.content)
+    assert calls == ["c1"]
+    assert [r.tool_call_id for r in results] == ["c1"]
+    assert results[0].is_error
+
+
+async def test_run_anthropic_sanitizes_web_search_before_continuation() -> None:
+    model = scripted_model(
+        [
+            *tool_call("ws1", "web_search", provider_executed=True),
+            *tool_call("c1", "echo"),
+            finish(TOOL_CALLS),
+        ],
+        [*text("t", "done"), finish()],
+        provider="anthropic",
+    )
+    persist = Recorder()
+    await run(RunOptions(model=model, tools=[echo_tool()], max_steps=3, persist_step=persist))
+    first = persist.steps[0].content
+    assert [p.tool_call_id for p in first if isinstance(p, ToolCallPart)] == ["c1"]
+    prompt_calls = [
+        p.tool_call_id
+        for m in model.calls[1].prompt
+        for p in m.content
+        if isinstance(p, ToolCallPart)
+    ]
+    assert prompt_calls == ["c1"]

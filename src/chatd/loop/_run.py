@@ -9,6 +9,8 @@ HTTP or a database: persistence, publishing and history reloads are callbacks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +24,7 @@ from chatd.errors import (
     with_classification,
 )
 from chatd.loop._clock import Clock, SystemClock, Timer
+from chatd.loop._compactor import Compactor
 from chatd.loop._errors import (
     ChatInterrupted,
     DynamicToolCall,
@@ -42,6 +45,7 @@ from chatd.loop._history import (
 from chatd.loop._model import Call, Model, ModelSettings, ToolDefinition
 from chatd.loop._stream import Publish, StepState, consume_stream
 from chatd.loop._tools import Tool, exclusive_policy_errors, run_tool
+from chatd.loop.compaction import CompactionOptions
 from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
 from chatd.loop.retry import OnRetry, retry
 from chatd.types import (
@@ -63,6 +67,8 @@ T = TypeVar("T")
 # as a startup timeout and retried (upstream chatloop's default).
 DEFAULT_STARTUP_TIMEOUT = 60.0
 INTERRUPTED_TOOL_RESULT = "tool call was interrupted before it produced a result"
+# Provider option naming the stored response a request continues (OpenAI Responses).
+PREVIOUS_RESPONSE_ID = "previous_response_id"
 _ANTHROPIC = "anthropic"
 
 
@@ -102,6 +108,10 @@ class RunOptions:
 
     model: Model | None = None
     persist_step: PersistStep | None = None
+    # Automatic context compaction (None: never compact).
+    compaction: CompactionOptions | None = None
+    # Reload history from the persistence layer after a compaction was persisted.
+    reload_messages: Callable[[], Awaitable[list[Message]]] | None = None
     messages: list[Message] = field(default_factory=list)
     tools: list[Tool] = field(default_factory=list)
     max_steps: int = 1  # <= 0 means 1
@@ -125,6 +135,9 @@ class RunOptions:
     publish_message_part: Publish | None = None
     prepare_messages: Callable[[list[Message]], list[Message] | None] | None = None
     on_retry: OnRetry | None = None
+    # Called once when the provider's response chain (OpenAI previous_response_id)
+    # broke; later attempts and steps send the full history.
+    disable_chain_mode: Callable[[], None] | None = None
     on_interrupted_persist_error: Callable[[BaseException], None] | None = None
     metrics: Metrics | None = None
     interrupt: Interrupt | None = None
@@ -189,7 +202,7 @@ class _Run:
             for t in opts.tools
             if t.name in self.active
         ] + list(opts.provider_tools)
-        metrics = opts.metrics or NopMetrics()
+        metrics = opts.metrics or _nop_metrics()
         self.metrics = metrics
         labels = (self.provider, model.model)
         self.steps_total = metrics.steps_total.labels(*labels)
@@ -203,6 +216,17 @@ class _Run:
         # The prompt size of the history seen last step, so the next step only
         # measures what was appended (history grows by a step at a time).
         self._sized: tuple[Message, Message, int, int] | None = None
+        self.provider_options = opts.provider_options
+        self._compactor = Compactor(
+            model=model,
+            options=opts.compaction,
+            metrics=metrics,
+            publish=opts.publish_message_part,
+            interruptible=self._interruptible,
+            reload_messages=opts.reload_messages,
+            fallback_limit=opts.context_limit_fallback,
+            prompt_bytes=self._prompt_size,
+        )
 
     # --- the step loop -----------------------------------------------------------------
 
@@ -217,6 +241,15 @@ class _Run:
         o = self.o
         self.steps_total.inc()
         step_start = self.clock.now()
+        # Nothing of the previous (already persisted) step may leak into an
+        # interrupted persist of this one.
+        self.state = StepState()
+        self.results = []
+        if self._compactor.enabled:
+            try:
+                history = await self._compactor.maybe_compact(history)
+            except _Interrupted:
+                raise ChatInterrupted() from None
         if o.prepare_messages is not None:
             replaced = o.prepare_messages(history)
             if replaced is not None:
@@ -230,9 +263,8 @@ class _Run:
             prompt=list(prepared),
             tools=self.definitions,
             settings=o.settings,
-            provider_options=o.provider_options,
+            provider_options=self.provider_options,
         )
-        self.results = []
         try:
             state = await self._generate(call)
             should_continue = state.finish_reason == FinishReason.TOOL_CALLS and any(
@@ -253,13 +285,21 @@ class _Run:
             content=content,
             usage=state.usage,
             context_limit=self._context_limit(state),
+            provider_response_id=_response_id(state.provider_metadata),
             runtime=self.clock.now() - step_start,
             tool_call_created_at=state.tool_call_created_at,
             tool_result_created_at=state.tool_result_created_at,
         )
         await self._persist(step)
+        # A response chain continues one stored response; after the first step of
+        # the run the loop sends the history it holds instead (upstream's rule).
+        self._leave_chain_mode()
         if self._stop_after_tool_succeeded(content):
             raise StopAfterTool()
+        metadata_limit = (
+            find_context_limit(state.provider_metadata) if state.provider_metadata else None
+        )
+        self._compactor.observe_step(state, history, metadata_limit)
         history.extend(to_response_messages(content))
         return history, should_continue
 
@@ -276,6 +316,12 @@ class _Run:
             size = estimate_prompt_size(history)
         self._sized = (history[0], history[-1], len(history), size) if history else None
         return size
+
+    def _leave_chain_mode(self) -> None:
+        if _has_previous_response_id(self.provider_options):
+            self.provider_options = _without_previous_response_id(self.provider_options)
+            if self.o.disable_chain_mode is not None:
+                self.o.disable_chain_mode()
 
     # --- generation -----------------------------------------------------------------
 
@@ -300,6 +346,9 @@ class _Run:
         self, attempt: int, err: BaseException, classified: ClassifiedError, delay: float
     ) -> None:
         classified = classified.with_provider(self.provider)
+        self.state = StepState()  # the failed attempt's partial content is discarded
+        if classified.chain_broken:
+            self._leave_chain_mode()
         # Count before the user's callback, so a failing callback cannot drop the sample.
         self.metrics.record_stream_retry(self.provider, self.model.model, classified)
         if self.o.on_retry is not None:
@@ -308,6 +357,10 @@ class _Run:
     async def _attempt(self, call: Call) -> StepState:
         if self.interrupt.is_set:
             raise _Interrupted
+        if call.provider_options is not self.provider_options:
+            # Chain mode ended during this step (the provider lost the response
+            # chain): this attempt resends the full history.
+            call = dataclasses.replace(call, provider_options=self.provider_options)
         # A fresh state per attempt: a failed attempt's partial content is discarded.
         state = self.state = StepState()
         opened_at = self.clock.now()
@@ -498,6 +551,8 @@ class _Run:
             return
         if self.provider == _ANTHROPIC:
             content = drop_unpaired_provider_calls(content)
+            if not content:
+                return  # only an unfinished server tool: nothing the user can use
         has_result = {p.tool_call_id for p in content if isinstance(p, ToolResultPart)}
         for call in [p for p in content if isinstance(p, ToolCallPart)]:
             if not call.tool_call_id or call.tool_call_id in has_result:
@@ -528,6 +583,38 @@ class _Run:
         except Exception as err:
             if self.o.on_interrupted_persist_error is not None:
                 self.o.on_interrupted_persist_error(err)
+
+
+def _has_previous_response_id(options: dict[str, Any]) -> bool:
+    return any(
+        isinstance(value, dict) and PREVIOUS_RESPONSE_ID in value for value in options.values()
+    )
+
+
+def _without_previous_response_id(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: (
+            {k: v for k, v in value.items() if k != PREVIOUS_RESPONSE_ID}
+            if isinstance(value, dict)
+            else value
+        )
+        for key, value in options.items()
+    }
+
+
+def _response_id(metadata: dict[str, Any] | None) -> str:
+    """The provider's stored response id (finish metadata `{provider: {"response_id"}}`)."""
+    for value in (metadata or {}).values():
+        if isinstance(value, dict) and isinstance(value.get("response_id"), str):
+            return str(value["response_id"])
+    return ""
+
+
+@functools.cache
+def _nop_metrics() -> Metrics:
+    # Building a NopMetrics (a registry and every family) costs more than a whole tool
+    # step, so runs given no metrics share one; nobody can read it, so nothing changes.
+    return NopMetrics()
 
 
 def _cancelling() -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -75,6 +76,9 @@ class ScriptedModel:
     model_name: str = "default"
     script: Sequence[ScriptedReply] = ()
     delta_delay: float = 0.0
+    # Load tests: each text delta becomes the wall-clock time it was emitted, so a
+    # client can measure emit-to-receive latency.
+    stamp_deltas: bool = False
     calls: list[Call] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -135,6 +139,8 @@ class ScriptedModel:
         if reply.first_part_delay:
             await asyncio.sleep(reply.first_part_delay)
         for count, part in enumerate(parts, start=1):
+            if self.stamp_deltas and part.type == P.TEXT_DELTA:
+                part = StreamPart(P.TEXT_DELTA, id=part.id, delta=f"{time.time():.6f} ")
             yield part
             if fail_after and count >= fail_after:
                 raise ConnectionResetError("connection reset by peer (scripted disconnect)")

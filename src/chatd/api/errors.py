@@ -1,0 +1,129 @@
+"""The API's one error shape, and the handlers that give every failure that shape.
+
+Every 4xx/5xx body is `{"error": {"kind", "message", "detail", ...}}` (STYLE.md,
+service spec §6.1): `kind` for programs, `message` (one sentence saying what to
+do next) for people, `detail` for the specifics. Validation errors add `fields`;
+a 500 never carries a stack trace, only the request id that is also in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatd.types import encode
+
+__all__ = ["ApiError", "error_response", "install_error_handlers"]
+
+log = logging.getLogger("chatd.api")
+
+_STATUS_KINDS = {
+    400: ("invalid_request", "The request could not be understood."),
+    401: ("unauthorized", "Send a valid API token as 'Authorization: Bearer <token>'."),
+    403: ("forbidden", "This route needs an admin token."),
+    404: ("not_found", "Nothing exists at this address; check the id and the path."),
+    405: ("method_not_allowed", "This path does not accept that method."),
+    413: ("payload_too_large", "The request body is too large; send less data."),
+    415: ("unsupported_media_type", "Send the body as JSON ('Content-Type: application/json')."),
+    422: ("invalid_request", "The request is not valid; fix the fields listed and retry."),
+    503: ("unavailable", "The server is not ready; retry in a moment."),
+}
+
+
+class ApiError(Exception):
+    """An error the API answers with, in the documented shape."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        detail: str = "",
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.detail = detail
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def not_found(cls, what: str = "chat") -> ApiError:
+        return cls(404, "not_found", f"No such {what}; check the id.")
+
+    @classmethod
+    def unauthorized(cls, detail: str = "") -> ApiError:
+        kind, message = _STATUS_KINDS[401]
+        return cls(401, kind, message, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def error_response(
+    status: int,
+    kind: str,
+    message: str,
+    detail: str = "",
+    *,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body = {"error": {"kind": kind, "message": message, "detail": detail, **(extra or {})}}
+    return Response(
+        encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
+
+
+def _fields(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        out.append({"loc": loc, "message": str(error.get("msg", "invalid value"))})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every failure through `error_response`."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> Response:
+        return error_response(
+            exc.status, exc.kind, exc.message, exc.detail, extra=exc.extra, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        fields = _fields(exc.errors())
+        detail = "; ".join(f"{'.'.join(f['loc'])}: {f['message']}" for f in fields)
+        kind, message = _STATUS_KINDS[422]
+        return error_response(422, kind, message, detail[:2000], extra={"fields": fields})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        kind, message = _STATUS_KINDS.get(
+            exc.status_code, ("http_error", "The request failed; see detail.")
+        )
+        return error_response(exc.status_code, kind, message, headers=exc.headers or None)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", "")
+        log.exception("internal error", extra={"request_id": request_id})
+        return error_response(
+            500,
+            "internal",
+            "The server failed unexpectedly; retry, and report the request id if it persists.",
+            f"request id {request_id}" if request_id else "",
+            headers={"X-Request-ID": request_id} if request_id else None,
+        )

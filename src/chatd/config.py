@@ -1,0 +1,142 @@
+"""Service settings: read once from the environment (and `chatd serve` flags), validated.
+
+Every name and default is service spec §0.1. A bad value is a `ConfigError` with a
+one-line message naming the variable; `chatd serve` prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or inconsistent; the message says which and why."""
+
+
+def _default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path(".chatd")
+    database_url: str = ""  # empty: SQLite in data_dir
+    replica_id: str = field(default_factory=_default_replica_id)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    acquire_interval: float = 1.0
+    acquire_batch: int = 10
+    lease_ttl: float = 30.0
+    heartbeat_interval: float = 5.0
+    sync_interval: float = 1.0
+    max_concurrent_chats: int = 1000
+    max_queued_messages: int = 20
+    requires_action_timeout: float = 300.0
+    max_steps: int = 1200
+    stream_buffer_events: int = 10_000
+    stream_retain_events: int = 10_000
+    stream_flush_interval: float = 0.05
+    sse_keepalive: float = 15.0
+    shutdown_grace: float = 10.0
+    workspace_root: Path | None = None  # None: data_dir / "workspaces"
+    execute_timeout: float = 10.0
+    execute_max_timeout: float = 4 * 3600.0
+    secret_key: str | None = None  # None: the generated key file in data_dir
+    default_model: str = "scripted:default"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "chatd.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.sqlite_path}"
+
+    @property
+    def effective_workspace_root(self) -> Path:
+        return self.workspace_root or self.data_dir / "workspaces"
+
+    def validate(self) -> Settings:
+        """Check the cross-setting constraints of spec §0.1; returns self."""
+        if self.heartbeat_interval * 3 > self.lease_ttl:
+            raise ConfigError(
+                "CHATD_HEARTBEAT_INTERVAL must be at most a third of CHATD_LEASE_TTL "
+                f"(got {self.heartbeat_interval} s and {self.lease_ttl} s)"
+            )
+        if self.acquire_interval >= self.lease_ttl:
+            raise ConfigError("CHATD_ACQUIRE_INTERVAL must be shorter than CHATD_LEASE_TTL")
+        if self.sync_interval > self.heartbeat_interval:
+            raise ConfigError("CHATD_SYNC_INTERVAL must not exceed CHATD_HEARTBEAT_INTERVAL")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"the port must be between 1 and 65535 (got {self.port})")
+        if self.execute_timeout > self.execute_max_timeout:
+            raise ConfigError("CHATD_EXECUTE_TIMEOUT must not exceed CHATD_EXECUTE_MAX_TIMEOUT")
+        return self
+
+
+_ENV = {
+    "data_dir": "CHATD_DATA_DIR",
+    "database_url": "CHATD_DATABASE_URL",
+    "replica_id": "CHATD_REPLICA_ID",
+    "acquire_interval": "CHATD_ACQUIRE_INTERVAL",
+    "acquire_batch": "CHATD_ACQUIRE_BATCH",
+    "lease_ttl": "CHATD_LEASE_TTL",
+    "heartbeat_interval": "CHATD_HEARTBEAT_INTERVAL",
+    "sync_interval": "CHATD_SYNC_INTERVAL",
+    "max_concurrent_chats": "CHATD_MAX_CONCURRENT_CHATS",
+    "max_queued_messages": "CHATD_MAX_QUEUED_MESSAGES",
+    "requires_action_timeout": "CHATD_REQUIRES_ACTION_TIMEOUT",
+    "max_steps": "CHATD_MAX_STEPS",
+    "stream_buffer_events": "CHATD_STREAM_BUFFER_EVENTS",
+    "stream_retain_events": "CHATD_STREAM_RETAIN_EVENTS",
+    "stream_flush_interval": "CHATD_STREAM_FLUSH_INTERVAL",
+    "sse_keepalive": "CHATD_SSE_KEEPALIVE",
+    "shutdown_grace": "CHATD_SHUTDOWN_GRACE",
+    "workspace_root": "CHATD_WORKSPACE_ROOT",
+    "execute_timeout": "CHATD_EXECUTE_TIMEOUT",
+    "execute_max_timeout": "CHATD_EXECUTE_MAX_TIMEOUT",
+    "secret_key": "CHATD_SECRET_KEY",
+    "default_model": "CHATD_DEFAULT_MODEL",
+}
+
+
+def _convert(name: str, raw: str, kind: object) -> object:
+    variable = _ENV.get(name, name)
+    text = raw.strip()
+    try:
+        if kind in ("int", int):
+            value: object = int(text)
+            if int(text) <= 0:
+                raise ValueError
+        elif kind in ("float", float):
+            value = float(text)
+            if not float(text) > 0:
+                raise ValueError
+        elif kind in ("Path", "Path | None", Path):
+            value = Path(text).expanduser()
+        else:
+            value = text
+    except ValueError:
+        raise ConfigError(f"{variable} must be a positive number (got {raw!r})") from None
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from `env` (default `os.environ`), then explicit overrides (CLI flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        variable = _ENV.get(f.name)
+        if variable is not None and env.get(variable, "").strip():
+            values[f.name] = _convert(f.name, env[variable], f.type)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+    return replace(Settings(), **values).validate()  # type: ignore[arg-type]

@@ -1,0 +1,233 @@
+"""`chatd serve`: one replica — the store, the hub, the worker and the HTTP app in one process.
+
+Start-up migrates the database, makes sure a default model (the offline scripted
+one) and an admin token exist, then serves until SIGINT/SIGTERM. Shutdown stops
+claiming chats, closes the streams, gives running turns the grace period and
+hands the rest back (spec §4.8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Generator
+from types import FrameType
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from chatd.api import AppState, create_app
+from chatd.config import Settings
+from chatd.errors import ClassifiedError, ErrorKind, with_classification
+from chatd.loop import Metrics, Model
+from chatd.providers.scripted import InjectedError, ScriptedModel, ScriptedReply
+from chatd.store import Chat, NotFound, Store, StoreConfig
+from chatd.worker import StreamHub
+from chatd.worker.service import Worker
+
+__all__ = ["ADMIN_TOKEN_FILE", "build", "ensure_admin_token", "resolve_model", "serve"]
+
+log = logging.getLogger("chatd")
+
+ADMIN_TOKEN_FILE = "admin.token"
+# Seconds between streamed words of the built-in scripted model, so `make run` streams
+# visibly (the scripted provider's own default is instant).
+SCRIPTED_DEMO_DELAY = 0.03
+
+
+def store_config(settings: Settings) -> StoreConfig:
+    return StoreConfig(
+        lease_ttl=settings.lease_ttl,
+        requires_action_timeout=settings.requires_action_timeout,
+        max_queued_messages=settings.max_queued_messages,
+    )
+
+
+async def ensure_default_model(store: Store) -> None:
+    """A fresh deployment chats with the offline scripted model until an admin adds one."""
+    try:
+        await store.get_model_config(None)
+    except NotFound:
+        await store.create_model_config(
+            "scripted",
+            "scripted",
+            "default",
+            options={"delta_delay": SCRIPTED_DEMO_DELAY},
+            context_limit=32_000,
+            is_default=True,
+        )
+
+
+async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
+    """On the first start, create user `admin` and write its token (0600) to the data dir."""
+    try:
+        await store.get_user_by_name("admin")
+        return None
+    except NotFound:
+        pass
+    user = await store.create_user("admin", is_admin=True)
+    token, _ = await store.create_api_token(user.id, name="first start")
+    path = settings.data_dir / ADMIN_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+async def resolve_model(store: Store, chat: Chat) -> Model:
+    """The chat's model from its config (or the deployment default)."""
+    try:
+        config = await store.get_model_config(chat.model_config_id)
+    except NotFound:
+        config = await store.get_model_config(None)
+    if config.provider == "scripted":
+        return scripted_from_options(config.model, config.options)
+    raise with_classification(
+        RuntimeError(f"provider {config.provider!r} is not available in this build"),
+        ClassifiedError(
+            kind=ErrorKind.CONFIG,
+            provider=config.provider,
+            message=f"The model provider {config.provider!r} is not available on this server.",
+        ),
+    )
+
+
+def scripted_from_options(model: str, options: dict[str, object]) -> ScriptedModel:
+    """A scripted model from a model config: `delta_delay` seconds, and an optional
+    `script` list of replies ({"text", "reasoning", "tool_calls": [[name, args]],
+    "error": {"status_code", "message", "retry_after", "after_parts"}})."""
+    delay = options.get("delta_delay", 0.0)
+    delay = float(delay) if isinstance(delay, int | float) else 0.0
+    script = []
+    entries = options.get("script")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        error = entry.get("error")
+        script.append(
+            ScriptedReply(
+                text=str(entry.get("text", "")),
+                reasoning=str(entry.get("reasoning", "")),
+                tool_calls=[(str(n), str(a)) for n, a in entry.get("tool_calls", [])],
+                error=InjectedError(**error) if isinstance(error, dict) else None,
+                delta_delay=delay,
+            )
+        )
+    return ScriptedModel(
+        model_name=model,
+        script=script,
+        delta_delay=delay,
+        stamp_deltas=bool(options.get("stamp_deltas", False)),
+    )
+
+
+class Replica:
+    """Everything one `chatd serve` process runs."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.hub = StreamHub(buffer_events=settings.stream_buffer_events, metrics=self.metrics)
+        self.worker = Worker(
+            store,
+            self.hub,
+            settings,
+            self.metrics,
+            lambda chat: resolve_model(store, chat),
+        )
+        self.state = AppState(
+            store=store,
+            hub=self.hub,
+            registry=self.registry,
+            metrics=self.metrics,
+            sse_keepalive=settings.sse_keepalive,
+            list_watch=self.worker.list_watch,
+        )
+        self.app = create_app(self.state)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def begin_shutdown(self) -> None:
+        self.state.draining = True
+        self.worker.draining = True
+        self.hub.close_all("shutdown")
+        self.worker.list_watch.close_all()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        await self.worker.stop()
+        await self.store.close()
+
+
+async def build(settings: Settings) -> Replica:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(
+        settings.effective_database_url,
+        data_dir=settings.data_dir,
+        config=store_config(settings),
+    )
+    await ensure_default_model(store)
+    return Replica(settings, store)
+
+
+class _Server(uvicorn.Server):
+    replica: Replica
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn re-raises a captured SIGTERM after serving, killing the process
+        # before chatd hands its chats back; `serve` installs its own handlers.
+        yield
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Close the SSE streams first, or uvicorn waits for them forever.
+        self.replica.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+async def serve(settings: Settings) -> None:
+    replica = await build(settings)
+    token = await ensure_admin_token(replica.store, settings)
+    if token is not None:
+        print(
+            f"chatd: created user 'admin'; its API token (also in "
+            f"{settings.data_dir / ADMIN_TOKEN_FILE}):\n{token}",
+            file=sys.stderr,
+        )
+    config = uvicorn.Config(
+        replica.app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="off",
+        log_level="warning",
+        http="httptools",
+        loop="none",
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+    )
+    server = _Server(config)
+    server.replica = replica
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
+    replica.start()
+    print(f"chatd: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
+    try:
+        await server.serve()
+    finally:
+        await replica.stop()
+
+
+def run_serve(settings: Settings) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(serve(settings))

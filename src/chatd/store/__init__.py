@@ -1,0 +1,81 @@
+"""chatd's persistence: the tables, the migrations and the chat state machine.
+
+Every chat state change is one `Store` method running one transaction that locks
+the chat row, checks its precondition, bumps the versions of spec §2.3 and
+returns the new `Chat` snapshot; a refusal raises a `StoreError` and changes
+nothing. The API and the worker call these methods and never write SQL. The same
+code runs on SQLite (the embedded default) and PostgreSQL (replicas).
+See docs/store.md for the schema and the transition table.
+"""
+
+from chatd.store._engine import Database, data_dir_from_env, database_url_from_env
+from chatd.store._errors import (
+    ChatIsInterrupting,
+    InvalidRequest,
+    NotFound,
+    RejectionKind,
+    StaleFence,
+    StoreError,
+    TransitionRejected,
+)
+from chatd.store._ids import new_id
+from chatd.store._migrations import DatabaseTooNew, current_revision, head_revision, upgrade
+from chatd.store._models import (
+    ApiToken,
+    BusyBehavior,
+    Chat,
+    ChatStatus,
+    History,
+    Lease,
+    ModelConfig,
+    Page,
+    ProviderKey,
+    QueuedMessage,
+    SendResult,
+    StoredMessage,
+    StreamEvent,
+    User,
+    Visibility,
+)
+from chatd.store._secrets import SecretBox, load_secret_key
+from chatd.store._store import Store
+from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
+
+__all__ = [
+    "CANCELLED_TOOL_RESULT",
+    "ApiToken",
+    "BusyBehavior",
+    "Chat",
+    "ChatIsInterrupting",
+    "ChatStatus",
+    "Database",
+    "DatabaseTooNew",
+    "Fence",
+    "History",
+    "InvalidRequest",
+    "Lease",
+    "ModelConfig",
+    "NotFound",
+    "Page",
+    "ProviderKey",
+    "QueuedMessage",
+    "RejectionKind",
+    "SecretBox",
+    "SendResult",
+    "StaleFence",
+    "Store",
+    "StoreConfig",
+    "StoreError",
+    "StoredMessage",
+    "StreamEvent",
+    "TransitionRejected",
+    "User",
+    "Visibility",
+    "current_revision",
+    "data_dir_from_env",
+    "database_url_from_env",
+    "head_revision",
+    "load_secret_key",
+    "new_id",
+    "upgrade",
+]

@@ -1,0 +1,224 @@
+"""Users, API tokens (stored hashed), provider keys (encrypted), model configs."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from chatd.store._base import StoreBase
+from chatd.store._errors import InvalidRequest, NotFound
+from chatd.store._ids import new_id, sha256_hex
+from chatd.store._models import ApiToken, ModelConfig, ProviderKey, User
+from chatd.store._schema import api_tokens, model_configs, provider_keys, users
+from chatd.store._secrets import SecretBox
+
+__all__ = ["Accounts"]
+
+_USERNAME = re.compile(r"[a-z0-9_.-]{1,64}")
+TOKEN_PREFIX = "chatd_"
+# 12 characters of the token are stored in clear for lookup (spec §3.2).
+_PREFIX_CHARS = 12
+# 60 s: `last_used_at` is written at most once a minute per token.
+_LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class Accounts(StoreBase):
+    secrets: SecretBox | None = None
+
+    # --- users and tokens -----------------------------------------------------------------
+
+    async def create_user(self, username: str, *, is_admin: bool = False) -> User:
+        if not _USERNAME.fullmatch(username):
+            raise InvalidRequest(
+                "invalid_request", "A username is 1-64 characters of a-z, 0-9, '_', '.', '-'."
+            )
+        user = User(id=new_id(), username=username, is_admin=is_admin, created_at=self.clock())
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(sa.insert(users).values(_asdict(user)))
+        except IntegrityError as err:
+            raise InvalidRequest("conflict", f"The user {username!r} already exists.") from err
+        return user
+
+    async def set_admin(self, user_id: str, is_admin: bool) -> User:
+        async with self.db.write() as conn:
+            await conn.execute(
+                sa.update(users).where(users.c.id == user_id).values(is_admin=is_admin)
+            )
+        return await self.get_user(user_id)
+
+    async def get_user(self, user_id: str) -> User:
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            raise NotFound("user", user_id)
+        return User(**row._asdict())
+
+    async def get_user_by_name(self, username: str) -> User:
+        async with self.db.read() as conn:
+            query = sa.select(users).where(users.c.username == username)
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("user", username)
+        return User(**row._asdict())
+
+    async def create_api_token(self, user_id: str, *, name: str = "") -> tuple[str, ApiToken]:
+        """A new token for the user: (the token, shown once; its stored record)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        record = ApiToken(
+            id=new_id(),
+            user_id=user_id,
+            name=name,
+            prefix=token[:_PREFIX_CHARS],
+            created_at=self.clock(),
+            last_used_at=None,
+            revoked_at=None,
+        )
+        async with self.db.write() as conn:
+            await conn.execute(
+                sa.insert(api_tokens).values(_asdict(record) | {"secret_hash": sha256_hex(token)})
+            )
+        return token, record
+
+    async def authenticate_token(self, token: str) -> User | None:
+        """The user a token belongs to, or None for unknown, wrong or revoked tokens."""
+        t = api_tokens.c
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(
+                        t.id.label("token_id"), t.secret_hash, t.revoked_at, t.last_used_at, users
+                    )
+                    .join(users, users.c.id == t.user_id)
+                    .where(t.prefix == token[:_PREFIX_CHARS])
+                )
+            ).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(row.secret_hash, sha256_hex(token)):
+            return None
+        now = self.clock()
+        if row.last_used_at is None or now - row.last_used_at >= _LAST_USED_RESOLUTION:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    sa.update(api_tokens).where(t.id == row.token_id).values(last_used_at=now)
+                )
+        return User(
+            id=row.id, username=row.username, is_admin=row.is_admin, created_at=row.created_at
+        )
+
+    async def revoke_api_token(self, token_id: str) -> None:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                sa.update(api_tokens)
+                .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=self.clock())
+            )
+        if result.rowcount == 0:
+            raise NotFound("api token", token_id)
+
+    # --- provider keys and model configs ---------------------------------------------------
+
+    def _box(self) -> SecretBox:
+        if self.secrets is None:
+            raise RuntimeError("this Store was opened without a secret key")
+        return self.secrets
+
+    async def create_provider_key(self, name: str, provider: str, secret: str) -> ProviderKey:
+        """Store a provider API key encrypted; only its last 4 characters stay readable."""
+        now = self.clock()
+        key = ProviderKey(
+            id=new_id(),
+            name=name,
+            provider=provider,
+            last4=secret[-4:],
+            created_at=now,
+            updated_at=now,
+        )
+        ciphertext = self._box().encrypt(secret)
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    sa.insert(provider_keys).values(_asdict(key) | {"ciphertext": ciphertext})
+                )
+        except IntegrityError as err:
+            raise InvalidRequest("conflict", f"A provider key named {name!r} exists.") from err
+        return key
+
+    async def reveal_provider_key(self, key_id: str) -> str:
+        """The secret in clear, for the provider client only; never returned by a route."""
+        async with self.db.read() as conn:
+            ciphertext = await conn.scalar(
+                sa.select(provider_keys.c.ciphertext).where(provider_keys.c.id == key_id)
+            )
+        if ciphertext is None:
+            raise NotFound("provider key", key_id)
+        return self._box().decrypt(ciphertext)
+
+    async def create_model_config(
+        self,
+        name: str,
+        provider: str,
+        model: str,
+        *,
+        base_url: str | None = None,
+        provider_key_id: str | None = None,
+        options: dict[str, Any] | None = None,
+        context_limit: int | None = None,
+        compaction_threshold_percent: int = 70,
+        enabled: bool = True,
+        is_default: bool = False,
+    ) -> ModelConfig:
+        now = self.clock()
+        config = ModelConfig(
+            id=new_id(),
+            name=name,
+            provider=provider,
+            model=model,
+            base_url=base_url,
+            provider_key_id=provider_key_id,
+            options=options or {},
+            context_limit=context_limit,
+            compaction_threshold_percent=compaction_threshold_percent,
+            enabled=enabled,
+            is_default=is_default,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self.db.write() as conn:
+                if is_default:
+                    await conn.execute(
+                        sa.update(model_configs)
+                        .where(model_configs.c.is_default)
+                        .values(is_default=False, updated_at=now)
+                    )
+                await conn.execute(sa.insert(model_configs).values(_asdict(config)))
+        except IntegrityError as err:
+            raise InvalidRequest("conflict", f"A model config named {name!r} exists.") from err
+        return config
+
+    async def get_model_config(self, config_id: str | None = None) -> ModelConfig:
+        """A model config by id; `None` means the deployment default."""
+        c = model_configs.c
+        where = c.is_default if config_id is None else c.id == config_id
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(model_configs).where(where))).first()
+        if row is None:
+            raise NotFound("model config", config_id or "default")
+        return ModelConfig(**row._asdict())
+
+    async def list_model_configs(self) -> list[ModelConfig]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(sa.select(model_configs).order_by(model_configs.c.name))
+            return [ModelConfig(**row._asdict()) for row in rows]
+
+
+def _asdict(value: Any) -> dict[str, Any]:
+    return {field: getattr(value, field) for field in value.__struct_fields__}

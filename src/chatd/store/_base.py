@@ -1,0 +1,54 @@
+"""What every part of `Store` shares: the database, the config, the clock, listeners."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from chatd.store._engine import Database
+from chatd.store._models import Chat
+from chatd.store._tx import StoreConfig, Tx
+
+__all__ = ["ChatListener", "StoreBase", "utcnow"]
+
+ChatListener = Callable[[Chat], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StoreBase:
+    """The state the transition mixins of `Store` work with."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        config: StoreConfig | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config or StoreConfig()
+        self.clock = clock or utcnow
+        self._listeners: list[ChatListener] = []
+
+    def add_listener(self, listener: ChatListener) -> None:
+        """Call `listener(chat)` after every committed transition (in-process wake-ups)."""
+        self._listeners.append(listener)
+
+    def _committed(self, chat: Chat) -> None:
+        for listener in self._listeners:
+            listener(chat)
+
+    @asynccontextmanager
+    async def _transition(
+        self, chat_id: str, name: str, *, step_id: str | None = None
+    ) -> AsyncIterator[Tx]:
+        """One transition = one transaction on the locked chat row."""
+        async with self.db.write() as conn:
+            tx = await Tx.lock(conn, chat_id, name, self.config, self.clock(), step_id=step_id)
+            yield tx
+        if tx.saved is not None:
+            self._committed(tx.saved)

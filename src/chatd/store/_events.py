@@ -1,0 +1,200 @@
+"""The durable stream log's writes outside a lease: events of chats nobody owns.
+
+A transition that leaves a chat unowned (an API call on an idle chat, or a worker
+giving the chat up) does not number events itself; right after it, the service
+calls `sync_unowned_events`, which — under the chat row lock, and only while the
+chat is still unowned — asks a derivation callback (the worker's, which knows
+the event vocabulary) for the missing events, numbers them above `seq_reserved`
+and inserts them. The store never decides which events exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from chatd.store._base import StoreBase
+from chatd.store._models import Chat, ChatStatus, QueuedMessage, StoredMessage, StreamEvent
+from chatd.store._schema import chat_messages, chat_stream_events, chats
+from chatd.store._tx import Fence, message_from_row
+
+__all__ = ["Derive", "EventSync"]
+
+# (chat, emitted_state, messages changed since, queue or None, history for pending
+# calls when requires_action) -> (event drafts, new emitted_state)
+Derive = Callable[
+    [
+        Chat,
+        dict[str, Any] | None,
+        list[StoredMessage],
+        list[QueuedMessage] | None,
+        list[StoredMessage],
+    ],
+    tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]],
+]
+
+
+class EventSync(StoreBase):
+    async def messages_changed_since(self, chat_id: str, revision: int) -> list[StoredMessage]:
+        """Messages inserted or changed after `revision`, in position order."""
+        m = chat_messages.c
+        query = (
+            sa.select(chat_messages)
+            .where(m.chat_id == chat_id, m.revision > revision)
+            .order_by(m.position)
+        )
+        async with self.db.read() as conn:
+            return [message_from_row(r) for r in (await conn.execute(query)).mappings()]
+
+    async def recent_messages(self, chat_id: str, limit: int = 50) -> list[StoredMessage]:
+        """The newest live messages (for pending tool calls), oldest first."""
+        m = chat_messages.c
+        query = (
+            sa.select(chat_messages)
+            .where(m.chat_id == chat_id, ~m.deleted, ~m.compressed)
+            .order_by(m.position.desc())
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            rows = [message_from_row(r) for r in (await conn.execute(query)).mappings()]
+        return rows[::-1]
+
+    async def sync_unowned_events(self, chat_id: str, derive: Derive) -> list[StreamEvent]:
+        """Number and insert the events an unowned chat's watchers have not seen yet.
+
+        Returns the inserted events (for the local hub); nothing when the chat is
+        owned — its runner derives its own events — or nothing changed.
+        """
+        async with self._transition(chat_id, "sync_events") as tx:
+            if tx.row["runner_id"] is not None:
+                return []
+            chat = tx.chat
+            emitted: dict[str, Any] | None = tx.row["emitted_state"]
+            since = int(emitted.get("history_version", 0)) if emitted else 0
+            m = chat_messages.c
+            changed = [
+                message_from_row(r)
+                for r in (
+                    await tx.conn.execute(
+                        sa.select(chat_messages)
+                        .where(m.chat_id == chat_id, m.revision > since)
+                        .order_by(m.position)
+                    )
+                ).mappings()
+            ]
+            queue_changed = not emitted or emitted.get("queue_version") != chat.queue_version
+            queue = await tx.queue() if queue_changed else None
+            history: list[StoredMessage] = []
+            if chat.status == ChatStatus.REQUIRES_ACTION:
+                history = [
+                    message_from_row(r)
+                    for r in (
+                        await tx.conn.execute(
+                            sa.select(chat_messages)
+                            .where(m.chat_id == chat_id, ~m.deleted, ~m.compressed)
+                            .order_by(m.position.desc())
+                            .limit(50)
+                        )
+                    ).mappings()
+                ][::-1]
+            drafts, new_state = derive(chat, emitted, changed, queue, history)
+            seq = int(tx.row["seq_reserved"])
+            events = []
+            for type_, data in drafts:
+                seq += 1
+                events.append(StreamEvent(seq=seq, type=type_, data=data))
+            if events:
+                await tx.conn.execute(
+                    sa.insert(chat_stream_events),
+                    [
+                        {
+                            "chat_id": chat_id,
+                            "seq": e.seq,
+                            "type": e.type,
+                            "data": e.data,
+                            "created_at": tx.now,
+                        }
+                        for e in events
+                    ],
+                )
+            if events or new_state != emitted:
+                await tx.conn.execute(
+                    sa.update(chats)
+                    .where(chats.c.id == chat_id)
+                    .values(seq_reserved=seq, emitted_state=new_state)
+                )
+            return events
+
+    async def append_events_batch(
+        self, batches: Sequence[tuple[Fence, Sequence[StreamEvent], dict[str, Any] | None]]
+    ) -> set[str]:
+        """Many owners' event flushes in one transaction (spec §5.5: one per replica).
+
+        Each batch is written only while its fence still holds; returns the ids of
+        chats whose fence did not (their events are discarded, never written late).
+        """
+        if not batches:
+            return set()
+        stale: set[str] = set()
+        c = chats.c
+        block = self.config.seq_block
+        now = self.clock()
+        async with self.db.write() as conn:
+            ids = [fence.chat_id for fence, _, _ in batches]
+            rows = {
+                row.id: row
+                for row in await conn.execute(
+                    sa.select(c.id, c.runner_id, c.lease_epoch, c.seq_reserved)
+                    .where(c.id.in_(ids))
+                    .with_for_update()
+                )
+            }
+            inserts: list[dict[str, Any]] = []
+            for fence, events, state in batches:
+                row = rows.get(fence.chat_id)
+                if (
+                    row is None
+                    or row.runner_id != fence.runner_id
+                    or row.lease_epoch != fence.lease_epoch
+                ):
+                    stale.add(fence.chat_id)
+                    continue
+                inserts += [
+                    {
+                        "chat_id": fence.chat_id,
+                        "seq": e.seq,
+                        "type": e.type,
+                        "data": e.data,
+                        "created_at": now,
+                    }
+                    for e in events
+                ]
+                values: dict[str, Any] = {}
+                if events and max(e.seq for e in events) > row.seq_reserved - block // 2:
+                    values["seq_reserved"] = row.seq_reserved + block
+                if state is not None:
+                    values["emitted_state"] = dict(state)
+                if values:
+                    await conn.execute(sa.update(chats).where(c.id == fence.chat_id).values(values))
+            if inserts:
+                await conn.execute(sa.insert(chat_stream_events), inserts)
+        return stale
+
+    async def stream_bounds(self, chat_id: str) -> tuple[int, int]:
+        """(pruned_through_seq, seq_reserved): what a resuming watcher can still get."""
+        c = chats.c
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(c.pruned_through_seq, c.seq_reserved).where(c.id == chat_id)
+                )
+            ).first()
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+    async def last_event_seq(self, chat_id: str) -> int:
+        e = chat_stream_events.c
+        async with self.db.read() as conn:
+            value = await conn.scalar(sa.select(sa.func.max(e.seq)).where(e.chat_id == chat_id))
+        return int(value or 0)

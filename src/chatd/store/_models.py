@@ -1,0 +1,257 @@
+"""What the store returns: snapshots of rows, and the small enums of the state machine.
+
+Snapshots are frozen msgspec structs built from one row; they are values, never
+live handles, so holding one never holds a connection or a lock.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from chatd.types import Message, MessagePart, Role
+
+__all__ = [
+    "ApiToken",
+    "BusyBehavior",
+    "Chat",
+    "ChatStatus",
+    "History",
+    "Lease",
+    "ModelConfig",
+    "Page",
+    "ProviderKey",
+    "QueuedMessage",
+    "SendResult",
+    "StoredMessage",
+    "StreamEvent",
+    "User",
+    "Visibility",
+]
+
+
+class ChatStatus(enum.StrEnum):
+    """Spec §2.1."""
+
+    WAITING = "waiting"
+    PENDING = "pending"
+    RUNNING = "running"
+    INTERRUPTING = "interrupting"
+    REQUIRES_ACTION = "requires_action"
+    ERROR = "error"
+
+    @property
+    def is_busy(self) -> bool:
+        """A turn is in progress (archive, delete and clear are refused)."""
+        return self in _BUSY
+
+
+_BUSY = frozenset(
+    {
+        ChatStatus.PENDING,
+        ChatStatus.RUNNING,
+        ChatStatus.INTERRUPTING,
+        ChatStatus.REQUIRES_ACTION,
+    }
+)
+
+
+class BusyBehavior(enum.StrEnum):
+    """What `send_message` does while the chat is busy (spec §2.4)."""
+
+    QUEUE = "queue"
+    INTERRUPT = "interrupt"
+
+
+class Visibility(enum.StrEnum):
+    BOTH = "both"
+    MODEL = "model"  # sent to the model, never shown (compaction summary, clear marker)
+    USER = "user"  # shown, never sent to the model (chat_cleared / chat_summarized notes)
+
+
+class Chat(msgspec.Struct, frozen=True, kw_only=True):
+    """One chat row as a transition left it."""
+
+    id: str
+    owner_id: str
+    title: str
+    title_source: str
+    status: ChatStatus
+    archived: bool
+    model_config_id: str | None
+    tool_config: dict[str, Any]
+    system_prompt: str | None
+    snapshot_version: int
+    history_version: int
+    queue_version: int
+    generation_attempt: int
+    retry_state_version: int
+    lease_epoch: int
+    seq_reserved: int
+    emitted_state: dict[str, Any] | None
+    pruned_through_seq: int
+    last_position: int
+    queue_length: int
+    boundary_position: int
+    history_reset_version: int
+    worker_id: str | None
+    runner_id: str | None
+    last_error: dict[str, Any] | None
+    retry_state: dict[str, Any] | None
+    requires_action_deadline_at: datetime | None
+    compaction_requested_at: datetime | None
+    create_request_key: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def state(self) -> str:
+        """The execution-state shorthand of spec §2.2: "W", "R1", "XE0"…"""
+        letter = _LETTERS[self.status]
+        if self.status != ChatStatus.WAITING:
+            letter += "1" if self.queue_length else "0"
+        return f"X{letter}" if self.archived else letter
+
+
+_LETTERS = {
+    ChatStatus.WAITING: "W",
+    ChatStatus.PENDING: "P",
+    ChatStatus.RUNNING: "R",
+    ChatStatus.INTERRUPTING: "I",
+    ChatStatus.REQUIRES_ACTION: "A",
+    ChatStatus.ERROR: "E",
+}
+
+
+class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of history."""
+
+    id: str
+    chat_id: str
+    position: int
+    role: Role
+    kind: str | None
+    parts: list[MessagePart]
+    visibility: Visibility
+    compressed: bool
+    deleted: bool
+    revision: int
+    step_id: str | None
+    run_id: str | None
+    model_config_id: str | None
+    provider: str | None
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    reasoning_tokens: int | None
+    cache_creation_tokens: int | None
+    cache_read_tokens: int | None
+    context_limit: int | None
+    runtime_ms: int | None
+    cost_micros: int | None
+    created_by: str | None
+    request_key: str | None
+    created_at: datetime
+
+    def to_message(self) -> Message:
+        return Message(self.role, list(self.parts))
+
+
+class QueuedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    chat_id: str
+    position: int
+    parts: list[MessagePart]
+    model_config_id: str | None
+    created_by: str | None
+    request_key: str | None
+    created_at: datetime
+
+
+class SendResult(msgspec.Struct, frozen=True, kw_only=True):
+    """`send_message`'s answer: the chat, and where the message went (history or queue)."""
+
+    chat: Chat
+    message: StoredMessage | None = None
+    queued: QueuedMessage | None = None
+    replayed: bool = False  # an Idempotency-Key repeat: nothing was changed
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """A claim on a chat won by `acquire_pending_chats`; its fields fence worker writes."""
+
+    chat: Chat
+    runner_id: str
+    lease_epoch: int
+    first_seq: int  # the first event seq this owner may use (spec §5.1)
+
+
+class History(msgspec.Struct, frozen=True, kw_only=True):
+    """The model's view of a chat (or what is new in it after `after_position`)."""
+
+    chat_id: str
+    messages: list[Message]
+    last_position: int  # the highest position read (or `after_position` when none)
+    history_version: int
+    history_reset_version: int
+
+
+class StreamEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One durable event of the chat's stream (spec §5.1); `data` is the JSON payload."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Chat]
+    next_cursor: str | None
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    username: str
+    is_admin: bool
+    created_at: datetime
+
+
+class ApiToken(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ProviderKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored provider key; the secret itself only comes out of `reveal_provider_key`."""
+
+    id: str
+    name: str
+    provider: str
+    last4: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModelConfig(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    provider: str
+    model: str
+    base_url: str | None
+    provider_key_id: str | None
+    options: dict[str, Any]
+    context_limit: int | None
+    compaction_threshold_percent: int
+    enabled: bool
+    is_default: bool
+    created_at: datetime
+    updated_at: datetime

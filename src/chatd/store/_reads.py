@@ -1,0 +1,198 @@
+"""Reads: chats, lists, history for clients and for the model, queue, stream events.
+
+Reads never lock and never write. `load_history(after_position=n)` is how a
+worker that already holds a chat reads only what is new (an index range scan),
+so loading history for the next step does not grow with its length.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from chatd.store._base import StoreBase
+from chatd.store._errors import InvalidRequest, NotFound
+from chatd.store._models import (
+    Chat,
+    History,
+    Page,
+    QueuedMessage,
+    StoredMessage,
+    StreamEvent,
+    Visibility,
+)
+from chatd.store._schema import chat_messages, chat_queued_messages, chat_stream_events, chats
+from chatd.store._tx import chat_from_row, message_from_row, queued_from_row
+from chatd.types import Message, MessagePart, SourcePart
+
+__all__ = ["Reads"]
+
+# 500 rows: one page of the durable event log (spec §5.4).
+EVENT_PAGE = 500
+
+
+def _model_parts(parts: list[MessagePart]) -> list[MessagePart]:
+    # Sources are kept for display but never sent back to a model.
+    return [part for part in parts if not isinstance(part, SourcePart)]
+
+
+def encode_cursor(chat: Chat) -> str:
+    raw = f"{chat.updated_at.isoformat()}|{chat.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, chat_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), chat_id
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidRequest("invalid_request", "The cursor is not valid.") from err
+
+
+class Reads(StoreBase):
+    async def get_chat(self, chat_id: str, *, owner_id: str | None = None) -> Chat:
+        """The chat; `NotFound` also when `owner_id` is given and is not its owner."""
+        query = sa.select(chats).where(chats.c.id == chat_id)
+        if owner_id is not None:
+            query = query.where(chats.c.owner_id == owner_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            raise NotFound("chat", chat_id)
+        return chat_from_row(row)
+
+    async def list_chats(
+        self,
+        owner_id: str,
+        *,
+        archived: bool = False,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """The owner's chats, most recently updated first, `limit` per page."""
+        c = chats.c
+        query = (
+            sa.select(chats)
+            .where(c.owner_id == owner_id, c.archived == archived)
+            .order_by(c.updated_at.desc(), c.id.desc())
+            .limit(limit + 1)
+        )
+        if cursor is not None:
+            updated_at, chat_id = decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    c.updated_at < updated_at,
+                    sa.and_(c.updated_at == updated_at, c.id < chat_id),
+                )
+            )
+        async with self.db.read() as conn:
+            items = [chat_from_row(row) for row in (await conn.execute(query)).mappings()]
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+    async def list_messages(
+        self,
+        chat_id: str,
+        *,
+        include_hidden: bool = False,
+        after_position: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredMessage]:
+        """What the user sees, in position order.
+
+        Model-only rows (summaries, clear markers) are never listed; compressed and
+        soft-deleted rows only with `include_hidden` (flagged on the row).
+        """
+        m = chat_messages.c
+        query = (
+            sa.select(chat_messages)
+            .where(
+                m.chat_id == chat_id,
+                m.position > after_position,
+                m.visibility != Visibility.MODEL,
+            )
+            .order_by(m.position)
+        )
+        if not include_hidden:
+            query = query.where(~m.deleted, ~m.compressed)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.db.read() as conn:
+            return [message_from_row(row) for row in (await conn.execute(query)).mappings()]
+
+    async def list_all_messages(self, chat_id: str) -> list[StoredMessage]:
+        """Every row of the chat's history, hidden or not (operators, debugging, tests)."""
+        m = chat_messages.c
+        query = sa.select(chat_messages).where(m.chat_id == chat_id).order_by(m.position)
+        async with self.db.read() as conn:
+            return [message_from_row(row) for row in (await conn.execute(query)).mappings()]
+
+    async def load_history(self, chat_id: str, *, after_position: int = 0) -> History:
+        """The model's view: live, uncompressed, model-visible messages after a position.
+
+        A worker passes the `last_position` of its previous read to get only what is
+        new; when the chat's `history_reset_version` moved past the version it read
+        (edit, clear, compaction), it must reload from 0.
+        """
+        m = chat_messages.c
+        async with self.db.read() as conn:
+            head = (
+                await conn.execute(
+                    sa.select(chats.c.history_version, chats.c.history_reset_version).where(
+                        chats.c.id == chat_id
+                    )
+                )
+            ).first()
+            if head is None:
+                raise NotFound("chat", chat_id)
+            rows = await conn.execute(
+                sa.select(m.position, m.role, m.parts)
+                .where(
+                    m.chat_id == chat_id,
+                    m.position > after_position,
+                    ~m.deleted,
+                    ~m.compressed,
+                    m.visibility != Visibility.USER,
+                )
+                .order_by(m.position)
+            )
+            messages = []
+            last_position = after_position
+            for position, role, parts in rows:
+                last_position = position
+                content = _model_parts(parts)
+                if content:
+                    messages.append(Message(role, content))
+        return History(
+            chat_id=chat_id,
+            messages=messages,
+            last_position=last_position,
+            history_version=head.history_version,
+            history_reset_version=head.history_reset_version,
+        )
+
+    async def list_queued_messages(self, chat_id: str) -> list[QueuedMessage]:
+        """The queue, head first."""
+        q = chat_queued_messages.c
+        query = sa.select(chat_queued_messages).where(q.chat_id == chat_id).order_by(q.position)
+        async with self.db.read() as conn:
+            return [queued_from_row(row) for row in (await conn.execute(query)).mappings()]
+
+    async def read_events(
+        self, chat_id: str, *, after_seq: int = 0, limit: int = EVENT_PAGE
+    ) -> list[StreamEvent]:
+        """Durable stream events with `seq > after_seq`, in seq order."""
+        e = chat_stream_events.c
+        query = (
+            sa.select(e.seq, e.type, e.data)
+            .where(e.chat_id == chat_id, e.seq > after_seq)
+            .order_by(e.seq)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            rows = await conn.execute(query)
+            return [StreamEvent(seq=seq, type=type_, data=data) for seq, type_, data in rows]

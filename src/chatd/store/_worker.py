@@ -1,0 +1,435 @@
+"""The transitions a worker applies (spec §2.5): acquire, renew, commit, finish, abandon.
+
+Every write of a running chat takes the runner's `Fence` and checks it after
+locking the row, so a runner that lost its lease (takeover, edit, abandon)
+changes nothing: it gets `StaleFence` and stops. While the chat is
+`interrupting`, writes that would continue the run raise `ChatIsInterrupting`
+instead, which the loop treats as its interrupt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from chatd.errors import ClassifiedError
+from chatd.loop import PersistedStep
+from chatd.store._base import StoreBase
+from chatd.store._errors import ChatIsInterrupting, TransitionRejected
+from chatd.store._ids import new_id
+from chatd.store._models import Chat, ChatStatus, Lease, StreamEvent, Visibility
+from chatd.store._schema import chat_heartbeats, chat_messages, chat_stream_events, chats
+from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, Tx, chat_from_row
+from chatd.types import Role, TextPart, ToolCallPart, ToolResultPart, ToolResultText
+
+__all__ = ["WorkerTransitions"]
+
+DEADLINE_TOOL_RESULT = "The client did not return a result for this tool call before the deadline."
+SUMMARIZED_TOOL = "chat_summarized"
+_BUSY = (ChatStatus.RUNNING, ChatStatus.INTERRUPTING)
+
+
+def _require_running(tx: Tx, fence: Fence, expected_history_version: int | None = None) -> None:
+    tx.check_fence(fence, expected_history_version)
+    if tx.status == ChatStatus.INTERRUPTING:
+        raise ChatIsInterrupting(tx.chat)
+    tx.require(ChatStatus.RUNNING)
+
+
+class WorkerTransitions(StoreBase):
+    # --- leases ---------------------------------------------------------------------------
+
+    async def acquire_pending_chats(self, worker_id: str, limit: int = 10) -> list[Lease]:
+        """Claim up to `limit` runnable chats: pending ones, and busy ones whose lease expired.
+
+        `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never claim the same chat;
+        on SQLite the `BEGIN IMMEDIATE` transaction excludes every other writer.
+        pending → running; a taken-over running/interrupting chat keeps its status.
+        """
+        if limit <= 0:
+            return []
+        now = self.clock()
+        c, h = chats.c, chat_heartbeats.c
+        query = (
+            sa.select(chats)
+            .select_from(chats.outerjoin(chat_heartbeats, h.chat_id == c.id))
+            .where(
+                ~c.archived,
+                sa.or_(
+                    c.status == ChatStatus.PENDING,
+                    sa.and_(
+                        c.status.in_(_BUSY),
+                        sa.or_(h.chat_id.is_(None), h.expires_at < now),
+                    ),
+                ),
+            )
+            .order_by(c.updated_at)
+            .limit(limit)
+            .with_for_update(of=chats, skip_locked=True)
+        )
+        expires_at = now + timedelta(seconds=self.config.lease_ttl)
+        leases: list[Lease] = []
+        async with self.db.write() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+            if not rows:
+                return []
+            updates = []
+            for found in rows:
+                row = dict(found)
+                first_seq = row["seq_reserved"] + 1
+                row.update(
+                    status=(
+                        ChatStatus.RUNNING if row["status"] == ChatStatus.PENDING else row["status"]
+                    ),
+                    worker_id=worker_id,
+                    runner_id=new_id(),
+                    lease_epoch=row["lease_epoch"] + 1,
+                    snapshot_version=row["snapshot_version"] + 1,
+                    seq_reserved=row["seq_reserved"] + self.config.seq_block,
+                    updated_at=now,
+                )
+                updates.append(row)
+                chat = chat_from_row(row)
+                leases.append(
+                    Lease(
+                        chat=chat,
+                        runner_id=row["runner_id"],
+                        lease_epoch=row["lease_epoch"],
+                        first_seq=first_seq,
+                    )
+                )
+            names = (
+                "status",
+                "worker_id",
+                "runner_id",
+                "lease_epoch",
+                "snapshot_version",
+                "seq_reserved",
+                "updated_at",
+            )
+            await conn.execute(
+                sa.update(chats)
+                .where(c.id == sa.bindparam("b_id"))
+                .values({name: sa.bindparam(f"b_{name}") for name in names}),
+                [{"b_id": row["id"]} | {f"b_{n}": row[n] for n in names} for row in updates],
+            )
+            claimed = [row["id"] for row in updates]
+            await conn.execute(sa.delete(chat_heartbeats).where(h.chat_id.in_(claimed)))
+            await conn.execute(
+                sa.insert(chat_heartbeats),
+                [
+                    {
+                        "chat_id": row["id"],
+                        "runner_id": row["runner_id"],
+                        "worker_id": worker_id,
+                        "heartbeat_at": now,
+                        "expires_at": expires_at,
+                    }
+                    for row in updates
+                ],
+            )
+        for lease in leases:
+            self._committed(lease.chat)
+        return leases
+
+    async def renew_leases(self, worker_id: str, runner_ids: Collection[str]) -> set[str]:
+        """Extend this worker's leases in one statement; returns the runner ids still held.
+
+        Touches only `chat_heartbeats`, never the chat rows (no contention, no versions).
+        """
+        if not runner_ids:
+            return set()
+        now = self.clock()
+        h = chat_heartbeats.c
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                sa.update(chat_heartbeats)
+                .where(h.worker_id == worker_id, h.runner_id.in_(list(runner_ids)))
+                .values(heartbeat_at=now, expires_at=now + timedelta(seconds=self.config.lease_ttl))
+                .returning(h.runner_id)
+            )
+            return set(result.scalars())
+
+    async def delete_expired_heartbeats(self) -> int:
+        """Housekeeping: drop heartbeat rows expired for longer than a lease TTL."""
+        cutoff = self.clock() - timedelta(seconds=self.config.lease_ttl)
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                sa.delete(chat_heartbeats).where(chat_heartbeats.c.expires_at < cutoff)
+            )
+            return int(result.rowcount)
+
+    async def abandon(self, fence: Fence) -> Chat:
+        """R → P, I stays I: give the chat back (graceful shutdown)."""
+        async with self._transition(fence.chat_id, "abandon") as tx:
+            tx.check_fence(fence)
+            tx.require(*_BUSY)
+            await tx.release_lease()
+            if tx.status == ChatStatus.RUNNING:
+                tx.set_status(ChatStatus.PENDING)
+            return await tx.save()
+
+    # --- during a run ---------------------------------------------------------------------
+
+    async def record_generation_attempt(self, fence: Fence) -> Chat:
+        """R → R: `generation_attempt += 1` before each model call; clears `retry_state`."""
+        async with self._transition(fence.chat_id, "record_generation_attempt") as tx:
+            _require_running(tx, fence)
+            tx.bump()
+            tx.set(generation_attempt=tx.row["generation_attempt"] + 1)
+            tx.clear_retry_state()
+            return await tx.save()
+
+    async def record_retry_state(self, fence: Fence, payload: Mapping[str, Any]) -> Chat:
+        """R → R: the retry countdown the API shows (the `retry` event payload)."""
+        async with self._transition(fence.chat_id, "record_retry_state") as tx:
+            _require_running(tx, fence)
+            tx.set(retry_state=dict(payload), retry_state_version=tx.bump())
+            return await tx.save()
+
+    async def commit_step(
+        self,
+        fence: Fence,
+        step_id: str,
+        step: PersistedStep,
+        *,
+        expected_history_version: int | None = None,
+        model_config_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        cost_micros: int | None = None,
+        events: Sequence[StreamEvent] = (),
+    ) -> Chat:
+        """R → R: insert one step's assistant and tool messages (spec §3.5).
+
+        Writes only the new rows and the chat row, so its cost does not grow with
+        history. A `step_id` already committed returns the snapshot unchanged
+        (a retry after an ambiguous commit never duplicates a step). `events` are
+        the owner's unflushed stream events, written in the same transaction.
+        """
+        async with self._transition(fence.chat_id, "commit_step", step_id=step_id) as tx:
+            if tx.step_exists:
+                return tx.chat
+            _require_running(tx, fence, expected_history_version)
+            await tx.append_step(
+                step_id,
+                step,
+                run_id=fence.runner_id,
+                provider=provider,
+                model=model,
+                model_config_id=model_config_id,
+                cost_micros=cost_micros,
+            )
+            await _insert_events(tx, events)
+            return await tx.save()
+
+    async def commit_compaction(
+        self, fence: Fence, system_summary: str, *, summary: str = ""
+    ) -> Chat:
+        """R → R: hide everything so far behind a compaction summary (AL §5).
+
+        Marks every visible message (except the system prompt) compressed, appends
+        the summary as a model-only system message plus a visible `chat_summarized`
+        note, and clears `compaction_requested_at`.
+        """
+        async with self._transition(fence.chat_id, "commit_compaction") as tx:
+            _require_running(tx, fence)
+            await tx.answer_pending_calls(CANCELLED_TOOL_RESULT)
+            version = tx.bump()
+            m = chat_messages.c
+            await tx.conn.execute(
+                sa.update(chat_messages)
+                .where(
+                    m.chat_id == fence.chat_id,
+                    ~m.compressed,
+                    ~m.deleted,
+                    sa.or_(m.kind.is_(None), m.kind != "system_prompt"),
+                )
+                .values(compressed=True, revision=version)
+            )
+            call_id = f"summary_{version}"
+            added = await tx.append_messages(
+                [
+                    {
+                        "role": Role.SYSTEM,
+                        "kind": "summary",
+                        "visibility": Visibility.MODEL,
+                        "parts": [TextPart(system_summary)],
+                    },
+                    {
+                        "role": Role.ASSISTANT,
+                        "kind": "boundary",
+                        "visibility": Visibility.USER,
+                        "parts": [ToolCallPart(call_id, SUMMARIZED_TOOL, "{}", created_at=tx.now)],
+                    },
+                    {
+                        "role": Role.TOOL,
+                        "kind": "boundary",
+                        "visibility": Visibility.USER,
+                        "parts": [
+                            ToolResultPart(
+                                call_id,
+                                SUMMARIZED_TOOL,
+                                ToolResultText(summary or system_summary),
+                                created_at=tx.now,
+                            )
+                        ],
+                    },
+                ]
+            )
+            tx.set(boundary_position=added[-1].position, compaction_requested_at=None)
+            tx.history_changed(reset=True)
+            return await tx.save()
+
+    async def append_events(
+        self,
+        fence: Fence,
+        events: Sequence[StreamEvent],
+        *,
+        emitted_state: Mapping[str, Any] | None = None,
+    ) -> Chat:
+        """The owner's flush of stream events to the durable log (spec §5.1).
+
+        Refused with `StaleFence` once the runner lost the chat, so a stale owner's
+        late flush is discarded rather than written out of order. Raises
+        `seq_reserved` by another block when the owner gets within half a block of it.
+        """
+        async with self._transition(fence.chat_id, "append_events") as tx:
+            tx.check_fence(fence)
+            await _insert_events(tx, events)
+            if emitted_state is not None:
+                tx.set(emitted_state=dict(emitted_state))
+            return await tx.save(bump=False)
+
+    # --- how a turn ends ------------------------------------------------------------------
+
+    async def enter_requires_action(self, fence: Fence) -> Chat:
+        """R0 → A0, R1 → A1: the last step waits for client tool results until a deadline."""
+        async with self._transition(fence.chat_id, "enter_requires_action") as tx:
+            _require_running(tx, fence)
+            if not await tx.pending_tool_calls():
+                raise tx.reject(message="The last step has no pending client tool calls.")
+            await tx.release_lease()
+            deadline = tx.now + timedelta(seconds=self.config.requires_action_timeout)
+            tx.set(requires_action_deadline_at=deadline)
+            tx.set_status(ChatStatus.REQUIRES_ACTION)
+            return await tx.save()
+
+    async def finish_interruption(
+        self,
+        fence: Fence,
+        partial_step: PersistedStep | None = None,
+        *,
+        step_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        model_config_id: str | None = None,
+    ) -> Chat:
+        """I0 → W, I1 → P: commit the partial step, cancel unanswered calls, next message."""
+        async with self._transition(fence.chat_id, "finish_interruption", step_id=step_id) as tx:
+            tx.check_fence(fence)
+            tx.require(ChatStatus.INTERRUPTING)
+            if partial_step is not None and not tx.step_exists:
+                await tx.append_step(
+                    step_id or new_id(),
+                    partial_step,
+                    run_id=fence.runner_id,
+                    provider=provider,
+                    model=model,
+                    model_config_id=model_config_id,
+                )
+            await tx.answer_pending_calls(CANCELLED_TOOL_RESULT)
+            await tx.release_lease()
+            tx.clear_retry_state()
+            tx.set(compaction_requested_at=None)
+            await tx.promote_head_or_wait()
+            return await tx.save()
+
+    async def finish_turn(self, fence: Fence) -> Chat:
+        """R0 → W, R1 → P (the queue head becomes the next turn)."""
+        async with self._transition(fence.chat_id, "finish_turn") as tx:
+            _require_running(tx, fence)
+            await tx.release_lease()
+            tx.clear_retry_state()
+            tx.set(compaction_requested_at=None)
+            await tx.promote_head_or_wait()
+            return await tx.save()
+
+    async def finish_error(self, fence: Fence, error: ClassifiedError | Mapping[str, Any]) -> Chat:
+        """R → E, I → E: the turn failed for good; `last_error` says why."""
+        async with self._transition(fence.chat_id, "finish_error") as tx:
+            tx.check_fence(fence)
+            tx.require(*_BUSY)
+            payload = error.to_dict() if isinstance(error, ClassifiedError) else dict(error)
+            await tx.release_lease()
+            tx.clear_retry_state()
+            tx.set(last_error=payload, compaction_requested_at=None)
+            tx.set_status(ChatStatus.ERROR)
+            return await tx.save()
+
+    async def cancel_requires_action(self, chat_id: str, *, only_if_expired: bool = False) -> Chat:
+        """A0 → E0, A1 → E1: the deadline passed; the pending calls get error results."""
+        async with self._transition(chat_id, "cancel_requires_action") as tx:
+            tx.require(ChatStatus.REQUIRES_ACTION)
+            deadline = tx.row["requires_action_deadline_at"]
+            if only_if_expired and deadline is not None and deadline > tx.now:
+                raise tx.reject(message="The requires_action deadline has not passed yet.")
+            await tx.answer_pending_calls(DEADLINE_TOOL_RESULT)
+            minutes = max(round(self.config.requires_action_timeout / 60), 1)
+            error = ClassifiedError(
+                kind="requires_action_timeout",
+                message=(
+                    "No result was submitted for the client tools within "
+                    f"{minutes} minute{'s' if minutes != 1 else ''}; send a message to continue."
+                ),
+            )
+            tx.set(last_error=error.to_dict(), requires_action_deadline_at=None)
+            tx.set_status(ChatStatus.ERROR)
+            return await tx.save()
+
+    async def expire_requires_action(self, limit: int = 50) -> list[Chat]:
+        """The deadline sweeper (spec §4.7): cancel every requires_action chat past due."""
+        c = chats.c
+        async with self.db.read() as conn:
+            due = (
+                await conn.scalars(
+                    sa.select(c.id)
+                    .where(
+                        c.status == ChatStatus.REQUIRES_ACTION,
+                        c.requires_action_deadline_at <= self.clock(),
+                    )
+                    .order_by(c.requires_action_deadline_at)
+                    .limit(limit)
+                )
+            ).all()
+        expired = []
+        for chat_id in due:
+            try:
+                expired.append(await self.cancel_requires_action(chat_id, only_if_expired=True))
+            except TransitionRejected:
+                continue  # completed, interrupted or expired by another replica meanwhile
+        return expired
+
+
+async def _insert_events(tx: Tx, events: Sequence[StreamEvent]) -> None:
+    if not events:
+        return
+    await tx.conn.execute(
+        sa.insert(chat_stream_events),
+        [
+            {
+                "chat_id": tx.id,
+                "seq": event.seq,
+                "type": event.type,
+                "data": event.data,
+                "created_at": tx.now,
+            }
+            for event in events
+        ],
+    )
+    block = tx.config.seq_block
+    if max(event.seq for event in events) > tx.row["seq_reserved"] - block // 2:
+        tx.set(seq_reserved=tx.row["seq_reserved"] + block)

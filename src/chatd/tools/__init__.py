@@ -1,0 +1,50 @@
+"""Tools a chat can use: built-in workspace tools, MCP server tools, client (dynamic) tools.
+
+- `builtin_tools(workspace, config)`: `read_file`, `write_file`, `edit_files`,
+  `execute`, `process_output`, `process_list`, `process_signal`, `attach_file`,
+  all confined to a `Workspace` directory.
+- `McpConnections(servers)`: an async context manager owning a run's MCP sessions;
+  its `tools` are named `<slug>__<tool>`.
+- `ToolConfig` (a chat's `tools` field) and `select_tools()`: which tools a run
+  gets, and the name sets `chatd.loop.RunOptions` needs.
+
+Every tool reports bad input and failures as error results, never by raising, so
+the model can correct itself. This package builds `chatd.loop.Tool`s; it does not
+run the loop, persist anything or speak HTTP. See docs/tools.md.
+"""
+
+from chatd.tools._builtin import BUILTIN_TOOL_NAMES, builtin_tools
+from chatd.tools._config import BuiltinToolsConfig
+from chatd.tools._mcp import McpConnections
+from chatd.tools._mcp_config import McpServerConfig, McpToolInfo, mcp_tool_name
+from chatd.tools._output import MODEL_OUTPUT_CAP
+from chatd.tools._selection import (
+    DynamicToolSpec,
+    ToolConfig,
+    ToolConfigError,
+    ToolSelection,
+    dynamic_tool,
+    select_mcp_servers,
+    select_tools,
+)
+from chatd.tools._workspace import Workspace, Workspaces
+
+__all__ = [
+    "BUILTIN_TOOL_NAMES",
+    "MODEL_OUTPUT_CAP",
+    "BuiltinToolsConfig",
+    "DynamicToolSpec",
+    "McpConnections",
+    "McpServerConfig",
+    "McpToolInfo",
+    "ToolConfig",
+    "ToolConfigError",
+    "ToolSelection",
+    "Workspace",
+    "Workspaces",
+    "builtin_tools",
+    "dynamic_tool",
+    "mcp_tool_name",
+    "select_mcp_servers",
+    "select_tools",
+]

@@ -1,0 +1,318 @@
+"""The stream hub: per-chat rings of numbered events, fanned out to live watchers.
+
+Every event carries its chat's `seq`; it is encoded once, as a complete SSE frame,
+when published, and that one `bytes` object is shared by the ring and by every
+watcher's queue. A watcher registers before it reads any backlog, so nothing
+published during its catch-up is missed, and skips any seq it already sent, so
+the overlap is invisible: each seq reaches a watcher exactly once, in order.
+
+Caps (service spec §5.5): a ring keeps at most `buffer_events` events and
+`buffer_bytes` of frames, evicting the oldest (counted in
+`stream_buffer_dropped_total`); a watcher's queue holds at most `watcher_queue`
+undelivered events, beyond which the watcher is closed and must reconnect with
+`Last-Event-ID` — a slow client never slows the chat and never grows memory.
+
+The hub does no I/O. Events older than the ring come from an optional durable
+`EventLog` (the store); without one, a resume below the ring gets `history_reset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from chatd.loop.metrics import Metrics
+
+__all__ = [
+    "DEFAULT_BUFFER_BYTES",
+    "DEFAULT_BUFFER_EVENTS",
+    "DEFAULT_WATCHER_QUEUE",
+    "EventLog",
+    "StreamEvent",
+    "StreamHub",
+    "Subscription",
+    "encode_event",
+    "reset_frame",
+]
+
+# 10,000 events per chat: upstream's maxStreamBufferSize.
+DEFAULT_BUFFER_EVENTS = 10_000
+# 1 MiB of frames per chat: upstream's per-episode part-buffer cap.
+DEFAULT_BUFFER_BYTES = 1 << 20
+# Undelivered events per watcher before it is dropped as too slow.
+DEFAULT_WATCHER_QUEUE = 5_000
+LOG_PAGE = 500
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event of a chat's stream: its seq, its type and its encoded SSE frame."""
+
+    seq: int
+    type: str
+    data: bytes  # the JSON object, one line
+    frame: bytes  # b"id: <seq>\nevent: <type>\ndata: <data>\n\n"
+
+
+def encode_event(chat_id: str, seq: int, type: str, payload: Mapping[str, Any]) -> StreamEvent:
+    """Encode an event once; `payload` must not contain seq, chat_id or type."""
+    data = _encoder.encode({"seq": seq, "chat_id": chat_id, "type": type, **payload})
+    frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, type.encode(), data)
+    return StreamEvent(seq, type, data, frame)
+
+
+def reset_frame(chat_id: str, reason: str, keep_through_position: int | None = None) -> bytes:
+    """A connection-level `history_reset` frame: no `id:`, so it does not move the cursor."""
+    data = _encoder.encode(
+        {
+            "chat_id": chat_id,
+            "type": "history_reset",
+            "reason": reason,
+            "keep_through_position": keep_through_position,
+        }
+    )
+    return b"event: history_reset\ndata: %s\n\n" % data
+
+
+class EventLog(Protocol):
+    """The durable side of a chat's stream (the store's `chat_stream_events`)."""
+
+    async def stream_bounds(self, chat_id: str) -> tuple[int, int]:
+        """(pruned_through_seq, highest seq ever reserved) for the chat."""
+        ...
+
+    async def read_events_after(
+        self, chat_id: str, after_seq: int, limit: int
+    ) -> list[StreamEvent]: ...
+
+
+class _Ring:
+    __slots__ = ("bytes", "events", "evicted_through", "last_active", "newest", "watchers")
+
+    def __init__(self) -> None:
+        self.events: deque[StreamEvent] = deque()
+        self.bytes = 0
+        self.newest = 0
+        self.evicted_through = 0  # highest seq no longer in memory
+        self.watchers: set[_Watcher] = set()
+        self.last_active = time.monotonic()
+
+
+class _Watcher:
+    __slots__ = ("closed", "limit", "queue", "wake")
+
+    def __init__(self, limit: int) -> None:
+        self.queue: deque[StreamEvent] = deque()
+        self.wake = asyncio.Event()
+        self.limit = limit
+        self.closed: str | None = None
+
+    def offer(self, event: StreamEvent) -> None:
+        if self.closed is not None:
+            return
+        if len(self.queue) >= self.limit:
+            self.closed = "slow"
+            self.queue.clear()
+        else:
+            self.queue.append(event)
+        self.wake.set()
+
+    def close(self, reason: str) -> None:
+        if self.closed is None:
+            self.closed = reason
+        self.wake.set()
+
+
+class StreamHub:
+    """In-process fan-out of every chat's events to its watchers."""
+
+    def __init__(
+        self,
+        *,
+        buffer_events: int = DEFAULT_BUFFER_EVENTS,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        watcher_queue: int = DEFAULT_WATCHER_QUEUE,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.buffer_events = buffer_events
+        self.buffer_bytes = buffer_bytes
+        self.watcher_queue = watcher_queue
+        self.metrics = metrics
+        self._rings: dict[str, _Ring] = {}
+
+    def _ring(self, chat_id: str) -> _Ring:
+        ring = self._rings.get(chat_id)
+        if ring is None:
+            ring = self._rings[chat_id] = _Ring()
+        return ring
+
+    def newest_seq(self, chat_id: str) -> int:
+        ring = self._rings.get(chat_id)
+        return ring.newest if ring is not None else 0
+
+    def publish(self, chat_id: str, event: StreamEvent) -> bool:
+        """Add an event to the chat's ring and every watcher's queue.
+
+        An event whose seq is not above the ring's newest is a stale owner's late
+        event: it is discarded (returns False).
+        """
+        ring = self._ring(chat_id)
+        if event.seq <= ring.newest:
+            return False
+        ring.newest = event.seq
+        ring.events.append(event)
+        ring.bytes += len(event.frame)
+        ring.last_active = time.monotonic()
+        while len(ring.events) > self.buffer_events or (
+            ring.bytes > self.buffer_bytes and len(ring.events) > 1
+        ):
+            dropped = ring.events.popleft()
+            ring.bytes -= len(dropped.frame)
+            ring.evicted_through = dropped.seq
+            if self.metrics is not None:
+                self.metrics.record_stream_buffer_dropped()
+        for watcher in ring.watchers:
+            watcher.offer(event)
+        return True
+
+    def subscribe(self, chat_id: str, cursor: int, log: EventLog | None = None) -> Subscription:
+        """Start following a chat from `cursor` (the last seq the client has)."""
+        ring = self._ring(chat_id)
+        watcher = _Watcher(self.watcher_queue)
+        ring.watchers.add(watcher)  # before any backlog is read
+        return Subscription(self, chat_id, ring, watcher, cursor, log)
+
+    def close_chat(self, chat_id: str, reason: str = "closed") -> None:
+        """Close every watcher of a chat (deletion, shutdown) and free its ring."""
+        ring = self._rings.pop(chat_id, None)
+        if ring is not None:
+            for watcher in ring.watchers:
+                watcher.close(reason)
+
+    def close_all(self, reason: str = "shutdown") -> None:
+        for chat_id in list(self._rings):
+            self.close_chat(chat_id, reason)
+
+    def release_idle(self, idle_seconds: float = 60.0) -> int:
+        """Free rings with no watchers and no events for `idle_seconds`; returns how many."""
+        cutoff = time.monotonic() - idle_seconds
+        idle = [
+            chat_id
+            for chat_id, ring in self._rings.items()
+            if not ring.watchers and ring.last_active < cutoff
+        ]
+        for chat_id in idle:
+            del self._rings[chat_id]
+        return len(idle)
+
+    def _unsubscribe(self, ring: _Ring, watcher: _Watcher) -> None:
+        ring.watchers.discard(watcher)
+
+
+class Subscription:
+    """One watcher's view of a chat: the backlog after its cursor, then live events.
+
+    Iterate `frames()` for SSE bytes. It ends when the watcher is closed (too slow,
+    chat closed, hub shut down); `closed_reason` says why.
+    """
+
+    def __init__(
+        self,
+        hub: StreamHub,
+        chat_id: str,
+        ring: _Ring,
+        watcher: _Watcher,
+        cursor: int,
+        log: EventLog | None,
+    ) -> None:
+        self._hub = hub
+        self.chat_id = chat_id
+        self._ring = ring
+        self._watcher = watcher
+        self.cursor = cursor
+        self._log = log
+        self.last_sent = cursor
+
+    @property
+    def closed_reason(self) -> str | None:
+        return self._watcher.closed
+
+    def close(self) -> None:
+        self._watcher.close("unsubscribed")
+        self._hub._unsubscribe(self._ring, self._watcher)
+
+    async def backlog(self) -> AsyncIterator[bytes]:
+        """Frames for every available event after the cursor (and a reset if there is a gap)."""
+        ring, cursor = self._ring, self.cursor
+        if self._log is not None:
+            pruned, reserved = await self._log.stream_bounds(self.chat_id)
+            reserved = max(reserved, ring.newest)
+        else:
+            pruned, reserved = ring.evicted_through, ring.newest
+        if cursor < pruned or cursor > reserved:
+            yield reset_frame(self.chat_id, "resume_gap")
+            cursor = pruned
+        self.last_sent = cursor
+        if self._log is not None:
+            # The ring may not reach back to the cursor (evicted, or this replica
+            # only started following the chat recently): read the log up to it.
+            ring_first = ring.events[0].seq if ring.events else None
+            while ring_first is None or self.last_sent + 1 < ring_first:
+                page = await self._log.read_events_after(self.chat_id, self.last_sent, LOG_PAGE)
+                for event in page:
+                    if event.seq > self.last_sent:
+                        self.last_sent = event.seq
+                        yield event.frame
+                if len(page) < LOG_PAGE:
+                    break
+        for event in list(ring.events):
+            if event.seq > self.last_sent:
+                self.last_sent = event.seq
+                yield event.frame
+
+    async def live(self, keepalive: float | None = None) -> AsyncIterator[bytes]:
+        """Frames of live events as they arrive, joined per wake-up into one write.
+
+        With `keepalive`, yields `b""` after that many idle seconds so the caller can
+        send a keep-alive comment. Ends when the watcher is closed.
+        """
+        watcher = self._watcher
+        while True:
+            if not watcher.queue:
+                if watcher.closed is not None:
+                    return
+                watcher.wake.clear()
+                try:
+                    async with asyncio.timeout(keepalive):
+                        await watcher.wake.wait()
+                except TimeoutError:
+                    yield b""
+                    continue
+            if watcher.closed == "slow":
+                return
+            chunks = []
+            while watcher.queue:
+                event = watcher.queue.popleft()
+                if event.seq > self.last_sent:
+                    self.last_sent = event.seq
+                    chunks.append(event.frame)
+            if chunks:
+                yield b"".join(chunks)
+
+    async def frames(self, keepalive: float | None = None) -> AsyncIterator[bytes]:
+        """The backlog, then live events; see `backlog` and `live`."""
+        try:
+            async for frame in self.backlog():
+                yield frame
+            async for chunk in self.live(keepalive):
+                yield chunk
+        finally:
+            self.close()

@@ -1,0 +1,334 @@
+"""The runner: one task per owned chat, driving one turn through `chatd.loop.run`.
+
+It turns the loop's callbacks into store transitions (every step committed with
+the runner's fence) and stream events, and the loop's outcome into the transition
+that ends the turn (spec §4.4). A runner that lost its lease (`StaleFence`) stops
+without writing anything; the chat is someone else's now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from chatd.errors import ClassifiedError, ClassifiedException
+from chatd.loop import (
+    Call,
+    ChatInterrupted,
+    DynamicToolCall,
+    GenerateResponse,
+    Interrupt,
+    Model,
+    PersistedStep,
+    PersistStepError,
+    RunOptions,
+    StopAfterTool,
+    StreamError,
+    ToolCall,
+    ToolResponse,
+    run,
+)
+from chatd.loop.compaction import CompactionOptions, CompactionResult
+from chatd.store import Chat, ChatIsInterrupting, ChatStatus, Fence, Lease, StaleFence, new_id
+from chatd.tools import ToolConfig, ToolConfigError, select_tools
+from chatd.types import (
+    MessagePart,
+    ReasoningPart,
+    Role,
+    SourcePart,
+    StreamPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
+from chatd.worker.owner_stream import OwnerStream
+from chatd.worker.wire import part_json
+
+if TYPE_CHECKING:
+    from chatd.worker.service import Worker
+
+__all__ = ["ChatRunner"]
+
+log = logging.getLogger("chatd.worker")
+
+
+def live_part(part: MessagePart) -> dict[str, Any]:
+    """A published part in the stream's snake_case form (spec §5.2 `message_part`)."""
+    if isinstance(part, TextPart):
+        return {"type": "text_delta", "delta": part.text}
+    if isinstance(part, ReasoningPart):
+        return {"type": "reasoning_delta", "delta": part.text}
+    if isinstance(part, ToolCallPart) and part.args_delta:
+        return {
+            "type": "tool_input_delta",
+            "tool_call_id": part.tool_call_id,
+            "tool_name": part.tool_name,
+            "delta": part.args_delta,
+        }
+    if isinstance(part, ToolResultPart):
+        body = part_json(part)
+        body["is_error"] = part.is_error
+        return body
+    if isinstance(part, ToolCallPart | SourcePart):
+        return part_json(part)
+    return part_json(part)
+
+
+class _AttemptRecorder:
+    """Wraps the chat's model: every stream attempt is recorded first (spec §4.6)."""
+
+    def __init__(self, inner: Model, runner: ChatRunner) -> None:
+        self.inner = inner
+        self.runner = runner
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def context_limit(self) -> int | None:
+        limit = getattr(self.inner, "context_limit", None)
+        return limit if isinstance(limit, int) else None
+
+    async def stream(self, call: Call) -> AsyncIterator[StreamPart]:
+        await self.runner.record_attempt()
+        return await self.inner.stream(call)
+
+    async def generate(self, call: Call) -> GenerateResponse:
+        return await self.inner.generate(call)
+
+
+async def _client_side(_call: ToolCall) -> ToolResponse:
+    # Dynamic tools are never run by the loop (they are in dynamic_tool_names).
+    return ToolResponse.error("this tool runs on the client")
+
+
+class ChatRunner:
+    def __init__(self, worker: Worker, lease: Lease) -> None:
+        self.worker = worker
+        self.store = worker.store
+        self.chat = lease.chat
+        self.chat_id = lease.chat.id
+        self.fence = Fence(lease.chat.id, lease.runner_id, lease.lease_epoch)
+        self.stream = OwnerStream(worker.store, worker.hub, self.fence, lease.first_seq, lease.chat)
+        self.interrupt = Interrupt()
+        self.partial: PersistedStep | None = None
+        self.partial_step_id = new_id()
+        self.releasing = False
+        self.task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- notifications from the worker ---------------------------------------------
+
+    def on_snapshot(self, chat: Chat) -> None:
+        """A transition on this chat committed (by anyone); react to what changed."""
+        if self.releasing:
+            return
+        if chat.runner_id != self.fence.runner_id:
+            if self.task is not None:
+                self.task.cancel()  # the lease is gone: stop, write nothing
+            return
+        self.chat = chat
+        if chat.status == ChatStatus.INTERRUPTING:
+            self.interrupt.interrupt()
+        self._spawn(self._derive(chat))
+
+    async def _derive(self, chat: Chat) -> None:
+        with contextlib.suppress(StaleFence):
+            await self.stream.derive(chat)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- the turn -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.stream.derive(self.chat)
+            if self.chat.status == ChatStatus.INTERRUPTING:
+                await self._end(self.store.finish_interruption(self.fence, None))
+                return
+            await self._generate()
+        except StaleFence:
+            log.info("chat %s: lease lost, runner stops", self.chat_id)
+        finally:
+            for task in list(self._background):
+                task.cancel()
+
+    async def record_attempt(self) -> None:
+        try:
+            chat = await self.store.record_generation_attempt(self.fence)
+        except ChatIsInterrupting:
+            self.interrupt.interrupt()
+            raise
+        self.chat = chat
+        await self.stream.derive(chat)
+
+    async def _persist_step(self, step: PersistedStep) -> None:
+        if self.interrupt.is_set:
+            # The loop's interrupted-persist path: finish_interruption commits it.
+            self.partial = step
+            return
+        await self.stream.wait_inflight()
+        async with self.stream.write_lock:
+            events = self.stream.take_pending()
+            try:
+                chat = await self.store.commit_step(
+                    self.fence,
+                    new_id(),
+                    step,
+                    provider=self.model_provider,
+                    model=self.model_name,
+                    model_config_id=self.chat.model_config_id,
+                    events=events,
+                )
+            except ChatIsInterrupting:
+                self.stream.restore_pending(events)
+                self.interrupt.interrupt()
+                raise
+            except BaseException:
+                self.stream.restore_pending(events)
+                raise
+        self.chat = chat
+        await self.stream.derive(chat)
+
+    def _publish(self, role: Role, part: MessagePart) -> None:
+        self.stream.emit(
+            "message_part",
+            {
+                "role": str(role),
+                "part": live_part(part),
+                "history_version": self.chat.history_version,
+                "generation_attempt": self.chat.generation_attempt,
+            },
+        )
+
+    def _on_retry(
+        self, attempt: int, error: BaseException, classified: ClassifiedError, delay: float
+    ) -> None:
+        retrying_at = datetime.now(UTC) + timedelta(seconds=delay)
+        payload = {
+            "attempt": attempt,
+            "delay_ms": int(delay * 1000),
+            "retrying_at": retrying_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "error": classified.message,
+            "kind": classified.kind,
+            "provider": classified.provider,
+            "status_code": classified.status_code or None,
+        }
+        self._spawn(self._record_retry(payload))
+
+    async def _record_retry(self, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(StaleFence, ChatIsInterrupting):
+            chat = await self.store.record_retry_state(self.fence, payload)
+            await self.stream.derive(chat)
+
+    async def _generate(self) -> None:
+        chat = self.chat
+        history = await self.store.load_history(self.chat_id)
+        if _ends_with_pending_dynamic_calls(history.messages, chat):
+            await self._end(self.store.enter_requires_action(self.fence))
+            return
+        try:
+            model = await self.worker.resolve_model(chat)
+        except ClassifiedException as err:
+            await self._end(self.store.finish_error(self.fence, err.classified))
+            return
+        self.model_provider, self.model_name = model.provider, model.model
+        try:
+            tool_config = ToolConfig.from_json(chat.tool_config or None)
+        except ToolConfigError as err:
+            error = ClassifiedError(kind="config", message=f"The chat's tools are invalid: {err}")
+            await self._end(self.store.finish_error(self.fence, error))
+            return
+        # Built-in tools act on the server's files and processes: only when asked for.
+        builtin = self.worker.builtin_tools(chat) if "builtin" in chat.tool_config else []
+        selection = select_tools(tool_config, builtin=builtin)
+        compaction = CompactionOptions(persist=self._persist_compaction)
+        options = RunOptions(
+            model=_AttemptRecorder(model, self),
+            messages=history.messages,
+            max_steps=self.worker.settings.max_steps,
+            persist_step=self._persist_step,
+            publish_message_part=self._publish,
+            on_retry=self._on_retry,
+            interrupt=self.interrupt,
+            metrics=self.worker.metrics,
+            compaction=compaction,
+            reload_messages=self._reload,
+        )
+        options = selection.apply(options)
+        gauge = self.worker.metrics.chats.labels("streaming")
+        gauge.inc()
+        try:
+            await run(options)
+        except (ChatInterrupted, ChatIsInterrupting):
+            await self._end(
+                self.store.finish_interruption(
+                    self.fence,
+                    self.partial,
+                    step_id=self.partial_step_id,
+                    provider=self.model_provider,
+                    model=self.model_name,
+                )
+            )
+            return
+        except DynamicToolCall:
+            await self._end(self.store.enter_requires_action(self.fence))
+            return
+        except StreamError as err:
+            await self._end(self.store.finish_error(self.fence, err.classified))
+            return
+        except PersistStepError as err:
+            if isinstance(err.__cause__, StaleFence):
+                raise err.__cause__ from None
+            raise
+        except StopAfterTool:
+            pass
+        finally:
+            gauge.dec()
+        await self._end(self.store.finish_turn(self.fence))
+
+    async def _reload(self) -> list[Any]:
+        return list((await self.store.load_history(self.chat_id)).messages)
+
+    async def _persist_compaction(self, result: CompactionResult) -> None:
+        chat = await self.store.commit_compaction(
+            self.fence, result.system_summary, summary=result.summary_report
+        )
+        await self.stream.derive(chat)
+
+    async def _end(self, transition: Awaitable[Chat]) -> None:
+        """Flush this owner's events, apply the releasing transition, hand over the stream."""
+        await self.stream.flush()
+        self.releasing = True
+        try:
+            await transition
+        except BaseException:
+            self.releasing = False
+            raise
+        self.worker.request_sync(self.chat_id)
+
+
+def _ends_with_pending_dynamic_calls(messages: list[Any], chat: Chat) -> bool:
+    """The previous owner committed a dynamic-tool step but died before requires_action."""
+    try:
+        names = {spec.name for spec in ToolConfig.from_json(chat.tool_config or None).dynamic}
+    except ToolConfigError:
+        return False
+    if not names or not messages:
+        return False
+    last = messages[-1]
+    if last.role != Role.ASSISTANT:
+        return False
+    return any(isinstance(p, ToolCallPart) and p.tool_name in names for p in last.content)

@@ -1,0 +1,260 @@
+"""The worker of one replica: acquisition, heartbeats, runners, deadlines, shutdown.
+
+It claims pending (and stale) chats up to its capacity on every tick and on every
+wake-up, starts one `ChatRunner` per claimed chat, renews their leases, stops a
+runner whose lease it could not renew, sweeps expired requires_action deadlines,
+and keeps unowned chats' streams up to date (spec §4). In-process wake-ups come
+from the store's commit listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chatd.config import Settings
+from chatd.loop import Metrics, Model, Tool
+from chatd.store import Chat, ChatStatus, Store, StoreError, StreamEvent
+from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools
+from chatd.worker.events import derive_events, pending_tool_calls
+from chatd.worker.hub import StreamEvent as HubEvent
+from chatd.worker.hub import StreamHub, encode_event
+from chatd.worker.runner import ChatRunner
+from chatd.worker.watch import ChatListWatch
+
+__all__ = ["ResolveModel", "Worker", "hub_event"]
+
+log = logging.getLogger("chatd.worker")
+
+ResolveModel = Callable[[Chat], Awaitable[Model]]
+
+
+def hub_event(chat_id: str, event: StreamEvent) -> HubEvent:
+    return encode_event(chat_id, event.seq, event.type, event.data)
+
+
+def _derive_unowned(
+    chat: Chat,
+    emitted: dict[str, Any] | None,
+    changed: list[Any],
+    queue: list[Any] | None,
+    history: list[Any],
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    calls = pending_tool_calls(history) if chat.status == ChatStatus.REQUIRES_ACTION else []
+    return derive_events(chat, emitted, changed, queue, requires_action_calls=calls)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        hub: StreamHub,
+        settings: Settings,
+        metrics: Metrics,
+        resolve_model: ResolveModel,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.settings = settings
+        self.metrics = metrics
+        self._resolve_model = resolve_model
+        self.worker_id = str(uuid.uuid4())
+        self.runners: dict[str, ChatRunner] = {}
+        self.list_watch = ChatListWatch()
+        self.workspaces = Workspaces(settings.effective_workspace_root)
+        self.wake = asyncio.Event()
+        self.draining = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._syncing: dict[str, bool] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- hooks for runners --------------------------------------------------------
+
+    async def resolve_model(self, chat: Chat) -> Model:
+        return await self._resolve_model(chat)
+
+    def builtin_tools(self, chat: Chat) -> list[Tool]:
+        """The built-in tools, confined to the chat's workspace (kept while we run it)."""
+        return builtin_tools(
+            self.workspaces.get(chat.id), BuiltinToolsConfig.from_settings(self.settings)
+        )
+
+    def request_sync(self, chat_id: str) -> None:
+        """Bring an unowned chat's stream up to date, in the background.
+
+        At most one sync per chat runs at a time; a request while one runs makes it
+        go round once more, so the last change is never missed. The task belongs to
+        the worker, not to a runner, so a runner being cancelled cannot drop it.
+        """
+        if chat_id in self._syncing:
+            self._syncing[chat_id] = True
+            return
+        self._syncing[chat_id] = False
+        self._spawn(self._sync_unowned(chat_id))
+
+    async def _sync_unowned(self, chat_id: str) -> None:
+        try:
+            while True:
+                try:
+                    events = await self.store.sync_unowned_events(chat_id, _derive_unowned)
+                except StoreError:
+                    return  # deleted meanwhile
+                except Exception:
+                    log.exception("chat %s: stream sync failed", chat_id)
+                    return
+                for event in events:
+                    self.hub.publish(chat_id, hub_event(chat_id, event))
+                if not self._syncing.get(chat_id):
+                    return
+                self._syncing[chat_id] = False
+        finally:
+            self._syncing.pop(chat_id, None)
+
+    # --- the store's commit listener ---------------------------------------------
+
+    def on_commit(self, chat: Chat) -> None:
+        self.list_watch.publish(chat)
+        if chat.status == ChatStatus.PENDING:
+            self.wake.set()
+        runner = self.runners.get(chat.id)
+        if runner is not None and not runner.releasing:
+            runner.on_snapshot(chat)
+        elif chat.runner_id is None:
+            self.request_sync(chat.id)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store.add_listener(self.on_commit)
+        self._tasks = [
+            asyncio.create_task(self._acquire_loop(), name="chatd-acquire"),
+            asyncio.create_task(self._heartbeat_loop(), name="chatd-heartbeat"),
+            asyncio.create_task(self._flush_loop(), name="chatd-flush"),
+        ]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown (spec §4.8): stop claiming, let turns end, hand the rest back."""
+        self.draining = True
+        for task in self._tasks:
+            task.cancel()
+        grace = self.settings.shutdown_grace if grace is None else grace
+        running = [r.task for r in self.runners.values() if r.task is not None]
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        for runner in list(self.runners.values()):
+            if runner.task is not None and not runner.task.done():
+                runner.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await runner.task
+                with contextlib.suppress(StoreError):
+                    await self.store.abandon(runner.fence)
+        for task in list(self._background):
+            task.cancel()
+        await self.workspaces.aclose()
+
+    async def _acquire_loop(self) -> None:
+        interval = self.settings.acquire_interval
+        while not self.draining:
+            try:
+                await self.acquire_once()
+                await self.store.expire_requires_action()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("acquisition failed; retrying next tick")
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.wake.wait()
+
+    async def acquire_once(self) -> int:
+        free = self.settings.max_concurrent_chats - len(self.runners)
+        if free <= 0 or self.draining:
+            return 0
+        leases = await self.store.acquire_pending_chats(
+            self.worker_id, min(free, self.settings.acquire_batch)
+        )
+        for lease in leases:
+            runner = ChatRunner(self, lease)
+            self.runners[lease.chat.id] = runner
+            runner.task = asyncio.create_task(self._run(runner), name=f"chat-{lease.chat.id}")
+        return len(leases)
+
+    async def _run(self, runner: ChatRunner) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("chat %s: runner failed", runner.chat_id)
+        finally:
+            if self.runners.get(runner.chat_id) is runner:
+                del self.runners[runner.chat_id]
+            if not self.draining:
+                self.wake.set()  # a slot is free, and the chat may be pending again
+
+    async def _flush_loop(self) -> None:
+        """Every flush interval, all owned chats' new events in one transaction (§5.5)."""
+        interval = self.settings.stream_flush_interval
+        while not self.draining:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush_events()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event flush failed; retrying next interval")
+
+    async def flush_events(self) -> None:
+        taken = []
+        for runner in list(self.runners.values()):
+            batch = runner.stream.take_for_batch()
+            if batch is not None:
+                taken.append((runner, *batch))
+        if not taken:
+            return
+        ok = False
+        stale: set[str] = set()
+        try:
+            stale = await self.store.append_events_batch(
+                [(r.fence, events, state) for r, events, state in taken]
+            )
+            ok = True
+        finally:
+            for runner, events, state in taken:
+                runner.stream.batch_done(events, state, ok)
+                if runner.chat_id in stale and runner.task is not None and not runner.releasing:
+                    runner.task.cancel()  # it lost its lease
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while not self.draining:
+            await asyncio.sleep(interval)
+            runners = dict(self.runners)
+            if not runners:
+                continue
+            try:
+                renewed = await self.store.renew_leases(
+                    self.worker_id, [r.fence.runner_id for r in runners.values()]
+                )
+            except Exception:
+                log.exception("lease renewal failed")
+                continue
+            for runner in runners.values():
+                if (
+                    runner.fence.runner_id not in renewed
+                    and runner.task is not None
+                    and not runner.releasing  # it gave the lease up itself
+                    and self.runners.get(runner.chat_id) is runner
+                ):
+                    log.warning("chat %s: lease not renewed, stopping its runner", runner.chat_id)
+                    runner.task.cancel()

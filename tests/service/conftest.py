@@ -1,0 +1,109 @@
+"""A whole replica (store on SQLite, worker, hub, HTTP) on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from chatd.config import load_settings
+from chatd.server import Replica, build
+from tests.api.conftest import free_port
+
+
+class LiveReplica:
+    def __init__(self, replica: Replica, port: int) -> None:
+        self.replica = replica
+        self.store = replica.store
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                replica.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            )
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def token(self, username: str, *, admin: bool = False) -> str:
+        user = await self.store.create_user(username, is_admin=admin)
+        token, _ = await self.store.create_api_token(user.id)
+        return token
+
+    def client(self, token: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=20
+        )
+
+    async def scripted_model(self, name: str, **options: Any) -> str:
+        config = await self.store.create_model_config(name, "scripted", name, options=options)
+        return config.name
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveReplica]:
+    settings = load_settings(
+        {"CHATD_DATA_DIR": str(tmp_path)},
+        lease_ttl=3.0,
+        heartbeat_interval=0.5,
+        acquire_interval=0.2,
+        sync_interval=0.5,
+        shutdown_grace=1.0,
+    )
+    replica = await build(settings)
+    port = free_port()
+    live = LiveReplica(replica, port)
+    replica.start()
+    live.task = asyncio.create_task(live.server.serve())
+    while not live.server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    try:
+        yield live
+    finally:
+        replica.begin_shutdown()
+        live.server.should_exit = True
+        await live.task
+        await replica.stop()
+
+
+class SSE:
+    """A real SSE client over httpx: events as (id or None, event, data dict)."""
+
+    def __init__(self, client: httpx.AsyncClient, path: str, last_event_id: int | None = None):
+        self.client = client
+        self.path = path
+        self.headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        self.events: list[tuple[int | None, str, dict[str, Any]]] = []
+
+    async def read_until(
+        self, stop: Any, within: float = 20.0
+    ) -> list[tuple[int | None, str, dict[str, Any]]]:
+        async with asyncio.timeout(within):
+            async with self.client.stream("GET", self.path, headers=self.headers) as response:
+                assert response.status_code == 200, await response.aread()
+                assert response.headers["content-type"].startswith("text/event-stream")
+                event_id: int | None = None
+                name = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("id: "):
+                        event_id = int(line[4:])
+                    elif line.startswith("event: "):
+                        name = line[7:]
+                    elif line.startswith("data: "):
+                        data = json.loads(line[6:])
+                        self.events.append((event_id, name, data))
+                        if stop(event_id, name, data):
+                            return self.events
+                        event_id, name = None, ""
+        return self.events
+
+
+def turn_done(_id: int | None, name: str, data: dict[str, Any]) -> bool:
+    """The turn ended: idle, failed, or waiting for client tools (the event after status)."""
+    return name == "action_required" or (
+        name == "status" and data["status"] in ("waiting", "error")
+    )

@@ -1,0 +1,295 @@
+"""End to end over real HTTP and SSE: a chat turn, resume, queue/interrupt, retry, tools."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.conftest import SSE, LiveReplica, turn_done
+
+
+def seqs(events: list[tuple[int | None, str, dict[str, Any]]]) -> list[int]:
+    return [e[0] for e in events if e[0] is not None]
+
+
+async def wait_status(
+    client: Any, chat_id: str, *statuses: str, within: float = 20
+) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            chat: dict[str, Any] = (await client.get(f"/api/chats/{chat_id}")).json()
+            if chat["status"] in statuses:
+                return chat
+            await asyncio.sleep(0.05)
+
+
+async def test_a_turn_streams_parts_and_commits_the_answer(live: LiveReplica) -> None:
+    token = await live.token("ada")
+    async with live.client(token) as client:
+        created = await client.post("/api/chats", json={"message": "hello there"})
+        assert created.status_code == 201, created.text
+        chat = created.json()
+        assert created.headers["location"] == f"/api/chats/{chat['id']}"
+        events = await SSE(client, f"/api/chats/{chat['id']}/stream").read_until(turn_done)
+        names = [e[1] for e in events]
+        assert "message_part" in names
+        deltas = "".join(
+            e[2]["part"]["delta"]
+            for e in events
+            if e[1] == "message_part" and e[2]["part"]["type"] == "text_delta"
+        )
+        assert "hello there" in deltas
+        ids = seqs(events)
+        assert ids == sorted(set(ids)), "seqs are unique and increasing"
+        messages = (await client.get(f"/api/chats/{chat['id']}/messages")).json()
+        roles = [m["role"] for m in messages["messages"]]
+        assert roles == ["user", "assistant"]
+        assert messages["messages"][1]["parts"][-1]["type"] == "text"
+        assert messages["last_seq"] >= ids[-1] - 1
+        committed = [e for e in events if e[1] == "message"]
+        assert [e[2]["message"]["role"] for e in committed] == ["user", "assistant"]
+
+
+async def test_reconnecting_with_last_event_id_delivers_every_seq_exactly_once(
+    live: LiveReplica,
+) -> None:
+    model = await live.scripted_model("slow", delta_delay=0.01)
+    token = await live.token("bob")
+    async with live.client(token) as client:
+        chat = (
+            await client.post("/api/chats", json={"message": "a b c d e f g h", "model": model})
+        ).json()
+        path = f"/api/chats/{chat['id']}/stream"
+        parts = 0
+
+        def after_five_parts(_id: int | None, name: str, _data: dict[str, Any]) -> bool:
+            nonlocal parts
+            parts += name == "message_part"
+            return parts >= 5
+
+        first = await SSE(client, path).read_until(after_five_parts)
+        last_id = seqs(first)[-1]
+        rest = await SSE(client, path, last_event_id=last_id).read_until(turn_done)
+        received = seqs(first) + seqs(rest)
+        assert len(received) == len(set(received)), "no seq twice"
+        full = await SSE(client, path).read_until(turn_done)
+        assert received == seqs(full), "nothing lost across the reconnect"
+
+
+async def test_queue_and_interrupt_while_busy(live: LiveReplica) -> None:
+    model = await live.scripted_model("slow2", delta_delay=0.05)
+    token = await live.token("cy")
+    async with live.client(token) as client:
+        chat = (
+            await client.post(
+                "/api/chats", json={"message": " ".join(["word"] * 60), "model": model}
+            )
+        ).json()
+        chat_id = chat["id"]
+        await wait_status(client, chat_id, "running")
+        queued = await client.post(
+            f"/api/chats/{chat_id}/messages", json={"message": "later please"}
+        )
+        assert queued.status_code == 200, queued.text
+        body = queued.json()
+        assert body["message"] is None and body["queued_message"] is not None
+        assert len(body["chat"]["queued_messages"]) == 1
+        interrupted = await client.post(
+            f"/api/chats/{chat_id}/messages",
+            json={"message": "stop, do this instead", "busy_behavior": "interrupt"},
+        )
+        assert interrupted.status_code == 200, interrupted.text
+        final = await wait_status(client, chat_id, "waiting", within=30)
+        messages = (await client.get(f"/api/chats/{chat_id}/messages")).json()["messages"]
+        user_texts = [m["parts"][0]["text"] for m in messages if m["role"] == "user"]
+        # The interrupting message ran next, then the queued one.
+        assert user_texts[1:] == ["stop, do this instead", "later please"]
+        assert final["queued_messages"] == []
+
+
+async def test_scripted_429_shows_a_retry_event_then_succeeds(live: LiveReplica) -> None:
+    model = await live.scripted_model(
+        "flaky",
+        script=[
+            {"error": {"status_code": 429, "message": "rate limited", "retry_after": 0}},
+            {"text": "made it"},
+        ],
+    )
+    token = await live.token("dee")
+    async with live.client(token) as client:
+        chat = (await client.post("/api/chats", json={"message": "hi", "model": model})).json()
+        events = await SSE(client, f"/api/chats/{chat['id']}/stream").read_until(turn_done)
+        [retry] = [e[2] for e in events if e[1] == "retry"]
+        assert retry["kind"] == "rate_limit" and retry["attempt"] == 1
+        assert retry["delay_ms"] == 1000
+        assert events[-1][2]["status"] == "waiting"
+        messages = (await client.get(f"/api/chats/{chat['id']}/messages")).json()["messages"]
+        assert messages[-1]["parts"][0]["text"] == "made it"
+
+
+async def test_requires_action_round_trip(live: LiveReplica) -> None:
+    token = await live.token("eve")
+    tools = {
+        "dynamic": [
+            {
+                "name": "ask_browser",
+                "description": "runs in the client",
+                "input_schema": {"type": "object", "properties": {}},
+            }
+        ]
+    }
+    async with live.client(token) as client:
+        chat = (
+            await client.post("/api/chats", json={"message": "use the browser", "tools": tools})
+        ).json()
+        path = f"/api/chats/{chat['id']}/stream"
+        events = await SSE(client, path).read_until(turn_done)
+        [action] = [e[2] for e in events if e[1] == "action_required"]
+        [call] = action["tool_calls"]
+        assert call["tool_name"] == "ask_browser" and action["deadline_at"]
+        done = await client.post(
+            f"/api/chats/{chat['id']}/tool-results",
+            json={
+                "results": [
+                    {
+                        "tool_call_id": call["tool_call_id"],
+                        "output": {"type": "text", "text": "page title: Example"},
+                    }
+                ]
+            },
+        )
+        assert done.status_code == 200, done.text
+        await wait_status(client, chat["id"], "waiting")
+        messages = (await client.get(f"/api/chats/{chat['id']}/messages")).json()["messages"]
+        assert "page title: Example" in messages[-1]["parts"][-1]["text"]
+
+
+async def test_another_users_token_gets_404_on_every_chat_route(live: LiveReplica) -> None:
+    owner, other = await live.token("fay"), await live.token("gus")
+    async with live.client(owner) as client:
+        chat_id = (await client.post("/api/chats", json={"message": "mine"})).json()["id"]
+    async with live.client(other) as intruder:
+        base = f"/api/chats/{chat_id}"
+        for method, path, body in [
+            ("GET", base, None),
+            ("PATCH", base, {"title": "x"}),
+            ("DELETE", base, None),
+            ("GET", f"{base}/messages", None),
+            ("POST", f"{base}/messages", {"message": "x"}),
+            ("PATCH", f"{base}/messages/whatever", {"message": "x"}),
+            ("POST", f"{base}/interrupt", None),
+            (
+                "POST",
+                f"{base}/tool-results",
+                {"results": [{"tool_call_id": "a", "output": {"type": "text", "text": "x"}}]},
+            ),
+            ("GET", f"{base}/queue", None),
+            ("DELETE", f"{base}/queue/q", None),
+            ("POST", f"{base}/queue/q/promote", None),
+            ("POST", f"{base}/compact", None),
+            ("POST", f"{base}/clear", None),
+            ("GET", f"{base}/stream", None),
+        ]:
+            response = await intruder.request(method, path, json=body)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["error"]["kind"] == "not_found"
+
+
+async def test_metrics_count_the_turns_that_ran(live: LiveReplica) -> None:
+    token = await live.token("hal")
+    async with live.client(token) as client:
+        chat = (await client.post("/api/chats", json={"message": "count me"})).json()
+        await wait_status(client, chat["id"], "waiting")
+        text = (await client.get("/metrics")).text
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert values["coderd_chatd_steps_total"] >= 1
+    assert values["coderd_chatd_ttft_seconds_count"] >= 1
+    assert values["coderd_chatd_message_count_count"] >= 1
+
+
+async def test_bad_requests_get_the_documented_errors(live: LiveReplica) -> None:
+    token = await live.token("ivy")
+    async with live.client(token) as client:
+        unknown = await client.post("/api/chats", json={"message": "x", "bogus": 1})
+        assert unknown.status_code == 422 and unknown.json()["error"]["kind"] == "invalid_request"
+        assert unknown.json()["error"]["fields"][0]["loc"] == ["body", "bogus"]
+        empty = await client.post("/api/chats", json={"message": "   "})
+        assert empty.status_code == 422
+        model = await client.post("/api/chats", json={"message": "x", "model": "nope:nope"})
+        assert model.status_code == 422 and model.json()["error"]["kind"] == "invalid_model"
+        chat = (await client.post("/api/chats", json={"message": "x"})).json()
+        await wait_status(client, chat["id"], "waiting")
+        conflict = await client.post(f"/api/chats/{chat['id']}/interrupt")
+        assert conflict.status_code == 409
+        error = conflict.json()["error"]
+        assert error["kind"] == "invalid_state" and error["status"] == "waiting"
+        cursor = await client.get(f"/api/chats/{chat['id']}/stream", params={"after": "abc"})
+        assert cursor.status_code == 422
+
+
+async def test_chat_list_watch_reports_created_and_updated_chats(live: LiveReplica) -> None:
+    token = await live.token("jo")
+    async with live.client(token) as client:
+        seen: list[tuple[str, str]] = []
+
+        async def watch() -> None:
+            async with client.stream("GET", "/api/chats/watch") as response:
+                assert response.status_code == 200
+                name = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        name = line[7:]
+                    elif line.startswith("data: "):
+                        chat = json.loads(line[6:])["chat"]
+                        seen.append((name, chat["status"]))
+                        if chat["status"] == "waiting":
+                            return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.3)
+        await client.post("/api/chats", json={"message": "watch me"})
+        await asyncio.wait_for(watcher, 20)
+        assert seen[0] == ("chat_created", "pending")
+        assert ("chat_updated", "running") in seen
+        assert seen[-1] == ("chat_updated", "waiting")
+
+
+async def test_builtin_tools_are_opt_in_and_run_in_the_chats_workspace(
+    live: LiveReplica,
+) -> None:
+    token = await live.token("kai")
+    async with live.client(token) as client:
+        plain = (await client.post("/api/chats", json={"message": "no tools here"})).json()
+        await wait_status(client, plain["id"], "waiting")
+        plain_roles = [
+            m["role"]
+            for m in (await client.get(f"/api/chats/{plain['id']}/messages")).json()["messages"]
+        ]
+        assert plain_roles == ["user", "assistant"]  # nothing ran on the server
+
+        chat = (
+            await client.post(
+                "/api/chats",
+                json={"message": "write it down", "tools": {"builtin": ["write_file"]}},
+            )
+        ).json()
+        await wait_status(client, chat["id"], "waiting")
+        messages = (await client.get(f"/api/chats/{chat['id']}/messages")).json()["messages"]
+        [result] = [p for m in messages for p in m["parts"] if p["type"] == "tool_result"]
+        assert result["tool_name"] == "write_file"
+        assert result["result"]["type"] == "text", result
+        root = live.replica.settings.effective_workspace_root
+        assert any(path.name == "example" for path in root.rglob("example"))
+
+        bad = await client.post(
+            "/api/chats", json={"message": "x", "tools": {"builtin": ["rm_rf"]}}
+        )
+        assert bad.status_code == 422
+        assert "rm_rf" in bad.json()["error"]["detail"]

@@ -1,0 +1,53 @@
+"""Service settings from the environment: defaults, conversion, cross-checks (spec §0.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatd.config import ConfigError, load_settings
+
+
+def test_defaults_match_the_spec() -> None:
+    s = load_settings({})
+    assert (s.acquire_interval, s.lease_ttl, s.heartbeat_interval) == (1.0, 30.0, 5.0)
+    assert (s.max_concurrent_chats, s.max_queued_messages, s.max_steps) == (1000, 20, 1200)
+    assert s.requires_action_timeout == 300.0
+    assert s.effective_database_url == "sqlite+aiosqlite:///.chatd/chatd.db"
+    assert s.effective_workspace_root == Path(".chatd/workspaces")
+    assert (s.host, s.port) == ("127.0.0.1", 8080)
+
+
+def test_environment_and_overrides() -> None:
+    s = load_settings(
+        {
+            "CHATD_DATA_DIR": "/tmp/x",
+            "CHATD_LEASE_TTL": "3",
+            "CHATD_HEARTBEAT_INTERVAL": "0.5",
+            "CHATD_ACQUIRE_INTERVAL": "0.2",
+            "CHATD_SYNC_INTERVAL": "0.5",
+            "CHATD_DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1/db",
+        },
+        port=9000,
+        replica_id="r1",
+    )
+    assert s.data_dir == Path("/tmp/x") and s.lease_ttl == 3.0 and s.port == 9000
+    assert s.effective_database_url.startswith("postgresql+asyncpg://")
+    assert s.replica_id == "r1"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CHATD_LEASE_TTL": "abc"}, "CHATD_LEASE_TTL must be a positive number"),
+        ({"CHATD_MAX_STEPS": "0"}, "CHATD_MAX_STEPS must be a positive number"),
+        ({"CHATD_HEARTBEAT_INTERVAL": "20"}, "at most a third of CHATD_LEASE_TTL"),
+        ({"CHATD_ACQUIRE_INTERVAL": "40"}, "CHATD_ACQUIRE_INTERVAL must be shorter"),
+        ({"CHATD_SYNC_INTERVAL": "6"}, "CHATD_SYNC_INTERVAL must not exceed"),
+    ],
+)
+def test_bad_settings_give_one_line_errors(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(env)
+    assert "\n" not in str(info.value)
