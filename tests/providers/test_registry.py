@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from chatd.errors import ClassifiedException, ErrorKind
+from chatd.loop import Call
 from chatd.providers import PROVIDERS, ModelConfig, resolve
 from chatd.providers.openai_chat import OpenAIChatModel
 from chatd.providers.scripted import ScriptedModel
@@ -109,3 +111,16 @@ async def test_configured_headers_go_with_every_request(
     await drain(resolve(spec, config=config))
     sent = server.requests[0].headers
     assert (sent["http-referer"], sent["x-title"]) == ("https://chat.example.com", "chatd")
+
+
+async def test_a_config_that_owns_its_key_never_falls_back_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "the-server-s-own-key")
+    config = ModelConfig("anthropic", "claude-sonnet-5", key_from_env=False)
+    assert config.resolve_api_key(("ANTHROPIC_API_KEY",)) == ""
+    model = resolve(config)
+    with pytest.raises(ClassifiedException) as raised:
+        await model.stream(Call(prompt=[]))
+    assert raised.value.classified.kind == ErrorKind.MISSING_KEY
+    assert "ANTHROPIC_API_KEY" not in raised.value.classified.detail

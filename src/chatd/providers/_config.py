@@ -42,6 +42,9 @@ class ModelConfig:
     base_url: str = ""
     api_key: str = field(default="", repr=False)
     api_key_env: str = ""
+    # False: only `api_key` counts. A key stored for a chat that has since been
+    # deleted must fail as `missing_key`, not fall back to the server's environment.
+    key_from_env: bool = True
     context_limit: int = 0
     provider_options: Mapping[str, Any] = field(default_factory=dict)
     # Extra HTTP headers on every request (gateways, OpenRouter's HTTP-Referer/X-Title).
@@ -69,6 +72,8 @@ class ModelConfig:
         """The key to send, or "" when none is configured or set in the environment."""
         if self.api_key.strip():
             return self.api_key.strip()
+        if not self.key_from_env:
+            return ""
         names = (self.api_key_env,) if self.api_key_env else default_envs
         for name in names:
             value = os.environ.get(name, "").strip()
@@ -82,10 +87,10 @@ def missing_key_error(
 ) -> ClassifiedException:
     """The `missing_key` failure for a provider whose key is gone (before any I/O)."""
     names = (config.api_key_env,) if config.api_key_env else envs
-    where = " or ".join(names) if names else "api_key"
-    error = MissingAPIKey(
-        f"no API key for {config.spec}: set {where} or api_key in the model config"
-    )
+    where = "api_key in the model config"
+    if names and config.key_from_env:
+        where = f"{' or '.join(names)} or {where}"
+    error = MissingAPIKey(f"no API key for {config.spec}: set {where}")
     return with_classification(
         error,
         ClassifiedError(
