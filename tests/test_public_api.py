@@ -33,8 +33,13 @@ def test_all_is_sorted_and_importable(name: str) -> None:
 
 
 def test_importing_chatd_imports_no_provider_sdk() -> None:
+    # In a fresh interpreter: the provider tests import every SDK into this one.
+    import subprocess
     import sys
 
-    importlib.import_module("chatd.loop")
-    for sdk in ("openai", "anthropic", "google.genai"):
-        assert sdk not in sys.modules
+    code = (
+        "import sys, chatd, chatd.loop, chatd.providers\n"
+        "loaded = [m for m in ('openai', 'anthropic', 'google.genai') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,6 +1,29 @@
 """Model providers: one module per provider, each turning its SDK's stream into StreamParts.
 
-Modules are imported lazily; importing `chatd.providers` imports no SDK.
+`resolve("anthropic:claude-sonnet-4-5")` (or a `ModelConfig`) builds a model; the
+provider's module, and so its SDK, is imported only then: importing
+`chatd.providers` imports no SDK. `load_model_configs()` reads model configs
+from TOML and `check_model()` proves one works with a single tiny request. See
+docs/providers.md.
 """
 
-__all__: list[str] = []
+from chatd.providers._check import (
+    CheckResult,
+    check_model,
+    load_model_configs,
+    model_config_from_mapping,
+)
+from chatd.providers._config import MissingAPIKey, ModelConfig
+from chatd.providers._registry import PROVIDERS, Provider, resolve
+
+__all__ = [
+    "PROVIDERS",
+    "CheckResult",
+    "MissingAPIKey",
+    "ModelConfig",
+    "Provider",
+    "check_model",
+    "load_model_configs",
+    "model_config_from_mapping",
+    "resolve",
+]

@@ -1,0 +1,155 @@
+"""The provider registry: `"provider:model"` strings to models, importing each SDK only when used.
+
+A provider entry names the module and class that implement it plus its defaults
+(the provider id reported in errors and metrics, a base URL, the environment
+variables holding its key, whether a key is needed at all). A new provider is one
+module and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, cast
+
+from chatd.loop import Model
+from chatd.providers._config import ModelConfig
+
+__all__ = ["PROVIDERS", "Provider", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """How to build models of one registry name."""
+
+    module: str
+    cls: str
+    provider_id: str = ""  # defaults to the registry name
+    base_url: str = ""
+    key_envs: tuple[str, ...] = ()
+    key_required: bool = True
+    description: str = ""
+
+
+_OPENAI_KEY = ("OPENAI_API_KEY",)
+_CHAT = "chatd.providers.openai_chat"
+_COMPAT = "openai-compat"
+
+PROVIDERS: dict[str, Provider] = {
+    "anthropic": Provider(
+        "chatd.providers.anthropic",
+        "AnthropicModel",
+        key_envs=("ANTHROPIC_API_KEY",),
+        description="Anthropic Messages API",
+    ),
+    "google": Provider(
+        "chatd.providers.google",
+        "GoogleModel",
+        key_envs=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        description="Google Gemini API (google-genai)",
+    ),
+    "llamacpp": Provider(
+        _CHAT,
+        "OpenAIChatModel",
+        _COMPAT,
+        "http://localhost:8080/v1",
+        key_required=False,
+        description="llama.cpp server (OpenAI-compatible)",
+    ),
+    "lmstudio": Provider(
+        _CHAT,
+        "OpenAIChatModel",
+        _COMPAT,
+        "http://localhost:1234/v1",
+        key_required=False,
+        description="LM Studio (OpenAI-compatible)",
+    ),
+    "ollama": Provider(
+        _CHAT,
+        "OpenAIChatModel",
+        _COMPAT,
+        "http://localhost:11434/v1",
+        key_required=False,
+        description="Ollama (OpenAI-compatible)",
+    ),
+    "openai": Provider(
+        "chatd.providers.openai_responses",
+        "OpenAIResponsesModel",
+        key_envs=_OPENAI_KEY,
+        description="OpenAI Responses API",
+    ),
+    "openai-chat": Provider(
+        _CHAT,
+        "OpenAIChatModel",
+        "openai",
+        key_envs=_OPENAI_KEY,
+        description="OpenAI Chat Completions API",
+    ),
+    "openai-compat": Provider(
+        _CHAT,
+        "OpenAIChatModel",
+        key_envs=_OPENAI_KEY,
+        key_required=False,
+        description="any OpenAI-compatible Chat Completions server (set base_url)",
+    ),
+    "openrouter": Provider(
+        _CHAT,
+        "OpenAIChatModel",
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        key_envs=("OPENROUTER_API_KEY",),
+        description="OpenRouter (OpenAI-compatible)",
+    ),
+    "scripted": Provider(
+        "chatd.providers.scripted",
+        "ScriptedModel",
+        key_required=False,
+        description="chatd's offline scripted model (no network, no key)",
+    ),
+    "vllm": Provider(
+        _CHAT,
+        "OpenAIChatModel",
+        _COMPAT,
+        "http://localhost:8000/v1",
+        key_required=False,
+        description="vLLM (OpenAI-compatible)",
+    ),
+}
+
+
+def resolve(spec: str | ModelConfig, *, config: ModelConfig | None = None) -> Model:
+    """A model for `"provider:model"` (or a full `ModelConfig`), ready to stream.
+
+    With both, `spec` names provider and model and `config` supplies the rest
+    (base URL, key, options). Only the chosen provider's SDK is imported. No network
+    I/O happens here; a missing key surfaces on the first call as `missing_key`.
+    """
+    if isinstance(spec, ModelConfig):
+        resolved = spec
+    else:
+        parsed = ModelConfig.parse(spec)
+        resolved = (
+            parsed
+            if config is None
+            else config.replace(provider=parsed.provider, model=parsed.model)
+        )
+    entry = PROVIDERS.get(resolved.provider)
+    if entry is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ValueError(f"unknown provider {resolved.provider!r}; known providers: {known}")
+    if entry.base_url and not resolved.base_url:
+        resolved = resolved.replace(base_url=entry.base_url)
+    if resolved.provider == _COMPAT and not resolved.base_url:
+        raise ValueError("provider 'openai-compat' needs base_url (the server's /v1 URL)")
+    cls: Any = getattr(importlib.import_module(entry.module), entry.cls)
+    if resolved.provider == "scripted":
+        return cast(Model, cls(model_name=resolved.model))
+    return cast(
+        Model,
+        cls(
+            resolved,
+            provider=entry.provider_id or resolved.provider,
+            key_envs=entry.key_envs,
+            key_required=entry.key_required,
+        ),
+    )

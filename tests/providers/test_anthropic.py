@@ -1,0 +1,394 @@
+"""Anthropic Messages against golden wire-format fixtures."""
+
+from __future__ import annotations
+
+from chatd.errors import ErrorKind
+from chatd.loop import Call
+from chatd.providers import ModelConfig, resolve
+from chatd.providers.anthropic import AnthropicModel
+from chatd.types import (
+    FilePart,
+    FinishReason,
+    Message,
+    ReasoningPart,
+    Role,
+    StreamPart,
+    StreamPartType,
+    TextPart,
+    ToolCallPart,
+    ToolResultError,
+    ToolResultMedia,
+    ToolResultPart,
+    ToolResultText,
+    Usage,
+)
+from tests.providers.helpers import HELLO, WEATHER, drain, failure
+from tests.providers.replay import ReplayServer
+
+P = StreamPartType
+SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+REDACTED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
+
+
+def claude(server: ReplayServer) -> AnthropicModel:
+    config = ModelConfig("", "", base_url=server.url, api_key="sk-ant-test")
+    model = resolve("anthropic:claude-sonnet-5", config=config)
+    assert isinstance(model, AnthropicModel)
+    return model
+
+
+async def test_text_stream_yields_deltas_usage_with_cache_and_context_window(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "text")
+    parts = await drain(claude(server))
+    assert parts == [
+        StreamPart(P.TEXT_START, id="text-0"),
+        StreamPart(P.TEXT_DELTA, id="text-0", delta="Hello"),
+        StreamPart(P.TEXT_DELTA, id="text-0", delta="! How can I"),
+        StreamPart(P.TEXT_DELTA, id="text-0", delta=" help?"),
+        StreamPart(P.TEXT_END, id="text-0"),
+        StreamPart(
+            P.FINISH,
+            finish_reason=FinishReason.STOP,
+            usage=Usage(
+                input_tokens=25,
+                output_tokens=12,
+                total_tokens=25 + 2048 + 312 + 12,
+                cache_read_tokens=2048,
+                cache_creation_tokens=312,
+            ),
+            provider_metadata={
+                "anthropic": {"id": "msg_01XFDUDYJgAACzvnptvVoYEL", "stop_reason": "end_turn"},
+                "context_window": 200_000,
+            },
+        ),
+    ]
+    [request] = server.requests
+    assert request.path == "/v1/messages"
+    assert request.headers["authorization"] == "Bearer sk-ant-test"
+    body = request.json()
+    assert body["stream"] is True
+    assert body["max_tokens"] == 4096
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
+
+
+async def test_thinking_streams_as_reasoning_with_its_signature(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "thinking")
+    parts = await drain(claude(server))
+    assert parts[:-1] == [
+        StreamPart(P.REASONING_START, id="reasoning-0"),
+        StreamPart(P.REASONING_DELTA, id="reasoning-0", delta="The user greets me."),
+        StreamPart(P.REASONING_DELTA, id="reasoning-0", delta=" A short reply."),
+        StreamPart(
+            P.REASONING_END,
+            id="reasoning-0",
+            provider_metadata={"anthropic": {"signature": SIGNATURE}},
+        ),
+        StreamPart(P.REASONING_START, id="reasoning-1"),
+        StreamPart(
+            P.REASONING_END,
+            id="reasoning-1",
+            provider_metadata={"anthropic": {"redacted_data": REDACTED}},
+        ),
+        StreamPart(P.TEXT_START, id="text-2"),
+        StreamPart(P.TEXT_DELTA, id="text-2", delta="Hi there!"),
+        StreamPart(P.TEXT_END, id="text-2"),
+    ]
+    assert parts[-1].usage is not None
+    assert parts[-1].usage.reasoning_tokens == 41
+    assert parts[-1].usage.output_tokens == 64
+
+
+async def test_parallel_tool_use_streams_input_json_deltas_then_full_calls(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "tool_calls")
+    call = Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="required")
+    parts = await drain(claude(server), call)
+    weather, clock = "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "toolu_01H5kQpJ3PcBdnBxFxu2oCjG"
+    assert parts[:-1] == [
+        StreamPart(P.TEXT_START, id="text-0"),
+        StreamPart(P.TEXT_DELTA, id="text-0", delta="Let me check both."),
+        StreamPart(P.TEXT_END, id="text-0"),
+        StreamPart(P.TOOL_INPUT_START, id=weather, tool_call_name="get_weather"),
+        StreamPart(P.TOOL_INPUT_DELTA, id=weather, delta='{"location":'),
+        StreamPart(P.TOOL_INPUT_DELTA, id=weather, delta=' "Paris"}'),
+        StreamPart(P.TOOL_INPUT_END, id=weather),
+        StreamPart(
+            P.TOOL_CALL,
+            id=weather,
+            tool_call_name="get_weather",
+            tool_call_input='{"location": "Paris"}',
+        ),
+        StreamPart(P.TOOL_INPUT_START, id=clock, tool_call_name="get_time"),
+        StreamPart(P.TOOL_INPUT_END, id=clock),
+        StreamPart(P.TOOL_CALL, id=clock, tool_call_name="get_time", tool_call_input="{}"),
+    ]
+    assert parts[-1].finish_reason == FinishReason.TOOL_CALLS
+    body = server.requests[0].json()
+    assert body["tools"] == [
+        {
+            "name": "get_weather",
+            "input_schema": WEATHER.input_schema,
+            "description": "Current weather for a city",
+        }
+    ]
+    assert body["tool_choice"] == {"type": "any"}
+
+
+async def test_history_converts_to_alternating_messages_with_cache_marks_and_results(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "text")
+    cache = {"anthropic": {"cache_control": {"type": "ephemeral"}}}
+    prompt = [
+        Message(Role.SYSTEM, [TextPart("Be brief.")], provider_options=cache),
+        Message(Role.USER, [TextPart("What is this?"), FilePart(b"%PDF", "application/pdf")]),
+        Message(
+            Role.ASSISTANT,
+            [
+                ReasoningPart("thinking…", {"anthropic": {"signature": "sig"}}),
+                ReasoningPart("unsigned thoughts are dropped"),
+                ToolCallPart("toolu_1", "get_weather", '{"location":"Paris"}'),
+                ToolCallPart("toolu_2", "screenshot", ""),
+                ToolCallPart("toolu_3", "get_time", "{}"),
+            ],
+        ),
+        Message(
+            Role.TOOL,
+            [
+                ToolResultPart("toolu_1", "get_weather", ToolResultText("sunny")),
+                ToolResultPart("toolu_2", "screenshot", ToolResultMedia("UE5H", "image/png", "ui")),
+                ToolResultPart("toolu_3", "get_time", ToolResultError("clock broken")),
+            ],
+        ),
+        Message(Role.USER, [TextPart("Thanks")], provider_options=cache),
+    ]
+    await drain(claude(server), Call(prompt=prompt))
+    body = server.requests[0].json()
+    assert body["system"] == [
+        {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}
+    ]
+    png = {"type": "base64", "media_type": "image/png", "data": "UE5H"}
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {
+                    "type": "document",
+                    "source": {
+                        "type": "base64",
+                        "media_type": "application/pdf",
+                        "data": "JVBERg==",
+                    },
+                },
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "thinking…", "signature": "sig"},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"location": "Paris"},
+                },
+                {"type": "tool_use", "id": "toolu_2", "name": "screenshot", "input": {}},
+                {"type": "tool_use", "id": "toolu_3", "name": "get_time", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_2",
+                    "content": [{"type": "image", "source": png}, {"type": "text", "text": "ui"}],
+                },
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_3",
+                    "content": "clock broken",
+                    "is_error": True,
+                },
+                {"type": "text", "text": "Thanks", "cache_control": {"type": "ephemeral"}},
+            ],
+        },
+    ]
+
+
+async def test_401_is_auth_with_status_kept(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "401")
+    classified, _ = await failure(claude(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.AUTH,
+        401,
+        False,
+    )
+    assert classified.message == (
+        "Authentication with Anthropic failed. Check the API key and permissions."
+    )
+    assert classified.detail == "invalid x-api-key"
+
+
+async def test_429_is_rate_limit_with_retry_after(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "429")
+    classified, _ = await failure(claude(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.RATE_LIMIT,
+        429,
+        True,
+    )
+    assert classified.retry_after == 12.0
+    assert len(server.requests) == 1
+
+
+async def test_529_is_overloaded_and_retryable(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "529")
+    classified, _ = await failure(claude(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.OVERLOADED,
+        529,
+        True,
+    )
+    assert classified.message == "Anthropic is temporarily overloaded."
+
+
+async def test_500_is_a_retryable_generic_error(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "500")
+    classified, _ = await failure(claude(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.GENERIC,
+        500,
+        True,
+    )
+
+
+async def test_overloaded_error_event_mid_stream_is_overloaded_529(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "error_mid_stream")
+    classified, parts = await failure(claude(server))
+    assert [p.type for p in parts] == [P.TEXT_START, P.TEXT_DELTA]
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.OVERLOADED,
+        529,
+        True,
+    )
+
+
+async def test_disconnect_mid_stream_is_a_retryable_timeout(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "disconnect")
+    classified, parts = await failure(claude(server))
+    assert [p.type for p in parts] == [P.TEXT_START, P.TEXT_DELTA]
+    assert (classified.kind, classified.retryable) == (ErrorKind.TIMEOUT, True)
+    assert classified.message == "Anthropic is temporarily unavailable."
+
+
+async def test_stream_ending_before_message_stop_is_a_retryable_truncation(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "truncated")
+    classified, parts = await failure(claude(server))
+    assert [p.type for p in parts] == [P.TEXT_START, P.TEXT_DELTA]
+    assert (classified.kind, classified.retryable) == (ErrorKind.TIMEOUT, True)
+    assert classified.message == (
+        "Anthropic stream closed unexpectedly before the response completed."
+    )
+
+
+async def test_missing_key_fails_before_any_request(server: ReplayServer) -> None:
+    model = resolve("anthropic:claude-sonnet-5", config=ModelConfig("", "", base_url=server.url))
+    classified, _ = await failure(model)
+    assert classified.kind == ErrorKind.MISSING_KEY
+    assert "ANTHROPIC_API_KEY" in classified.detail
+    assert server.requests == []
+
+
+async def test_web_search_streams_as_a_provider_executed_call_and_result_and_goes_back(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "web_search", "text")
+    model = claude(server)
+    parts = await drain(model)
+    search = "srvtoolu_014hJH82Qum7Td6UV8gDXThB"
+    result_block = {
+        "type": "web_search_tool_result",
+        "tool_use_id": search,
+        "content": [
+            {
+                "type": "web_search_result",
+                "title": "Paris weather",
+                "url": "https://weather.example/paris",
+                "encrypted_content": "EqgfCioIARgBIiQ3YTAw",
+                "page_age": "November 25, 2026",
+            }
+        ],
+    }
+    assert parts[:6] == [
+        StreamPart(
+            P.TOOL_INPUT_START, id=search, tool_call_name="web_search", provider_executed=True
+        ),
+        StreamPart(P.TOOL_INPUT_DELTA, id=search, delta='{"query": "weather paris"}'),
+        StreamPart(P.TOOL_INPUT_END, id=search),
+        StreamPart(
+            P.TOOL_CALL,
+            id=search,
+            tool_call_name="web_search",
+            tool_call_input='{"query": "weather paris"}',
+            provider_executed=True,
+        ),
+        StreamPart(
+            P.TOOL_RESULT,
+            id=search,
+            tool_call_name="web_search",
+            provider_executed=True,
+            provider_metadata={"anthropic": {"content": result_block}},
+        ),
+        StreamPart(P.TEXT_START, id="text-2"),
+    ]
+    assert parts[-1].finish_reason == FinishReason.STOP
+
+    # The next turn sends the server tool's call and result back as Anthropic gave them.
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                ToolCallPart(
+                    search, "web_search", parts[3].tool_call_input, provider_executed=True
+                ),
+                ToolResultPart(
+                    search,
+                    "web_search",
+                    provider_executed=True,
+                    provider_metadata=parts[4].provider_metadata or {},
+                ),
+                TextPart("It is sunny in Paris."),
+            ],
+        ),
+        Message(Role.USER, [TextPart("Thanks")]),
+    ]
+    await drain(model, Call(prompt=history))
+    assert server.requests[1].json()["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {
+                "type": "server_tool_use",
+                "id": search,
+                "name": "web_search",
+                "input": {"query": "weather paris"},
+            },
+            result_block,
+            {"type": "text", "text": "It is sunny in Paris."},
+        ],
+    }
+
+
+async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "text")
+    await drain(claude(server), Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none"))
+    body = server.requests[0].json()
+    assert (len(body["tools"]), body["tool_choice"]) == (1, {"type": "none"})

@@ -1,0 +1,399 @@
+"""OpenAI Responses API against golden wire-format fixtures, including chaining."""
+
+from __future__ import annotations
+
+from chatd.errors import ErrorKind
+from chatd.loop import Call, ModelSettings
+from chatd.providers import ModelConfig, resolve
+from chatd.providers.openai_responses import OpenAIResponsesModel
+from chatd.types import (
+    FilePart,
+    FinishReason,
+    Message,
+    ReasoningPart,
+    Role,
+    StreamPart,
+    StreamPartType,
+    TextPart,
+    ToolCallPart,
+    ToolResultError,
+    ToolResultMedia,
+    ToolResultPart,
+    ToolResultText,
+    Usage,
+)
+from tests.providers.helpers import HELLO, WEATHER, drain, failure
+from tests.providers.replay import ReplayServer
+
+P = StreamPartType
+TEXT_RESPONSE = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+TEXT_ITEM = "msg_67ccd2bf17f0819081ff3bb2cf6508e6"
+
+
+def gpt(server: ReplayServer, **options: object) -> OpenAIResponsesModel:
+    config = ModelConfig(
+        "", "", base_url=f"{server.url}/v1", api_key="sk-test", provider_options=options
+    )
+    model = resolve("openai:gpt-5", config=config)
+    assert isinstance(model, OpenAIResponsesModel)
+    return model
+
+
+def meta(item_id: str, response_id: str, **extra: str) -> dict[str, object]:
+    return {"openai": {"item_id": item_id, "response_id": response_id, **extra}}
+
+
+async def test_text_stream_yields_deltas_usage_and_context_window(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "text")
+    parts = await drain(gpt(server))
+    assert parts == [
+        StreamPart(P.TEXT_START, id=TEXT_ITEM),
+        StreamPart(P.TEXT_DELTA, id=TEXT_ITEM, delta="Hello"),
+        StreamPart(P.TEXT_DELTA, id=TEXT_ITEM, delta="! How can I"),
+        StreamPart(P.TEXT_DELTA, id=TEXT_ITEM, delta=" help?"),
+        StreamPart(P.TEXT_END, id=TEXT_ITEM, provider_metadata=meta(TEXT_ITEM, TEXT_RESPONSE)),
+        StreamPart(
+            P.FINISH,
+            finish_reason=FinishReason.STOP,
+            usage=Usage(
+                input_tokens=120, output_tokens=9, total_tokens=1409, cache_read_tokens=1280
+            ),
+            provider_metadata={"openai": {"response_id": TEXT_RESPONSE}, "context_window": 400_000},
+        ),
+    ]
+    [request] = server.requests
+    assert request.path == "/v1/responses"
+    body = request.json()
+    assert body["stream"] is True
+    assert body["input"] == [{"role": "user", "content": [{"type": "input_text", "text": "Hello"}]}]
+    assert "previous_response_id" not in body
+
+
+async def test_reasoning_summaries_stream_as_reasoning_with_encrypted_content(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "reasoning")
+    parts = await drain(gpt(server, reasoning={"effort": "low", "summary": "auto"}))
+    rs, rid = "rs_68af0c1a2b3c", "resp_68af0reasoning"
+    reasoning_meta = meta(rs, rid, encrypted_content="gAAAAABo_encrypted_reasoning_blob")
+    assert parts[:-1] == [
+        StreamPart(P.REASONING_START, id=f"{rs}:0"),
+        StreamPart(P.REASONING_DELTA, id=f"{rs}:0", delta="**Greeting**"),
+        StreamPart(P.REASONING_DELTA, id=f"{rs}:0", delta=" The user says hello."),
+        StreamPart(P.REASONING_START, id=f"{rs}:1"),
+        StreamPart(P.REASONING_DELTA, id=f"{rs}:1", delta="A short reply fits."),
+        StreamPart(P.REASONING_END, id=f"{rs}:0", provider_metadata=reasoning_meta),
+        StreamPart(P.REASONING_END, id=f"{rs}:1", provider_metadata=reasoning_meta),
+        StreamPart(P.TEXT_START, id="msg_68af0d"),
+        StreamPart(P.TEXT_DELTA, id="msg_68af0d", delta="Hi!"),
+        StreamPart(P.TEXT_END, id="msg_68af0d", provider_metadata=meta("msg_68af0d", rid)),
+    ]
+    assert parts[-1].usage == Usage(
+        input_tokens=12, output_tokens=80, total_tokens=92, reasoning_tokens=64
+    )
+    assert server.requests[0].json()["reasoning"] == {"effort": "low", "summary": "auto"}
+
+
+async def test_parallel_function_calls_stream_arguments_then_full_calls(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "tool_calls")
+    call = Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="get_weather")
+    parts = await drain(gpt(server), call)
+    rid = "resp_68b1tools"
+    assert parts[:-1] == [
+        StreamPart(P.TOOL_INPUT_START, id="call_weather_1", tool_call_name="get_weather"),
+        StreamPart(P.TOOL_INPUT_DELTA, id="call_weather_1", delta='{"location"'),
+        StreamPart(P.TOOL_INPUT_DELTA, id="call_weather_1", delta=':"Paris"}'),
+        StreamPart(P.TOOL_INPUT_END, id="call_weather_1"),
+        StreamPart(
+            P.TOOL_CALL,
+            id="call_weather_1",
+            tool_call_name="get_weather",
+            tool_call_input='{"location":"Paris"}',
+            provider_metadata=meta("fc_68b1a", rid),
+        ),
+        StreamPart(P.TOOL_INPUT_START, id="call_time_2", tool_call_name="get_time"),
+        StreamPart(P.TOOL_INPUT_DELTA, id="call_time_2", delta="{}"),
+        StreamPart(P.TOOL_INPUT_END, id="call_time_2"),
+        StreamPart(
+            P.TOOL_CALL,
+            id="call_time_2",
+            tool_call_name="get_time",
+            tool_call_input="{}",
+            provider_metadata=meta("fc_68b1b", rid),
+        ),
+    ]
+    assert parts[-1].finish_reason == FinishReason.TOOL_CALLS
+    body = server.requests[0].json()
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "parameters": WEATHER.input_schema,
+            "strict": False,
+            "description": "Current weather for a city",
+        }
+    ]
+    assert body["tool_choice"] == {"type": "function", "name": "get_weather"}
+
+
+def _history_after_tool_calls() -> list[Message]:
+    rid = "resp_68b1tools"
+    return [
+        Message(Role.SYSTEM, [TextPart("Be brief.")]),
+        Message(Role.USER, [TextPart("Weather?"), FilePart(b"PNG", "image/png")]),
+        Message(
+            Role.ASSISTANT,
+            [
+                ReasoningPart("Think.", meta("rs_1", rid, encrypted_content="enc")),
+                ReasoningPart("Unencrypted reasoning stays home.", meta("rs_2", rid)),
+                ToolCallPart(
+                    "call_weather_1",
+                    "get_weather",
+                    '{"location":"Paris"}',
+                    provider_metadata=meta("fc_68b1a", rid),
+                ),
+                ToolCallPart("call_shot", "screenshot", "{}", provider_metadata=meta("fc_2", rid)),
+                ToolCallPart(
+                    "call_time_2", "get_time", "{}", provider_metadata=meta("fc_68b1b", rid)
+                ),
+            ],
+        ),
+        Message(
+            Role.TOOL,
+            [
+                ToolResultPart("call_weather_1", "get_weather", ToolResultText("sunny")),
+                ToolResultPart("call_shot", "screenshot", ToolResultMedia("UE5H", "image/png")),
+                ToolResultPart("call_time_2", "get_time", ToolResultError("clock broken")),
+            ],
+        ),
+    ]
+
+
+TOOL_OUTPUTS = [
+    {"type": "function_call_output", "call_id": "call_weather_1", "output": "sunny"},
+    {
+        "type": "function_call_output",
+        "call_id": "call_shot",
+        "output": [{"type": "input_image", "image_url": "data:image/png;base64,UE5H"}],
+    },
+    {"type": "function_call_output", "call_id": "call_time_2", "output": "clock broken"},
+]
+FULL_HISTORY = [
+    {"role": "system", "content": "Be brief."},
+    {
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "Weather?"},
+            {"type": "input_image", "image_url": "data:image/png;base64,UE5H"},
+        ],
+    },
+    {
+        "type": "reasoning",
+        "id": "rs_1",
+        "summary": [{"type": "summary_text", "text": "Think."}],
+        "encrypted_content": "enc",
+    },
+    {
+        "type": "function_call",
+        "call_id": "call_weather_1",
+        "name": "get_weather",
+        "arguments": '{"location":"Paris"}',
+    },
+    {"type": "function_call", "call_id": "call_shot", "name": "screenshot", "arguments": "{}"},
+    {"type": "function_call", "call_id": "call_time_2", "name": "get_time", "arguments": "{}"},
+    *TOOL_OUTPUTS,
+]
+
+
+async def test_next_step_chains_on_the_stored_response_and_sends_only_new_items(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "answer")
+    await drain(gpt(server), Call(prompt=_history_after_tool_calls()))
+    body = server.requests[0].json()
+    assert body["previous_response_id"] == "resp_68b1tools"
+    assert body["input"] == TOOL_OUTPUTS
+
+
+async def test_previous_response_not_found_is_chain_broken_and_the_retry_resends_history(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "previous_not_found", "answer")
+    model = gpt(server)
+    call = Call(prompt=_history_after_tool_calls())
+    classified, _ = await failure(model, call)
+    assert (classified.kind, classified.retryable, classified.chain_broken) == (
+        ErrorKind.GENERIC,
+        True,
+        True,
+    )
+    assert classified.status_code == 400
+    parts = await drain(model, call)
+    assert parts[-1].finish_reason == FinishReason.STOP
+    retried = server.requests[1].json()
+    assert "previous_response_id" not in retried
+    assert retried["input"] == FULL_HISTORY
+
+
+async def test_store_off_sends_full_history_and_asks_for_encrypted_reasoning(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "answer")
+    settings = ModelSettings(max_output_tokens=100, temperature=0.5)
+    await drain(
+        gpt(server, store=False), Call(prompt=_history_after_tool_calls(), settings=settings)
+    )
+    body = server.requests[0].json()
+    assert "previous_response_id" not in body
+    assert body["input"] == FULL_HISTORY
+    assert body["store"] is False
+    assert body["include"] == ["reasoning.encrypted_content"]
+    assert (body["max_output_tokens"], body["temperature"]) == (100, 0.5)
+
+
+async def test_incomplete_for_max_output_tokens_finishes_with_length(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "incomplete")
+    parts = await drain(gpt(server))
+    assert parts[-1].finish_reason == FinishReason.LENGTH
+
+
+async def test_401_is_auth_with_status_kept(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "401")
+    classified, _ = await failure(gpt(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.AUTH,
+        401,
+        False,
+    )
+
+
+async def test_429_is_rate_limit_with_millisecond_retry_after(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "429")
+    classified, _ = await failure(gpt(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.RATE_LIMIT,
+        429,
+        True,
+    )
+    assert classified.retry_after == 0.12
+
+
+async def test_500_is_a_retryable_generic_error(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "500")
+    classified, _ = await failure(gpt(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.GENERIC,
+        500,
+        True,
+    )
+
+
+async def test_error_event_mid_stream_is_a_retryable_server_error(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "error_mid_stream")
+    classified, parts = await failure(gpt(server))
+    assert [p.type for p in parts] == [P.TEXT_START, P.TEXT_DELTA]
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.GENERIC,
+        500,
+        True,
+    )
+
+
+async def test_failed_response_is_classified_by_its_error_code(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "failed")
+    classified, parts = await failure(gpt(server))
+    assert parts == []
+    assert (classified.kind, classified.status_code) == (ErrorKind.RATE_LIMIT, 429)
+
+
+async def test_disconnect_mid_stream_is_a_retryable_timeout(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "disconnect")
+    classified, parts = await failure(gpt(server))
+    assert [p.type for p in parts] == [P.TEXT_START, P.TEXT_DELTA]
+    assert (classified.kind, classified.retryable) == (ErrorKind.TIMEOUT, True)
+
+
+async def test_stream_ending_without_terminal_event_is_a_retryable_truncation(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "truncated")
+    classified, _ = await failure(gpt(server))
+    assert (classified.kind, classified.retryable) == (ErrorKind.TIMEOUT, True)
+    assert classified.message == "OpenAI stream closed unexpectedly before the response completed."
+
+
+async def test_missing_key_fails_before_any_request(server: ReplayServer) -> None:
+    model = resolve("openai:gpt-5", config=ModelConfig("", "", base_url=server.url))
+    classified, _ = await failure(model)
+    assert classified.kind == ErrorKind.MISSING_KEY
+    assert server.requests == []
+
+
+async def test_no_chaining_on_a_response_whose_history_was_rewritten(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "tool_calls", "answer")
+    model = gpt(server)
+    parts = await drain(model)  # resp_68b1tools answered a one-message prompt
+    calls = [p for p in parts if p.type == P.TOOL_CALL]
+    assistant = Message(
+        Role.ASSISTANT,
+        [
+            ToolCallPart(
+                c.id,
+                c.tool_call_name,
+                c.tool_call_input,
+                provider_metadata=c.provider_metadata or {},
+            )
+            for c in calls
+        ],
+    )
+    results = Message(
+        Role.TOOL, [ToolResultPart(c.id, c.tool_call_name, ToolResultText("ok")) for c in calls]
+    )
+    # A summary now stands before the call (as compaction leaves it): the stored
+    # chain would carry the pre-summary context, so the full history goes instead.
+    summary = Message(Role.USER, [TextPart("Summary of earlier conversation.")])
+    await drain(model, Call(prompt=[summary, *HELLO.prompt, assistant, results]))
+    body = server.requests[1].json()
+    assert "previous_response_id" not in body
+    assert len(body["input"]) == 2 + 2 + 2  # two user messages, two calls, two outputs
+
+
+async def test_503_engine_overloaded_is_overloaded(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "503_overloaded")
+    classified, _ = await failure(gpt(server))
+    assert (classified.kind, classified.status_code, classified.retryable) == (
+        ErrorKind.OVERLOADED,
+        503,
+        True,
+    )
+
+
+async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "text")
+    await drain(gpt(server), Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none"))
+    body = server.requests[0].json()
+    assert (len(body["tools"]), body["tool_choice"]) == (1, "none")
+
+
+async def test_raw_reasoning_text_of_open_weight_models_streams_as_reasoning(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "reasoning_text")
+    parts = await drain(gpt(server))
+    block = "rs_oss_1:text"
+    assert parts[:4] == [
+        StreamPart(P.REASONING_START, id=block),
+        StreamPart(P.REASONING_DELTA, id=block, delta="User greets."),
+        StreamPart(P.REASONING_DELTA, id=block, delta=" Reply."),
+        StreamPart(P.REASONING_END, id=block, provider_metadata=meta("rs_oss_1", TEXT_RESPONSE)),
+    ]
+    assert [p.type for p in parts[4:]] == [
+        P.TEXT_START,
+        P.TEXT_DELTA,
+        P.TEXT_DELTA,
+        P.TEXT_DELTA,
+        P.TEXT_END,
+        P.FINISH,
+    ]
