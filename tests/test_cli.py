@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from chatd import __version__
@@ -26,3 +30,33 @@ def test_bad_option_gives_a_one_line_error_not_a_traceback() -> None:
     result = CliRunner().invoke(app, ["demo", "--delay", "-1"])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_models_lists_and_checks_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
+    for name in ("ANTHROPIC_API_KEY",):
+        monkeypatch.delenv(name, raising=False)
+
+    async def configure() -> None:
+        from chatd.server import ensure_default_model
+        from chatd.store import Store
+
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/chatd.db", data_dir=tmp_path)
+        await ensure_default_model(store)
+        await store.create_model_config("claude", "anthropic", "claude-sonnet-5")
+        await store.close()
+
+    asyncio.run(configure())
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0, listed.output
+    assert "scripted:default\tscripted:default (default)" in listed.output
+    assert "claude\tanthropic:claude-sonnet-5" in listed.output
+    ok = runner.invoke(app, ["models", "--check", "scripted:default"])
+    assert ok.exit_code == 0 and ok.output.startswith("ok scripted:default"), ok.output
+    failed = runner.invoke(app, ["models", "--check", "claude"])
+    assert failed.exit_code == 1
+    assert "missing_key" in failed.output
+    assert "Traceback" not in failed.output
+    unknown = runner.invoke(app, ["models", "--check", "nope"])
+    assert unknown.exit_code == 2

@@ -178,6 +178,57 @@ def serve(
     run_serve(settings)
 
 
+@app.command()
+def models(
+    check: str | None = typer.Option(
+        None, "--check", metavar="NAME", help="Send one tiny request to this model config."
+    ),
+) -> None:
+    """List the configured models; --check NAME proves one works."""
+    from chatd.config import ConfigError, load_settings
+    from chatd.providers import check_model
+    from chatd.server import model_for_config
+    from chatd.store import Store
+
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        typer.echo(f"chatd models: {err}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> int:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        try:
+            configs = await store.list_model_configs()
+            if check is None:
+                for c in configs:
+                    flags = " (default)" if c.is_default else ""
+                    flags += "" if c.enabled else " (disabled)"
+                    typer.echo(f"{c.name}\t{c.provider}:{c.model}{flags}")
+                if not configs:
+                    typer.echo("no model configs yet; `chatd serve` creates the scripted default")
+                return 0
+            chosen = next((c for c in configs if check in (c.name, c.id)), None)
+            if chosen is None:
+                typer.echo(f"chatd models: no model config named {check!r}", err=True)
+                return 2
+            result = await check_model(await model_for_config(store, chosen))
+            if result.error is None:
+                typer.echo(f"ok {chosen.name} ({result.seconds:.2f} s): {result.text.strip()!r}")
+                return 0
+            status = f", HTTP {result.error.status_code}" if result.error.status_code else ""
+            typer.echo(
+                f"failed {chosen.name}: {result.error.kind}{status}: {result.error.message}",
+                err=True,
+            )
+            return 1
+        finally:
+            await store.close()
+
+    raise typer.Exit(asyncio.run(run()))
+
+
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 

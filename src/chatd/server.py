@@ -24,12 +24,22 @@ from chatd.api import AppState, create_app
 from chatd.config import Settings
 from chatd.errors import ClassifiedError, ErrorKind, with_classification
 from chatd.loop import Metrics, Model
+from chatd.providers import ModelConfig as ProviderConfig
+from chatd.providers import resolve
 from chatd.providers.scripted import InjectedError, ScriptedModel, ScriptedReply
 from chatd.store import Chat, NotFound, Store, StoreConfig
+from chatd.store import ModelConfig as StoredModelConfig
 from chatd.worker import StreamHub
 from chatd.worker.service import Worker
 
-__all__ = ["ADMIN_TOKEN_FILE", "build", "ensure_admin_token", "resolve_model", "serve"]
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "build",
+    "ensure_admin_token",
+    "model_for_config",
+    "resolve_model",
+    "serve",
+]
 
 log = logging.getLogger("chatd")
 
@@ -50,7 +60,7 @@ def store_config(settings: Settings) -> StoreConfig:
 async def ensure_default_model(store: Store) -> None:
     """A fresh deployment chats with the offline scripted model until an admin adds one."""
     try:
-        await store.get_model_config(None)
+        default = await store.get_model_config(None)
     except NotFound:
         await store.create_model_config(
             "scripted",
@@ -60,6 +70,10 @@ async def ensure_default_model(store: Store) -> None:
             context_limit=32_000,
             is_default=True,
         )
+        return
+    if default.provider == "scripted" and not default.options:
+        # The seeded offline model streams word by word, so a first chat visibly streams.
+        await store.update_model_config(default.id, options={"delta_delay": SCRIPTED_DEMO_DELAY})
 
 
 async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
@@ -79,21 +93,48 @@ async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
 
 
 async def resolve_model(store: Store, chat: Chat) -> Model:
-    """The chat's model from its config (or the deployment default)."""
+    """The chat's model from its config (or the deployment default).
+
+    A stored provider key is decrypted here and handed to the provider only; with
+    a key reference that no longer resolves, the first call fails as `missing_key`
+    instead of falling back to the server's environment.
+    """
     try:
         config = await store.get_model_config(chat.model_config_id)
     except NotFound:
         config = await store.get_model_config(None)
+    return await model_for_config(store, config)
+
+
+async def model_for_config(store: Store, config: StoredModelConfig) -> Model:
+    """Build the model a stored config describes (no network I/O)."""
     if config.provider == "scripted":
         return scripted_from_options(config.model, config.options)
-    raise with_classification(
-        RuntimeError(f"provider {config.provider!r} is not available in this build"),
-        ClassifiedError(
-            kind=ErrorKind.CONFIG,
-            provider=config.provider,
-            message=f"The model provider {config.provider!r} is not available on this server.",
-        ),
-    )
+    api_key = ""
+    if config.provider_key_id:
+        with contextlib.suppress(NotFound):
+            api_key = await store.reveal_provider_key(config.provider_key_id)
+    try:
+        return resolve(
+            ProviderConfig(
+                provider=config.provider,
+                model=config.model,
+                base_url=config.base_url or "",
+                api_key=api_key,
+                key_from_env=not config.provider_key_id,
+                context_limit=config.context_limit or 0,
+                provider_options=config.options,
+            )
+        )
+    except ValueError as err:
+        raise with_classification(
+            err,
+            ClassifiedError(
+                kind=ErrorKind.CONFIG,
+                provider=config.provider,
+                message=f"The model config {config.name!r} cannot be used: {err}.",
+            ),
+        ) from err
 
 
 def scripted_from_options(model: str, options: dict[str, object]) -> ScriptedModel:

@@ -6,7 +6,7 @@ their last four characters, never the key.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -16,16 +16,13 @@ from chatd.api.app import AppState, current_user
 from chatd.api.auth import Principal
 from chatd.api.chats import _json, _store_errors
 from chatd.api.errors import ApiError
+from chatd.providers import PROVIDERS
 from chatd.store import ModelConfig, ProviderKey
 from chatd.worker.wire import timestamp
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/chats", tags=["admin"])
-
-PROVIDERS = Literal[
-    "scripted", "openai", "openai_responses", "openai-compat", "anthropic", "google"
-]
 
 
 async def require_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
@@ -43,7 +40,7 @@ class _Strict(BaseModel):
 
 class ModelConfigIn(_Strict):
     name: str = Field(min_length=1, max_length=128)
-    provider: PROVIDERS
+    provider: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=256)
     base_url: str | None = Field(default=None, max_length=2048)
     provider_key_id: str | None = None
@@ -68,7 +65,7 @@ class ModelConfigPatch(_Strict):
 
 class ProviderKeyIn(_Strict):
     name: str = Field(min_length=1, max_length=128)
-    provider: PROVIDERS
+    provider: str = Field(min_length=1, max_length=64)
     api_key: str = Field(min_length=4, max_length=4096)
 
 
@@ -112,8 +109,19 @@ async def list_model_configs(request: Request, _admin: Admin) -> Response:
     return _json({"model_configs": [_config_json(c) for c in configs]})
 
 
+def _check_provider(provider: str) -> None:
+    if provider not in PROVIDERS:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "Use one of the providers chatd knows.",
+            f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}",
+        )
+
+
 @router.post("/model-configs", status_code=201)
 async def create_model_config(body: ModelConfigIn, request: Request, _admin: Admin) -> Response:
+    _check_provider(body.provider)
     with _store_errors("model config"):
         config = await _store(request).create_model_config(**body.model_dump())
     return _json(_config_json(config), 201)
@@ -150,6 +158,7 @@ async def list_provider_keys(request: Request, _admin: Admin) -> Response:
 
 @router.post("/provider-keys", status_code=201)
 async def create_provider_key(body: ProviderKeyIn, request: Request, _admin: Admin) -> Response:
+    _check_provider(body.provider)
     with _store_errors("provider key"):
         key = await _store(request).create_provider_key(body.name, body.provider, body.api_key)
     return _json(_key_json(key), 201)
