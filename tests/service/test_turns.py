@@ -324,3 +324,34 @@ async def test_requires_action_deadline_ends_the_turn_with_a_clear_error(tmp_pat
                 },
             )
             assert late.status_code == 409
+
+
+async def test_manual_compaction_and_clear_keep_the_visible_history(live: LiveReplica) -> None:
+    token = await live.token("max")
+    async with live.client(token) as client:
+        chat = (await client.post("/api/chats", json={"message": "FACT: the code is 42"})).json()
+        chat_id = chat["id"]
+        await wait_status(client, chat_id, "waiting")
+        compacted = await client.post(f"/api/chats/{chat_id}/compact")
+        assert compacted.status_code == 200, compacted.text
+        await wait_status(client, chat_id, "waiting")
+        visible = (await client.get(f"/api/chats/{chat_id}/messages")).json()["messages"]
+        assert [m["role"] for m in visible][-2:] == ["assistant", "tool"]  # chat_summarized note
+        hidden = (
+            await client.get(f"/api/chats/{chat_id}/messages", params={"include_hidden": "true"})
+        ).json()["messages"]
+        assert any(m.get("hidden") == "compressed" for m in hidden), "replaced, not deleted"
+        history = await live.store.load_history(chat_id)
+        assert any(m.is_summary for m in history.messages)
+        # Nothing new since the summary: a second request is refused.
+        again = await client.post(f"/api/chats/{chat_id}/compact")
+        assert again.status_code == 409 and again.json()["error"]["kind"] == "nothing_to_compact"
+        # Nor is a clear with nothing new since that boundary; after another turn it is.
+        nothing = await client.post(f"/api/chats/{chat_id}/clear")
+        assert nothing.status_code == 409
+        await client.post(f"/api/chats/{chat_id}/messages", json={"message": "more"})
+        await wait_status(client, chat_id, "waiting")
+        cleared = await client.post(f"/api/chats/{chat_id}/clear")
+        assert cleared.status_code == 200, cleared.text
+        after = (await live.store.load_history(chat_id)).messages
+        assert not any(m.is_summary for m in after)

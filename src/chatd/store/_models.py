@@ -158,7 +158,9 @@ class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
     def to_message(self) -> Message:
-        return Message(self.role, list(self.parts))
+        return Message(
+            self.role, list(self.parts), kind="summary" if self.kind == "summary" else ""
+        )
 
 
 class QueuedMessage(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,7 +25,7 @@ from chatd.store._models import (
 )
 from chatd.store._schema import chat_messages, chat_queued_messages, chat_stream_events, chats
 from chatd.store._tx import chat_from_row, message_from_row, queued_from_row
-from chatd.types import Message, MessagePart, SourcePart
+from chatd.types import MESSAGE_KIND_SUMMARY, Message, MessagePart, SourcePart
 
 __all__ = ["Reads"]
 
@@ -150,7 +150,7 @@ class Reads(StoreBase):
             if head is None:
                 raise NotFound("chat", chat_id)
             rows = await conn.execute(
-                sa.select(m.position, m.role, m.parts)
+                sa.select(m.position, m.role, m.parts, m.kind)
                 .where(
                     m.chat_id == chat_id,
                     m.position > after_position,
@@ -162,11 +162,14 @@ class Reads(StoreBase):
             )
             messages = []
             last_position = after_position
-            for position, role, parts in rows:
+            for position, role, parts, kind in rows:
                 last_position = position
                 content = _model_parts(parts)
                 if content:
-                    messages.append(Message(role, content))
+                    # A compaction summary keeps its kind, so the next compaction
+                    # replaces it rather than keeping it as a system prompt.
+                    summary = kind == MESSAGE_KIND_SUMMARY
+                    messages.append(Message(role, content, kind=kind if summary else ""))
         return History(
             chat_id=chat_id,
             messages=messages,

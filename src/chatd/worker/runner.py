@@ -32,7 +32,13 @@ from chatd.loop import (
     ToolResponse,
     run,
 )
-from chatd.loop.compaction import CompactionOptions, CompactionResult
+from chatd.loop.compaction import (
+    CompactionError,
+    CompactionOptions,
+    CompactionResult,
+    compact,
+    estimate_tokens,
+)
 from chatd.store import Chat, ChatIsInterrupting, ChatStatus, Fence, Lease, StaleFence, new_id
 from chatd.tools import ToolConfig, ToolConfigError, select_tools
 from chatd.types import (
@@ -245,6 +251,9 @@ class ChatRunner:
             await self._end(self.store.finish_error(self.fence, err.classified))
             return
         self.model_provider, self.model_name = model.provider, model.model
+        if chat.compaction_requested_at is not None:
+            await self._compact_now(model, history.messages)
+            return
         try:
             tool_config = ToolConfig.from_json(chat.tool_config or None)
         except ToolConfigError as err:
@@ -297,6 +306,33 @@ class ChatRunner:
             pass
         finally:
             gauge.dec()
+        await self._end(self.store.finish_turn(self.fence))
+
+    async def _compact_now(self, model: Model, messages: list[Any]) -> None:
+        """The user asked for a compaction (`POST …/compact`): summarise, then end the turn."""
+        options = CompactionOptions()
+        limit = getattr(model, "context_limit", None) or 0
+        try:
+            result = await compact(
+                model,
+                messages,
+                options,
+                context_tokens=estimate_tokens(messages),
+                context_limit=limit if isinstance(limit, int) else 0,
+                source="manual",
+            )
+        except (CompactionError, TimeoutError) as err:
+            self.worker.metrics.record_compaction(self.model_provider, self.model_name, False, err)
+            error = ClassifiedError(
+                kind="generic",
+                provider=self.model_provider,
+                message="The compaction failed; the history is unchanged. Try again later.",
+                detail=str(err),
+            )
+            await self._end(self.store.finish_error(self.fence, error))
+            return
+        self.worker.metrics.record_compaction(self.model_provider, self.model_name, True, None)
+        await self._persist_compaction(result)
         await self._end(self.store.finish_turn(self.fence))
 
     async def _reload(self) -> list[Any]:
