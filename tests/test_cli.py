@@ -60,3 +60,16 @@ def test_models_lists_and_checks_configs(tmp_path: Path, monkeypatch: pytest.Mon
     assert "Traceback" not in failed.output
     unknown = runner.invoke(app, ["models", "--check", "nope"])
     assert unknown.exit_code == 2
+
+
+def test_users_create_and_token_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    created = runner.invoke(app, ["users", "create", "ann"])
+    assert created.exit_code == 0, created.output
+    again = runner.invoke(app, ["users", "create", "ann"])
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert "Traceback" not in again.output
+    token = runner.invoke(app, ["token", "create", "ann"])
+    assert token.exit_code == 0
+    assert token.output.count("\n") == 1 and token.output.startswith("chatd_")

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import platform
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console, Group
@@ -227,6 +228,46 @@ def models(
             await store.close()
 
     raise typer.Exit(asyncio.run(run()))
+
+
+users_app = typer.Typer(help="Users.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    user: str = typer.Argument(..., help="User name: 1-64 of a-z, 0-9, '_', '.', '-'."),
+    admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
+) -> None:
+    """Create a user (use `chatd token create USER` for its token)."""
+    from chatd.store import InvalidRequest, Store
+
+    settings = _settings_or_exit("chatd users create")
+
+    async def create() -> str:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        try:
+            account = await store.create_user(user, is_admin=admin)
+            return account.id
+        finally:
+            await store.close()
+
+    try:
+        typer.echo(asyncio.run(create()))
+    except InvalidRequest as err:
+        typer.echo(f"chatd users create: {err.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _settings_or_exit(command: str) -> Any:
+    from chatd.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as err:
+        typer.echo(f"{command}: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

@@ -131,6 +131,8 @@ class ChatRunner:
         self.releasing = False
         self.task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.model_provider = ""
+        self.model_name = ""
 
     # --- notifications from the worker ---------------------------------------------
 
@@ -349,11 +351,21 @@ class ChatRunner:
         await self.stream.flush()
         self.releasing = True
         try:
-            await transition
+            chat = await transition
         except BaseException:
             self.releasing = False
             raise
         self.worker.request_sync(self.chat_id)
+        error = chat.last_error or {}
+        log.info(
+            "turn ended chat=%s status=%s seq=%d model=%s:%s error_kind=%s",
+            self.chat_id,
+            chat.status,
+            self.stream.next_seq - 1,
+            self.model_provider,
+            self.model_name,
+            error.get("kind", "") if chat.status == ChatStatus.ERROR else "",
+        )
 
 
 def _ends_with_pending_dynamic_calls(messages: list[Any], chat: Chat) -> bool:
