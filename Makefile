@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean postgres
+.PHONY: run test lint typecheck unit bench lock clean postgres chromium
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,20 @@ postgres:
 	    exit 1; \
 	  fi; }
 
-unit: $(STAMP) postgres
+# The web UI tests drive Debian's headless chromium through Playwright (never a browser
+# Playwright downloads); install it when missing, as root, non-interactively.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (apt-get install chromium)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "/usr/bin/chromium missing: run 'sudo apt-get install chromium'" >&2; \
+	    exit 1; \
+	  fi; }
+
+unit: $(STAMP) postgres chromium
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
