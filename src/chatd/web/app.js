@@ -25,6 +25,7 @@ const app = {
   messagesDirty: true,
   renderQueued: false,
   actionKey: "",
+  queueKey: "",
   opening: 0,
 };
 
@@ -371,6 +372,10 @@ function renderComposer(state) {
 function renderQueue(state) {
   const queue = state ? state.queue : [];
   $("queue").hidden = queue.length === 0;
+  // Rebuild only when the queue changed, or its buttons vanish under the pointer.
+  const key = `${state ? state.id : ""}|${queue.map((item) => item.id).join(",")}`;
+  if (key === app.queueKey) return;
+  app.queueKey = key;
   $("queue-list").replaceChildren(
     ...queue.map((item) => {
       const text = item.parts.filter((p) => p.type === "text").map((p) => p.text).join("\n");
@@ -416,7 +421,12 @@ function renderAction(state) {
         { class: "action-call", "data-tool-call-id": call.tool_call_id },
         h("legend", { text: `Tool ${call.tool_name}` }),
         h("div", { class: "tool-label", text: "Arguments" }),
-        h("pre", { class: "tool-input", tabindex: "0", text: prettyArgs(call.args) }),
+        h("pre", {
+          class: "tool-input",
+          tabindex: "0",
+          "aria-label": `Arguments of ${call.tool_name}`,
+          text: prettyArgs(call.args),
+        }),
         h("label", { for: `action-result-${i}`, text: `Result for ${call.tool_name}` }),
         h("textarea", { id: `action-result-${i}`, rows: "3", "data-tool-call-id": call.tool_call_id }),
         h(
@@ -484,22 +494,24 @@ async function submitMessage(busyBehavior) {
   const input = $("composer-input");
   const text = input.value;
   if (!text.trim()) return;
+  // Clear at once so the next message can be typed while this one travels; a
+  // failed send puts the text back (unless something new was typed meanwhile).
+  input.value = "";
+  const restore = () => {
+    if (!input.value) input.value = text;
+  };
   const state = app.chat;
   if (!state) {
     const chat = await act(() => app.api.createChat(text, selectedModel(null)));
-    if (chat) {
-      input.value = "";
-      location.hash = `#/chat/${chat.id}`;
-    }
+    if (chat) location.hash = `#/chat/${chat.id}`;
+    else restore();
     return;
   }
   const model = selectedModel(state);
   if (busyBehavior === "interrupt") state.interrupted = true;
   const sent = await act(() => app.api.send(state.id, text, busyBehavior, model));
-  if (sent) {
-    input.value = "";
-    if (model) state.modelConfigId = model;
-  }
+  if (!sent) restore();
+  else if (model) state.modelConfigId = model;
 }
 
 $("composer").addEventListener("submit", (event) => {

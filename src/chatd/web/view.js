@@ -64,11 +64,21 @@ export function toolCard({ id, name, args, input, result, isError, pending }, op
       "div",
       { class: "tool-body" },
       h("div", { class: "tool-label", text: "Input" }),
-      h("pre", { class: "tool-input", tabindex: "0", text: pretty(args !== undefined ? args : input) }),
+      h("pre", {
+        class: "tool-input",
+        tabindex: "0",
+        "aria-label": `Input of ${name}`,
+        text: pretty(args !== undefined ? args : input),
+      }),
       result === undefined ? null : h("div", { class: "tool-label", text: "Result" }),
       result === undefined
         ? null
-        : h("pre", { class: "tool-result", tabindex: "0", text: resultText(result) }),
+        : h("pre", {
+          class: "tool-result",
+          tabindex: "0",
+          "aria-label": `Result of ${name}`,
+          text: resultText(result),
+        }),
     ),
   );
   if (openTools.has(id)) card.open = true;
