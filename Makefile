@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench lock clean postgres chromium
+.PHONY: run test lint typecheck unit bench lock clean postgres chromium screenshots
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ unit: $(STAMP) postgres chromium
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
+
+# Re-take the README's UI screenshots (docs/screenshots/) against a scripted replica.
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.web.screenshots
 
 bench: $(STAMP) postgres
 	$(BIN)/python -m benchmarks.loop_overhead
