@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck unit bench lock clean postgres
+.PHONY: run demo test lint typecheck unit bench lock clean postgres chromium screenshots
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,10 +41,27 @@ postgres:
 	    exit 1; \
 	  fi; }
 
-unit: $(STAMP) postgres
+# The web UI tests drive Debian's headless chromium through Playwright (never a browser
+# Playwright downloads); install it when missing, as root, non-interactively.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (apt-get install chromium)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "/usr/bin/chromium missing: run 'sudo apt-get install chromium'" >&2; \
+	    exit 1; \
+	  fi; }
+
+unit: $(STAMP) postgres chromium
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
+
+# Re-take the README's UI screenshots (docs/screenshots/) against a scripted replica.
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.web.screenshots
 
 # The benchmarks run in their own venv: the peers (pydantic-ai, openai-agents) are
 # pinned in requirements/bench.txt and are never chatd dependencies.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 import sys
 from typing import Any
@@ -268,6 +269,54 @@ def _settings_or_exit(command: str) -> Any:
     except ConfigError as err:
         typer.echo(f"{command}: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+def _default_token() -> str | None:
+    """The first-start admin token `chatd serve` wrote to the data dir, if readable."""
+    from pathlib import Path
+
+    path = Path(os.environ.get("CHATD_DATA_DIR", ".chatd")) / "admin.token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@app.command()
+def chat(
+    chat_id: str | None = typer.Argument(None, help="Continue this chat (default: a new one)."),
+    url: str = typer.Option("http://127.0.0.1:8080", envvar="CHATD_URL", help="The chatd server."),
+    token: str | None = typer.Option(
+        None,
+        envvar="CHATD_TOKEN",
+        help="API token (default: the admin token in $CHATD_DATA_DIR/admin.token).",
+    ),
+    model: str | None = typer.Option(None, help="Model for new messages (see /models)."),
+) -> None:
+    """Chat with a chatd server in the terminal; Ctrl-C interrupts the running turn."""
+    from chatd.client import ApiClient, ApiError, ChatSession
+
+    token = token or _default_token()
+    if not token:
+        typer.echo(
+            "chatd chat: no token; pass --token or set CHATD_TOKEN "
+            "(chatd serve writes the admin token to .chatd/admin.token)",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    async def session() -> None:
+        api = ApiClient(url, token)
+        try:
+            await ChatSession(api, Console(), chat_id=chat_id, model=model).run()
+        finally:
+            await api.aclose()
+
+    try:
+        asyncio.run(session())
+    except ApiError as err:
+        typer.echo(f"chatd chat: {err.message}", err=True)
+        raise typer.Exit(1) from None
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

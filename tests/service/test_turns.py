@@ -151,6 +151,9 @@ async def test_requires_action_round_trip(live: LiveReplica) -> None:
         [action] = [e[2] for e in events if e[1] == "action_required"]
         [call] = action["tool_calls"]
         assert call["tool_name"] == "ask_browser" and action["deadline_at"]
+        snapshot = (await client.get(f"/api/chats/{chat['id']}")).json()
+        expected = {k: action[k] for k in ("tool_calls", "deadline_at")}
+        assert snapshot["requires_action"] == expected, "a client that connects late sees it"
         done = await client.post(
             f"/api/chats/{chat['id']}/tool-results",
             json={

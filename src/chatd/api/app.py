@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -38,6 +40,8 @@ __all__ = ["AppState", "User", "create_app", "current_user", "sse_response"]
 SSE_KEEPALIVE = 15.0
 # 2 s: how long a browser's EventSource waits before reconnecting.
 SSE_RETRY_MS = 2000
+# The browser UI: static files shipped in the package (no build step), public (spec §6.2).
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 @dataclass
@@ -145,5 +149,11 @@ def create_app(state: AppState) -> FastAPI:
     # Admin collections first: their paths would otherwise match /api/chats/{chat_id}.
     app.include_router(admin_router)
     app.include_router(chats_router)
+
+    @app.get("/", include_in_schema=False)
+    async def web_ui() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
     app.add_middleware(RequestMiddleware, metrics=HttpMetrics(state.registry))
     return app

@@ -35,9 +35,10 @@ from chatd.types import (
     ToolResultText,
     encode,
 )
+from chatd.worker.events import pending_tool_calls
 from chatd.worker.hub import StreamEvent as HubEvent
 from chatd.worker.service import hub_event
-from chatd.worker.wire import chat_json, message_json, queued_json
+from chatd.worker.wire import chat_json, message_json, queued_json, timestamp
 
 __all__ = ["router"]
 
@@ -171,7 +172,24 @@ async def _model_config_id(state: AppState, reference: str | None) -> str | None
 
 async def _full(state: AppState, chat: Chat) -> dict[str, Any]:
     queue = await state.store.list_queued_messages(chat.id)
-    return chat_json(chat, queue=queue, model=await _model_name(state, chat))
+    return chat_json(
+        chat,
+        queue=queue,
+        model=await _model_name(state, chat),
+        requires_action=await _requires_action(state, chat),
+    )
+
+
+async def _requires_action(state: AppState, chat: Chat) -> dict[str, Any] | None:
+    """The `action_required` payload while the chat waits for client tools (spec §6.3)."""
+    if chat.requires_action_deadline_at is None:
+        return None
+    calls = pending_tool_calls(await state.store.list_messages(chat.id))
+    return (
+        {"tool_calls": calls, "deadline_at": timestamp(chat.requires_action_deadline_at)}
+        if calls
+        else None
+    )
 
 
 async def _model_name(state: AppState, chat: Chat) -> str | None:

@@ -1,0 +1,307 @@
+"""`chatd chat`: the interactive terminal session.
+
+Reads a line, sends it, and renders the turn live (rich `Live`) from the chat's SSE
+stream until the chat is idle again. Ctrl-C during a turn interrupts the turn (POST
+…/interrupt), never the client; at the prompt it only reminds how to leave. Lines
+starting with `/` are commands (`/help`). Everything goes through the public HTTP
+API; this module owns the terminal, `_http` the wire, `_state` the chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from chatd.client._http import ApiClient, ApiError
+from chatd.client._state import ChatView, render_message, render_preview, tool_result_line
+
+__all__ = ["ChatSession"]
+
+HELP = """Commands:
+  /queue          show the queued messages
+  /models         list the models; /model NAME picks one for the next messages
+  /compact        summarise the history now
+  /new            start a new chat
+  /help           this help
+  /quit           leave (Ctrl-D too)
+Ctrl-C interrupts a running turn; the client stays open."""
+
+PROMPT = "you> "
+
+
+@dataclass
+class ChatSession:
+    api: ApiClient
+    console: Console
+    chat_id: str | None = None
+    model: str | None = None
+    view: ChatView | None = None
+    _stream_task: asyncio.Task[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _turn_active: bool = False
+    _unanswered: set[str] = field(default_factory=set)  # calls printed without a result
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self._on_ctrl_c)
+        try:
+            me = await self.api.request("GET", "/api/users/me")
+            self.console.print(
+                f"chatd at {self.api.url} — signed in as [bold]{me['username']}[/bold]. "
+                "/help lists the commands."
+            )
+            if self.chat_id is not None:
+                last_seq = await self._open(self.chat_id, show_history=True)
+                view = self.view
+                if view is not None and view.busy:
+                    # Replaying from the start: caught up, then idle.
+                    await self._follow_turn(lambda: view.last_seq >= last_seq and not view.busy)
+            while True:
+                line = await self._read_line()
+                if line is None:
+                    break
+                if not await self._handle(line.strip()):
+                    break
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            await self._stop_stream()
+
+    # ------------------------------------------------------------------ input
+
+    async def _read_line(self) -> str | None:
+        if self.view is not None and self.view.status == "requires_action":
+            await self._answer_action()
+            return ""
+        try:
+            return await asyncio.to_thread(self.console.input, PROMPT)
+        except EOFError:
+            self.console.print()
+            return None
+
+    def _on_ctrl_c(self) -> None:
+        if self._turn_active and self.view is not None and self.chat_id is not None:
+            self.view.interrupted = True
+            asyncio.get_running_loop().create_task(self._interrupt(self.chat_id))
+        else:
+            self.console.print("\n(Ctrl-C interrupts a running turn; /quit or Ctrl-D leaves)")
+            self.console.print(PROMPT, end="")
+
+    async def _interrupt(self, chat_id: str) -> None:
+        try:
+            await self.api.request("POST", f"/api/chats/{chat_id}/interrupt")
+        except ApiError as err:
+            if err.kind != "invalid_state":  # the turn just ended by itself
+                self._error(err)
+
+    async def _handle(self, line: str) -> bool:
+        """Run one line; False to leave."""
+        if not line:
+            return True
+        if line.startswith("/"):
+            return await self._command(line)
+        mark = self.view.turn_ends if self.view is not None else 0
+        try:
+            if self.chat_id is None:
+                body: dict[str, Any] = {"message": line}
+                if self.model:
+                    body["model"] = self.model
+                chat = await self.api.request("POST", "/api/chats", body)
+                await self._open(chat["id"], show_history=False)
+            else:
+                body = {"message": line, "busy_behavior": "queue"}
+                if self.model:
+                    body["model"] = self.model
+                await self.api.request("POST", f"/api/chats/{self.chat_id}/messages", body)
+        except ApiError as err:
+            self._error(err)
+            return True
+        await self._follow_turn(self._turn_ended_after(mark))
+        return True
+
+    def _turn_ended_after(self, mark: int) -> Callable[[], bool]:
+        view = self.view
+        assert view is not None
+        return lambda: view.turn_ends > mark and not view.busy
+
+    async def _command(self, line: str) -> bool:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        try:
+            if name in ("/quit", "/exit"):
+                return False
+            if name == "/help":
+                self.console.print(HELP)
+            elif name == "/models":
+                await self._models()
+            elif name == "/model":
+                self.model = arg or None
+                self.console.print(f"Model for the next messages: {self.model or 'the default'}")
+            elif name == "/queue":
+                await self._queue()
+            elif name == "/compact":
+                if self.chat_id is None:
+                    self.console.print("No chat yet.")
+                else:
+                    mark = self.view.turn_ends if self.view is not None else 0
+                    await self.api.request("POST", f"/api/chats/{self.chat_id}/compact")
+                    self.console.print("Compaction requested.")
+                    await self._follow_turn(self._turn_ended_after(mark))
+            elif name == "/new":
+                await self._stop_stream()
+                self.chat_id, self.view = None, None
+                self.console.print("New chat: your next message starts it.")
+            else:
+                self.console.print(f"Unknown command {name}. /help lists the commands.")
+        except ApiError as err:
+            self._error(err)
+        return True
+
+    async def _models(self) -> None:
+        models = (await self.api.request("GET", "/api/chats/models"))["models"]
+        table = Table("name", "provider:model", "context", "default")
+        for m in models:
+            table.add_row(
+                m["name"],
+                f"{m['provider']}:{m['model']}",
+                str(m.get("context_limit") or ""),
+                "yes" if m["is_default"] else "",
+            )
+        self.console.print(table)
+
+    async def _queue(self) -> None:
+        if self.chat_id is None:
+            self.console.print("No chat yet.")
+            return
+        queue = (await self.api.request("GET", f"/api/chats/{self.chat_id}/queue"))[
+            "queued_messages"
+        ]
+        if not queue:
+            self.console.print("The queue is empty.")
+        for n, item in enumerate(queue, start=1):
+            text = " ".join(p.get("text", "") for p in item["parts"] if p["type"] == "text")
+            self.console.print(f"{n}. {text}")
+
+    async def _answer_action(self) -> None:
+        assert self.view is not None and self.view.action is not None
+        results = []
+        self.console.print("[bold]The model called client tools; answer each one.[/bold]")
+        for call in self.view.action["tool_calls"]:
+            self.console.print(f"⚙ {call['tool_name']}({call.get('args') or ''})", style="cyan")
+            try:
+                text = await asyncio.to_thread(self.console.input, "result> ")
+            except EOFError:
+                text = ""
+            results.append(
+                {"tool_call_id": call["tool_call_id"], "output": {"type": "text", "text": text}}
+            )
+        mark = self.view.turn_ends
+        try:
+            await self.api.request(
+                "POST", f"/api/chats/{self.view.id}/tool-results", {"results": results}
+            )
+        except ApiError as err:
+            self._error(err)
+            return
+        await self._follow_turn(self._turn_ended_after(mark))
+
+    # ------------------------------------------------------------------ the stream
+
+    async def _open(self, chat_id: str, *, show_history: bool) -> int:
+        """Load the chat and follow its stream; returns the durable log's last seq."""
+        await self._stop_stream()
+        chat = await self.api.request("GET", f"/api/chats/{chat_id}")
+        page = await self.api.request("GET", f"/api/chats/{chat_id}/messages")
+        busy = chat["status"] in ("pending", "running", "interrupting")
+        # Busy: replay the retained stream so the step in progress shows from its start.
+        view = ChatView(chat, page["messages"], 0 if busy else page["last_seq"])
+        if show_history:
+            self._print_messages(list(view.messages.values()))
+        if not show_history or busy:
+            view.messages = {}
+        self.chat_id, self.view = chat_id, view
+        self._stream_task = asyncio.create_task(self._pump(view))
+        last_seq: int = page["last_seq"]
+        return last_seq
+
+    async def _pump(self, view: ChatView) -> None:
+        async for kind, data in self.api.events(view.id, lambda: view.last_seq):
+            if view.apply(kind, data):
+                self._changed.set()
+            if kind == "chat_deleted":
+                return
+
+    async def _stop_stream(self) -> None:
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stream_task
+            self._stream_task = None
+
+    async def _follow_turn(self, done: Callable[[], bool]) -> None:
+        """Render the live turn until `done()` (the chat idle, or waiting for client tools)."""
+        view = self.view
+        assert view is not None
+        self._turn_active = True
+        try:
+            with Live(
+                render_preview(view), console=self.console, refresh_per_second=12, transient=True
+            ) as live:
+                while True:
+                    self._changed.clear()
+                    self._print_messages(view.take_committed(), live)
+                    live.update(render_preview(view))
+                    if done():
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.25):
+                            await self._changed.wait()
+        finally:
+            self._turn_active = False
+        self._print_messages(view.take_committed())
+        if view.status == "error" and view.error:
+            error = view.error
+            status = f" HTTP {error['status_code']}" if error.get("status_code") else ""
+            self.console.print(
+                f"[red]error [{error.get('kind')}]{status}:[/red] {error.get('message')}"
+            )
+        elif view.interrupted:
+            self.console.print("[yellow]Chat interrupted[/yellow]")
+
+    def _print_messages(self, messages: list[dict[str, Any]], live: Live | None = None) -> None:
+        if not messages:
+            return
+        pool = self.view.messages.values() if self.view is not None else messages
+        results = {
+            p["tool_call_id"]: p.get("result")
+            for m in [*pool, *messages]
+            for p in m.get("parts", [])
+            if p["type"] == "tool_result"
+        }
+        console = live.console if live is not None else self.console
+        for message in sorted(messages, key=lambda m: m["position"]):
+            if message["role"] == "tool" and message.get("kind") != "boundary":
+                # Normally shown with its call; a call printed earlier gets its result now.
+                for part in message.get("parts", []):
+                    if part["type"] == "tool_result" and part["tool_call_id"] in self._unanswered:
+                        self._unanswered.discard(part["tool_call_id"])
+                        console.print(tool_result_line(part["tool_name"], part.get("result")))
+                continue
+            for part in message.get("parts", []):
+                if part["type"] == "tool_call" and part["tool_call_id"] not in results:
+                    self._unanswered.add(part["tool_call_id"])
+            rendered = render_message(message, results)
+            if rendered is not None:
+                console.print(rendered)
+
+    def _error(self, err: ApiError) -> None:
+        status = f" HTTP {err.status}" if err.status else ""
+        self.console.print(Text(f"error [{err.kind}]{status}: {err.message}", style="red"))

@@ -1,0 +1,114 @@
+// The HTTP API as the UI uses it: JSON in and out, bearer token, the documented error
+// shape ({"error": {"kind", "message", "detail"}}) turned into ApiError.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `The server answered ${status}.`);
+    this.status = status;
+    this.kind = error.kind || "http_error";
+    this.detail = error.detail || "";
+  }
+}
+
+export class Api {
+  constructor(token) {
+    this.token = token;
+  }
+
+  async request(method, path, body) {
+    const headers = { Authorization: `Bearer ${this.token}` };
+    const init = { method, headers };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, {
+        error: { kind: "network", message: "The server cannot be reached; retry in a moment." },
+      });
+    }
+    if (response.status === 204) return null;
+    const text = await response.text();
+    let parsed = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      parsed = null;
+    }
+    if (!response.ok) throw new ApiError(response.status, parsed);
+    return parsed;
+  }
+
+  me() {
+    return this.request("GET", "/api/users/me");
+  }
+
+  models() {
+    return this.request("GET", "/api/chats/models");
+  }
+
+  listChats({ q = "", archived = false } = {}) {
+    const params = new URLSearchParams({ archived: archived ? "true" : "false", limit: "200" });
+    if (q) params.set("q", q);
+    return this.request("GET", `/api/chats?${params}`);
+  }
+
+  createChat(message, model) {
+    return this.request("POST", "/api/chats", model ? { message, model } : { message });
+  }
+
+  chat(id) {
+    return this.request("GET", `/api/chats/${encodeURIComponent(id)}`);
+  }
+
+  patchChat(id, changes) {
+    return this.request("PATCH", `/api/chats/${encodeURIComponent(id)}`, changes);
+  }
+
+  messages(id) {
+    return this.request("GET", `/api/chats/${encodeURIComponent(id)}/messages`);
+  }
+
+  send(id, message, busyBehavior, model) {
+    const body = { message, busy_behavior: busyBehavior };
+    if (model) body.model = model;
+    return this.request("POST", `/api/chats/${encodeURIComponent(id)}/messages`, body);
+  }
+
+  edit(id, messageId, message) {
+    const path = `/api/chats/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`;
+    return this.request("PATCH", path, { message });
+  }
+
+  interrupt(id) {
+    return this.request("POST", `/api/chats/${encodeURIComponent(id)}/interrupt`);
+  }
+
+  compact(id) {
+    return this.request("POST", `/api/chats/${encodeURIComponent(id)}/compact`);
+  }
+
+  toolResults(id, results) {
+    return this.request("POST", `/api/chats/${encodeURIComponent(id)}/tool-results`, { results });
+  }
+
+  deleteQueued(id, queuedId) {
+    const path = `/api/chats/${encodeURIComponent(id)}/queue/${encodeURIComponent(queuedId)}`;
+    return this.request("DELETE", path);
+  }
+
+  promoteQueued(id, queuedId) {
+    const path = `/api/chats/${encodeURIComponent(id)}/queue/${encodeURIComponent(queuedId)}`;
+    return this.request("POST", `${path}/promote`);
+  }
+
+  streamUrl(id, after) {
+    // EventSource cannot send headers: the stream routes accept ?access_token= (spec §6.2).
+    const params = new URLSearchParams({ access_token: this.token, after: String(after) });
+    return `/api/chats/${encodeURIComponent(id)}/stream?${params}`;
+  }
+}

@@ -1,0 +1,616 @@
+// chatd's browser UI: a thin client of the public HTTP API and the SSE stream.
+// Sign in with a token, list chats, watch one live, send / queue / interrupt / edit,
+// answer client-tool requests. State per chat lives in ChatState (chatstate.js);
+// this module wires the DOM to it.
+
+import { Api } from "./api.js";
+import { ChatState, retrySecondsLeft } from "./chatstate.js";
+import { ChatStream } from "./stream.js";
+import { h, renderMessages, renderPreview } from "./view.js";
+
+const TOKEN_KEY = "chatd.token";
+const LIST_POLL_MS = 4000;
+
+const $ = (id) => document.getElementById(id);
+
+const app = {
+  api: null,
+  models: [],
+  chat: null, // ChatState of the open chat
+  stream: null,
+  connection: "closed",
+  editing: null,
+  openTools: new Set(),
+  notice: null, // {kind, message, status} from a failed request
+  messagesDirty: true,
+  renderQueued: false,
+  actionKey: "",
+  queueKey: "",
+  opening: 0,
+};
+
+// ---------------------------------------------------------------- sign in
+
+async function signIn(token) {
+  const api = new Api(token);
+  const me = await api.me();
+  app.api = api;
+  localStorage.setItem(TOKEN_KEY, token);
+  $("whoami").textContent = `Signed in as ${me.username}`;
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  await loadModels();
+  await refreshList();
+  await route();
+}
+
+function showSignIn(message = "") {
+  $("app").hidden = true;
+  $("signin").hidden = false;
+  $("signin-error").textContent = message;
+  $("token-input").focus();
+}
+
+function signOut() {
+  localStorage.removeItem(TOKEN_KEY);
+  closeChat();
+  app.api = null;
+  location.hash = "";
+  $("token-input").value = "";
+  showSignIn();
+}
+
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    await signIn($("token-input").value.trim());
+  } catch (err) {
+    showSignIn(err.status === 401 ? "That token is not valid." : err.message);
+  }
+});
+$("signout").addEventListener("click", signOut);
+
+// ---------------------------------------------------------------- models and chat list
+
+let modelsRequest = 0;
+
+async function loadModels() {
+  const request = ++modelsRequest;
+  let models;
+  try {
+    ({ models } = await app.api.models());
+  } catch {
+    return;
+  }
+  if (request !== modelsRequest) return; // a newer request answers instead
+  app.models = models;
+  const select = $("model-select");
+  const chosen = select.value;
+  select.replaceChildren(
+    ...models.map((m) => h("option", { value: m.id, text: `${m.name} (${m.provider}:${m.model})` })),
+  );
+  const preferred = app.chat ? app.chat.modelConfigId : null;
+  const fallback = models.find((m) => m.is_default);
+  for (const id of [chosen, preferred, fallback && fallback.id]) {
+    if (id && models.some((m) => m.id === id)) {
+      select.value = id;
+      break;
+    }
+  }
+}
+
+let listRequest = 0;
+
+async function refreshList() {
+  if (!app.api) return;
+  const request = ++listRequest;
+  const q = $("search").value.trim();
+  let page;
+  try {
+    page = await app.api.listChats({ q, archived: $("show-archived").checked });
+  } catch (err) {
+    if (err.status === 401) showSignIn("Your token is no longer valid.");
+    return;
+  }
+  if (request !== listRequest) return; // a newer request answers instead
+  // Title search is the server's (?q=); filtering here too keeps older servers right.
+  const needle = q.toLowerCase();
+  renderList(page.chats.filter((c) => !needle || (c.title || "").toLowerCase().includes(needle)));
+}
+
+function renderList(chats) {
+  const current = app.chat ? app.chat.id : null;
+  const list = $("chat-list");
+  const focused = document.activeElement && document.activeElement.dataset.chatId;
+  list.replaceChildren(
+    ...chats.map((chat) => {
+      const status = current === chat.id ? app.chat.status : chat.status;
+      const title = (current === chat.id ? app.chat.title : chat.title) || "Untitled chat";
+      const button = h(
+        "button",
+        {
+          type: "button",
+          class: "chat-item",
+          "data-chat-id": chat.id,
+          "aria-current": current === chat.id ? "page" : null,
+          "aria-label": `${title} — ${status.replace("_", " ")}${chat.archived ? ", archived" : ""}`,
+          onclick: () => {
+            location.hash = `#/chat/${chat.id}`;
+          },
+        },
+        h("span", { class: "chat-item-title", text: title }),
+        h("span", { class: `badge status-${status}`, text: status.replace("_", " ") }),
+      );
+      return h("li", {}, button);
+    }),
+  );
+  $("chat-list-empty").hidden = chats.length > 0;
+  if (focused) {
+    const again = list.querySelector(`[data-chat-id="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  }
+}
+
+let searchTimer = null;
+$("search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refreshList, 200);
+});
+$("show-archived").addEventListener("change", refreshList);
+setInterval(() => {
+  if (!document.hidden) refreshList();
+}, LIST_POLL_MS);
+
+// ---------------------------------------------------------------- opening a chat
+
+async function route() {
+  const match = /^#\/chat\/([\w-]+)$/.exec(location.hash);
+  if (match) await openChat(match[1]);
+  else newChat();
+}
+window.addEventListener("hashchange", () => {
+  if (app.api) route();
+});
+
+function closeChat() {
+  if (app.stream) app.stream.close();
+  app.stream = null;
+  app.chat = null;
+  app.editing = null;
+  app.notice = null;
+  app.openTools.clear();
+  app.connection = "closed";
+}
+
+function newChat() {
+  closeChat();
+  app.messagesDirty = true;
+  const preferred = app.models.find((m) => m.is_default);
+  if (preferred) $("model-select").value = preferred.id;
+  render();
+  refreshList();
+  loadModels();
+}
+
+async function openChat(id) {
+  if (app.chat && app.chat.id === id) return;
+  closeChat();
+  const attempt = ++app.opening;
+  let chat;
+  let page;
+  try {
+    [chat, page] = await Promise.all([app.api.chat(id), app.api.messages(id)]);
+  } catch (err) {
+    if (attempt !== app.opening) return;
+    app.notice = err;
+    render();
+    return;
+  }
+  if (attempt !== app.opening) return; // the user opened another chat meanwhile
+  // A busy chat replays its retained stream so the step in progress shows from its
+  // first part; an idle one resumes right after the history it just read (spec §6.5).
+  const busy = ["pending", "running", "interrupting"].includes(chat.status);
+  const state = new ChatState(chat, page.messages, busy ? 0 : page.last_seq);
+  app.chat = state;
+  app.messagesDirty = true;
+  if (state.modelConfigId) $("model-select").value = state.modelConfigId;
+  app.stream = new ChatStream(
+    (after) => app.api.streamUrl(id, after),
+    () => state.lastSeq,
+    (type, data) => onEvent(state, type, data),
+    (connection) => {
+      if (app.chat !== state) return;
+      app.connection = connection;
+      scheduleRender();
+    },
+  );
+  app.stream.open();
+  render();
+  refreshList();
+  loadModels();
+}
+
+function onEvent(state, type, data) {
+  if (app.chat !== state) return;
+  if (!state.apply(type, data)) return; // already applied: a replay after reconnecting
+  if (type === "message" || type === "history_reset") app.messagesDirty = true;
+  if (type === "status" || type === "title") refreshList();
+  if (state.needsReload) reloadMessages(state);
+  scheduleRender();
+}
+
+async function reloadMessages(state) {
+  state.needsReload = false;
+  try {
+    const page = await app.api.messages(state.id);
+    state.replaceMessages(page.messages);
+  } catch (err) {
+    app.notice = err;
+  }
+  app.messagesDirty = true;
+  scheduleRender();
+}
+
+// ---------------------------------------------------------------- rendering
+
+function scheduleRender() {
+  if (app.renderQueued) return;
+  app.renderQueued = true;
+  requestAnimationFrame(() => {
+    app.renderQueued = false;
+    render();
+  });
+}
+
+function render() {
+  const state = app.chat;
+  const conversation = $("conversation");
+  const nearBottom =
+    conversation.scrollHeight - conversation.scrollTop - conversation.clientHeight < 80;
+
+  $("chat-title").textContent = state ? state.title || "Untitled chat" : "New chat";
+  const badge = $("chat-status");
+  badge.hidden = !state;
+  if (state) {
+    badge.textContent = state.status.replace("_", " ");
+    badge.className = `badge status-${state.status}`;
+  }
+  $("archive").hidden = !state;
+  $("compact").hidden = !state;
+  if (state) {
+    $("archive").textContent = state.archived ? "Unarchive" : "Archive";
+  }
+
+  if (app.messagesDirty) {
+    app.messagesDirty = false;
+    renderMessages($("messages"), state ? state.orderedMessages() : [], {
+      editing: app.editing,
+      onEdit: startEdit,
+      editForm,
+      openTools: app.openTools,
+    });
+  }
+  renderPreview($("preview"), state ? state.preview : [], Boolean(state && state.busy), app.openTools);
+  $("empty-chat").hidden = Boolean(state && (state.messages.size || state.preview.length));
+
+  renderQueue(state);
+  renderAction(state);
+  renderStatusLine(state);
+  renderComposer(state);
+  if (nearBottom) conversation.scrollTop = conversation.scrollHeight;
+}
+
+function chip(text, kind = "") {
+  return h("span", { class: `chip ${kind}`, text });
+}
+
+function renderStatusLine(state) {
+  const line = $("status-line");
+  const items = [];
+  if (app.connection === "reconnecting") {
+    items.push(h("span", { class: "status-item reconnecting", text: "Reconnecting…" }));
+  }
+  if (state && state.retry && state.busy) {
+    const retry = state.retry;
+    const seconds = retrySecondsLeft(retry, state.retryReceivedAt);
+    items.push(
+      h(
+        "span",
+        { class: "status-item retrying" },
+        h("span", { class: "countdown", text: seconds > 0 ? `Retrying in ${seconds} s` : "Retrying now…" }),
+        chip(retry.kind, "kind"),
+        retry.status_code ? chip(`HTTP ${retry.status_code}`, "http") : null,
+        h("span", { class: "status-message", text: retry.error || "" }),
+        h("span", { class: "attempt", text: `attempt ${retry.attempt}` }),
+      ),
+    );
+  }
+  if (state && state.status === "error" && state.error) {
+    items.push(errorChip(state.error.kind, state.error.status_code, state.error.message));
+  }
+  if (state && state.status === "requires_action") {
+    items.push(h("span", { class: "status-item", text: "Waiting for your client tool results." }));
+  }
+  if (state && state.status === "interrupting") {
+    items.push(h("span", { class: "status-item", text: "Interrupting…" }));
+  } else if (state && state.interrupted && !state.busy) {
+    items.push(h("span", { class: "status-item interrupted", text: "Chat interrupted" }));
+  } else if (state && state.busy && !(state.retry && state.busy)) {
+    const text = state.thinking ? "Thinking…" : state.status === "pending" ? "Starting…" : "Generating…";
+    items.push(h("span", { class: "status-item working", text }));
+  }
+  if (app.notice) {
+    items.push(errorChip(app.notice.kind, app.notice.status || null, app.notice.message));
+  }
+  line.replaceChildren(...items);
+}
+
+function errorChip(kind, statusCode, message) {
+  return h(
+    "span",
+    { class: "status-item error-chip", role: "alert" },
+    chip(kind || "error", "kind error"),
+    statusCode ? chip(`HTTP ${statusCode}`, "http error") : null,
+    h("span", { class: "status-message", text: message || "" }),
+  );
+}
+
+setInterval(() => {
+  if (app.chat && app.chat.retry) renderStatusLine(app.chat);
+}, 250);
+
+function renderComposer(state) {
+  const busy = Boolean(state && state.busy);
+  const send = $("send");
+  send.textContent = busy ? "Queue" : "Send";
+  send.setAttribute("aria-label", busy ? "Queue after the current turn" : "Send");
+  $("send-interrupt").hidden = !busy;
+  $("interrupt").hidden = !(state && (busy || state.status === "requires_action"));
+}
+
+function renderQueue(state) {
+  const queue = state ? state.queue : [];
+  $("queue").hidden = queue.length === 0;
+  // Rebuild only when the queue changed, or its buttons vanish under the pointer.
+  const key = `${state ? state.id : ""}|${queue.map((item) => item.id).join(",")}`;
+  if (key === app.queueKey) return;
+  app.queueKey = key;
+  $("queue-list").replaceChildren(
+    ...queue.map((item) => {
+      const text = item.parts.filter((p) => p.type === "text").map((p) => p.text).join("\n");
+      const short = text.slice(0, 60);
+      return h(
+        "li",
+        { class: "queued", "data-queued-id": item.id },
+        h("span", { class: "queued-text", text }),
+        h("button", {
+          type: "button",
+          text: "Send now",
+          "aria-label": `Send now: ${short}`,
+          onclick: () => act(() => app.api.promoteQueued(state.id, item.id)),
+        }),
+        h("button", {
+          type: "button",
+          text: "Delete",
+          "aria-label": `Delete queued message: ${short}`,
+          onclick: () => act(() => app.api.deleteQueued(state.id, item.id)),
+        }),
+      );
+    }),
+  );
+}
+
+function renderAction(state) {
+  const action = state && state.status === "requires_action" ? state.action : null;
+  const section = $("action-required");
+  section.hidden = !action;
+  const key = action
+    ? `${action.deadline_at}|${action.tool_calls.map((c) => c.tool_call_id).join(",")}`
+    : "";
+  if (key === app.actionKey) return; // keep what the user typed
+  app.actionKey = key;
+  if (!action) {
+    $("action-calls").replaceChildren();
+    return;
+  }
+  $("action-calls").replaceChildren(
+    ...action.tool_calls.map((call, i) =>
+      h(
+        "fieldset",
+        { class: "action-call", "data-tool-call-id": call.tool_call_id },
+        h("legend", { text: `Tool ${call.tool_name}` }),
+        h("div", { class: "tool-label", text: "Arguments" }),
+        h("pre", {
+          class: "tool-input",
+          tabindex: "0",
+          "aria-label": `Arguments of ${call.tool_name}`,
+          text: prettyArgs(call.args),
+        }),
+        h("label", { for: `action-result-${i}`, text: `Result for ${call.tool_name}` }),
+        h("textarea", { id: `action-result-${i}`, rows: "3", "data-tool-call-id": call.tool_call_id }),
+        h(
+          "label",
+          { class: "checkbox" },
+          h("input", { type: "checkbox", id: `action-error-${i}` }),
+          " Report as an error",
+        ),
+      ),
+    ),
+  );
+  const deadline = new Date(action.deadline_at);
+  $("action-deadline").textContent = Number.isNaN(deadline.getTime())
+    ? ""
+    : `Answer before ${deadline.toLocaleTimeString()}, or the turn ends with an error.`;
+}
+
+function prettyArgs(args) {
+  try {
+    return JSON.stringify(typeof args === "string" ? JSON.parse(args) : args, null, 2);
+  } catch {
+    return String(args);
+  }
+}
+
+$("action-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const state = app.chat;
+  if (!state || !state.action) return;
+  const results = state.action.tool_calls.map((call, i) => {
+    const text = $(`action-result-${i}`).value;
+    return $(`action-error-${i}`).checked
+      ? { tool_call_id: call.tool_call_id, output: { type: "error", error: text } }
+      : { tool_call_id: call.tool_call_id, output: { type: "text", text } };
+  });
+  await act(() => app.api.toolResults(state.id, results));
+});
+
+// ---------------------------------------------------------------- actions
+
+/** Run an API call; a failure becomes the status line's error chip. */
+async function act(call) {
+  app.notice = null;
+  try {
+    const result = await call();
+    scheduleRender();
+    return result;
+  } catch (err) {
+    if (err.status === 401) showSignIn("Your token is no longer valid.");
+    app.notice = err;
+    scheduleRender();
+    return undefined;
+  }
+}
+
+function selectedModel(state) {
+  const chosen = $("model-select").value;
+  if (!chosen) return undefined;
+  if (state) return chosen !== state.modelConfigId ? chosen : undefined;
+  const preferred = app.models.find((m) => m.is_default);
+  return preferred && preferred.id === chosen ? undefined : chosen;
+}
+
+async function submitMessage(busyBehavior) {
+  const input = $("composer-input");
+  const text = input.value;
+  if (!text.trim()) return;
+  // Clear at once so the next message can be typed while this one travels; a
+  // failed send puts the text back (unless something new was typed meanwhile).
+  input.value = "";
+  const restore = () => {
+    if (!input.value) input.value = text;
+  };
+  const state = app.chat;
+  if (!state) {
+    const chat = await act(() => app.api.createChat(text, selectedModel(null)));
+    if (chat) location.hash = `#/chat/${chat.id}`;
+    else restore();
+    return;
+  }
+  const model = selectedModel(state);
+  if (busyBehavior === "interrupt") state.interrupted = true;
+  const sent = await act(() => app.api.send(state.id, text, busyBehavior, model));
+  if (!sent) restore();
+  else if (model) state.modelConfigId = model;
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitMessage("queue");
+});
+$("send-interrupt").addEventListener("click", () => submitMessage("interrupt"));
+$("composer-input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    submitMessage("queue");
+  } else if (event.key === "Escape" && app.chat && app.chat.busy) {
+    event.preventDefault();
+    interrupt();
+  }
+});
+
+async function interrupt() {
+  const state = app.chat;
+  if (!state) return;
+  state.interrupted = true;
+  await act(() => app.api.interrupt(state.id));
+}
+$("interrupt").addEventListener("click", interrupt);
+
+$("archive").addEventListener("click", async () => {
+  const state = app.chat;
+  if (!state) return;
+  const chat = await act(() => app.api.patchChat(state.id, { archived: !state.archived }));
+  if (chat) {
+    state.archived = chat.archived;
+    render();
+    refreshList();
+  }
+});
+
+$("compact").addEventListener("click", async () => {
+  const state = app.chat;
+  if (state) await act(() => app.api.compact(state.id));
+});
+
+$("new-chat").addEventListener("click", () => {
+  if (location.hash === "" || location.hash === "#/") newChat();
+  else location.hash = "#/";
+  $("composer-input").focus();
+});
+
+function startEdit(message) {
+  app.editing = message.id;
+  app.messagesDirty = true;
+  render();
+  const box = document.getElementById("edit-input");
+  if (box) box.focus();
+}
+
+function editForm(message) {
+  const text = message.parts.filter((p) => p.type === "text").map((p) => p.text).join("\n");
+  const cancel = () => {
+    app.editing = null;
+    app.messagesDirty = true;
+    render();
+  };
+  const form = h(
+    "form",
+    {
+      class: "edit-form",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const value = form.querySelector("textarea").value;
+        if (!value.trim()) return;
+        const state = app.chat;
+        const done = await act(() => app.api.edit(state.id, message.id, value));
+        if (done) cancel();
+      },
+    },
+    h("label", { for: "edit-input", text: "Edit message" }),
+    h("textarea", {
+      id: "edit-input",
+      rows: "3",
+      onkeydown: (event) => {
+        if (event.key === "Escape") cancel();
+      },
+    }),
+    h(
+      "div",
+      { class: "edit-buttons" },
+      h("button", { type: "submit", class: "primary", text: "Save and rerun" }),
+      h("button", { type: "button", text: "Cancel", onclick: cancel }),
+    ),
+  );
+  form.querySelector("textarea").value = text;
+  return form;
+}
+
+// ---------------------------------------------------------------- start
+
+const saved = localStorage.getItem(TOKEN_KEY);
+if (saved) {
+  signIn(saved).catch(() => showSignIn("Sign in again: the saved token was refused."));
+} else {
+  showSignIn();
+}

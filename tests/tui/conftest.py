@@ -1,0 +1,5 @@
+"""`chatd chat` against a live replica (the service tests' fixture)."""
+
+from tests.service.conftest import live
+
+__all__ = ["live"]
