@@ -58,12 +58,12 @@ async def main() -> None:
                     "required": ["city"],
                 },
             )
-            live.replica.worker._tools_for = lambda chat: [tool]
+            live.replica.worker.server_tools = lambda chat: [tool]
             await ui.start_chat("What's the weather, and how do I run chatd?")
             await expect(page.locator("#messages .message.assistant").last).to_contain_text(
                 "The tool answered"
             )
-            live.replica.worker._tools_for = None
+            live.replica.worker.server_tools = None
             await page.locator("#messages details.tool summary").first.click()
             await page.get_by_label("Model", exact=True).select_option(
                 label=f"{md} (scripted:{md})"

@@ -73,7 +73,7 @@ async def test_a_tool_call_renders_with_input_and_result(ui: Ui) -> None:
         weather,
         {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     )
-    ui.live.replica.worker._tools_for = lambda chat: [tool]
+    ui.live.replica.worker.server_tools = lambda chat: [tool]
     await ui.start_chat("weather?")
     answer = ui.page.locator("#messages .message.assistant").last
     await expect(answer).to_contain_text("The tool answered: sunny, 21 °C")

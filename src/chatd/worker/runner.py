@@ -264,7 +264,8 @@ class ChatRunner:
             return
         # Built-in tools act on the server's files and processes: only when asked for.
         builtin = self.worker.builtin_tools(chat) if "builtin" in chat.tool_config else []
-        selection = select_tools(tool_config, builtin=builtin)
+        extra = self.worker.server_tools(chat) if self.worker.server_tools is not None else []
+        selection = select_tools(tool_config, builtin=builtin, mcp=extra)
         compaction = CompactionOptions(persist=self._persist_compaction)
         options = RunOptions(
             model=_AttemptRecorder(model, self),

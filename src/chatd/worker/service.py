@@ -66,6 +66,8 @@ class Worker:
         self.runners: dict[str, ChatRunner] = {}
         self.list_watch = ChatListWatch()
         self.workspaces = Workspaces(settings.effective_workspace_root)
+        # Extra server-side tools for every chat (an embedding application's own tools).
+        self.server_tools: Callable[[Chat], list[Tool]] | None = None
         self.wake = asyncio.Event()
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
