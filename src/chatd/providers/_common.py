@@ -8,6 +8,7 @@ connection into a retryable failure). It imports no SDK.
 
 from __future__ import annotations
 
+import abc
 import base64
 import dataclasses
 import json
@@ -182,7 +183,7 @@ def truncated_stream(provider: str, text: str) -> ClassifiedException:
     return with_classification(error, found)
 
 
-class SDKModel(Generic[C]):
+class SDKModel(abc.ABC, Generic[C]):
     """Base of the SDK-backed models: config, key check before I/O, lazy client, generate().
 
     Subclasses set `provider_name`/`key_envs`, build the SDK client in `_make_client`
@@ -228,8 +229,9 @@ class SDKModel(Generic[C]):
             raise missing_key_error(self._provider, self.config, self.key_envs)
         return self._client
 
+    @abc.abstractmethod
     def _make_client(self, api_key: str) -> C:
-        raise NotImplementedError
+        """The provider's SDK client for `api_key` (each provider module defines it)."""
 
     async def aclose(self) -> None:
         """Close the SDK client's connections (a new one is made on next use)."""
@@ -242,8 +244,9 @@ class SDKModel(Generic[C]):
         if close is not None:
             await close()
 
+    @abc.abstractmethod
     async def stream(self, call: Call) -> AsyncIterator[StreamPart]:
-        raise NotImplementedError
+        """Open the provider's stream for `call` (each provider module defines it)."""
 
     async def generate(self, call: Call) -> GenerateResponse:
         """Answer without streaming to the caller: the stream, assembled."""
