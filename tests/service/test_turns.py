@@ -358,3 +358,27 @@ async def test_manual_compaction_and_clear_keep_the_visible_history(live: LiveRe
         assert cleared.status_code == 200, cleared.text
         after = (await live.store.load_history(chat_id)).messages
         assert not any(m.is_summary for m in after)
+
+
+async def test_chat_list_search_and_archived_filter(live: LiveReplica) -> None:
+    token = await live.token("nia")
+    async with live.client(token) as client:
+        ids = {}
+        for title in ("Deploy plan", "Lunch 100% ideas", "deployment notes"):
+            chat = (await client.post("/api/chats", json={"message": "hi", "title": title})).json()
+            ids[title] = chat["id"]
+            await wait_status(client, chat["id"], "waiting")
+        archived = await client.patch(
+            f"/api/chats/{ids['deployment notes']}", json={"archived": True}
+        )
+        assert archived.status_code == 200, archived.text
+
+        async def titles(**params: str) -> list[str]:
+            body = (await client.get("/api/chats", params=params)).json()
+            return sorted(c["title"] for c in body["chats"])
+
+        assert await titles(q="DEPLOY") == ["Deploy plan"]
+        assert await titles(q="deploy", archived="all") == ["Deploy plan", "deployment notes"]
+        assert await titles(archived="true") == ["deployment notes"]
+        assert await titles(q="100%") == ["Lunch 100% ideas"]  # % is matched literally
+        assert await titles(q="1_0") == []

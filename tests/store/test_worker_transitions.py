@@ -333,3 +333,19 @@ async def test_tokens_are_stored_hashed_and_keys_encrypted(store: Store, clock: 
     )
     assert (await store.get_model_config()).id == config.id
     assert [c.name for c in await store.list_model_configs()] == ["gpt", "scripted:default"]
+
+
+async def test_list_chats_filters_titles_and_archived(store: Store, clock: FakeClock) -> None:
+    user = await store.create_user("searcher")
+    plan = await store.create_chat(user.id, text("x"), title="Deploy plan")
+    odd = await store.create_chat(user.id, text("x"), title="50% off_sale")
+    notes = await store.create_chat(user.id, text("x"), title="deployment notes")
+    for lease in await store.acquire_pending_chats("w1", limit=10):
+        await store.finish_turn(fence(lease))
+    await store.set_archived(notes.id, True)
+    found = await store.list_chats(user.id, title_contains="DEPLOY")
+    assert [c.id for c in found.items] == [plan.id]
+    both = await store.list_chats(user.id, archived=None, title_contains="deploy")
+    assert {c.id for c in both.items} == {plan.id, notes.id}
+    assert [c.id for c in (await store.list_chats(user.id, title_contains="50%")).items] == [odd.id]
+    assert (await store.list_chats(user.id, title_contains="5_%")).items == []

@@ -238,12 +238,18 @@ async def list_chats(
     archived: Literal["false", "true", "all"] = "false",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
+    q: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
-    """The caller's chats, most recently updated first (keyset pagination)."""
+    """The caller's chats, most recently updated first (keyset pagination); `q` matches
+    titles (case-insensitive), `archived=all` lists archived and active chats."""
     state = _state(request)
     with _store_errors():
         page = await state.store.list_chats(
-            user.user_id, archived=archived == "true", limit=limit, cursor=cursor
+            user.user_id,
+            archived=None if archived == "all" else archived == "true",
+            limit=limit,
+            cursor=cursor,
+            title_contains=q or None,
         )
     return _json({"chats": [chat_json(c) for c in page.items], "next_cursor": page.next_cursor})
 

@@ -68,18 +68,28 @@ class Reads(StoreBase):
         self,
         owner_id: str,
         *,
-        archived: bool = False,
+        archived: bool | None = False,
         limit: int = 50,
         cursor: str | None = None,
+        title_contains: str | None = None,
     ) -> Page:
-        """The owner's chats, most recently updated first, `limit` per page."""
+        """The owner's chats, most recently updated first, `limit` per page.
+
+        `archived=None` lists archived and active chats alike; `title_contains` keeps
+        chats whose title contains the text, ignoring case.
+        """
         c = chats.c
         query = (
             sa.select(chats)
-            .where(c.owner_id == owner_id, c.archived == archived)
+            .where(c.owner_id == owner_id)
             .order_by(c.updated_at.desc(), c.id.desc())
             .limit(limit + 1)
         )
+        if archived is not None:
+            query = query.where(c.archived == archived)
+        if title_contains:
+            escaped = title_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(c.title.ilike(f"%{escaped}%", escape="\\"))
         if cursor is not None:
             updated_at, chat_id = decode_cursor(cursor)
             query = query.where(
