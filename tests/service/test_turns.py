@@ -382,3 +382,29 @@ async def test_chat_list_search_and_archived_filter(live: LiveReplica) -> None:
         assert await titles(archived="true") == ["deployment notes"]
         assert await titles(q="100%") == ["Lunch 100% ideas"]  # % is matched literally
         assert await titles(q="1_0") == []
+
+
+async def test_a_model_configs_small_context_limit_triggers_automatic_compaction(
+    live: LiveReplica,
+) -> None:
+    config = await live.store.create_model_config(
+        "tiny", "scripted", "tiny", context_limit=60, compaction_threshold_percent=50
+    )
+    token = await live.token("ola")
+    async with live.client(token) as client:
+        chat = (
+            await client.post("/api/chats", json={"message": "first " * 20, "model": config.name})
+        ).json()
+        await wait_status(client, chat["id"], "waiting")
+        await client.post(f"/api/chats/{chat['id']}/messages", json={"message": "second"})
+        await wait_status(client, chat["id"], "waiting")
+        everything = (
+            await client.get(f"/api/chats/{chat['id']}/messages", params={"include_hidden": "true"})
+        ).json()["messages"]
+        assert any(m.get("hidden") == "compressed" for m in everything)
+        assert any(p.get("tool_name") == "chat_summarized" for m in everything for p in m["parts"])
+    async with live.client(token) as client:
+        text = (await client.get("/metrics")).text
+    assert (
+        'coderd_chatd_compaction_total{model="tiny",provider="scripted",result="success"}' in text
+    )

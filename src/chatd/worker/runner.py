@@ -39,7 +39,16 @@ from chatd.loop.compaction import (
     compact,
     estimate_tokens,
 )
-from chatd.store import Chat, ChatIsInterrupting, ChatStatus, Fence, Lease, StaleFence, new_id
+from chatd.store import (
+    Chat,
+    ChatIsInterrupting,
+    ChatStatus,
+    Fence,
+    Lease,
+    NotFound,
+    StaleFence,
+    new_id,
+)
 from chatd.tools import ToolConfig, ToolConfigError, select_tools
 from chatd.types import (
     MessagePart,
@@ -266,7 +275,7 @@ class ChatRunner:
         builtin = self.worker.builtin_tools(chat) if "builtin" in chat.tool_config else []
         extra = self.worker.server_tools(chat) if self.worker.server_tools is not None else []
         selection = select_tools(tool_config, builtin=builtin, mcp=extra)
-        compaction = CompactionOptions(persist=self._persist_compaction)
+        compaction = await self._compaction_options(chat)
         options = RunOptions(
             model=_AttemptRecorder(model, self),
             messages=history.messages,
@@ -310,6 +319,18 @@ class ChatRunner:
         finally:
             gauge.dec()
         await self._end(self.store.finish_turn(self.fence))
+
+    async def _compaction_options(self, chat: Chat) -> CompactionOptions:
+        """The model config's threshold (100 disables) and context-limit override."""
+        try:
+            config = await self.store.get_model_config(chat.model_config_id)
+        except NotFound:
+            config = await self.store.get_model_config(None)
+        return CompactionOptions(
+            threshold_percent=config.compaction_threshold_percent,
+            context_limit=config.context_limit or 0,
+            persist=self._persist_compaction,
+        )
 
     async def _compact_now(self, model: Model, messages: list[Any]) -> None:
         """The user asked for a compaction (`POST …/compact`): summarise, then end the turn."""
