@@ -12,6 +12,7 @@ a delete removed it), and a running chat has exactly one lease holder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -321,7 +322,10 @@ def test_random_transition_sequences_keep_the_invariants(backend: Backend) -> No
             ),
         )
     finally:
-        loop.run_until_complete(store.close())
+        # Bounded: after a timeout mid-example a connection may still be checked out,
+        # and an unbounded close would then hang the whole run.
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(asyncio.wait_for(store.close(), 30))
         loop.close()
 
 
