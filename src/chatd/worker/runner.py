@@ -315,7 +315,7 @@ class ChatRunner:
                 raise err.__cause__ from None
             raise
         except StopAfterTool:
-            pass
+            log.debug("chat %s: a stop-after tool ended the turn", self.chat_id)
         finally:
             gauge.dec()
         await self._end(self.store.finish_turn(self.fence))

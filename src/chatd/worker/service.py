@@ -195,7 +195,9 @@ class Worker:
         try:
             await runner.run()
         except asyncio.CancelledError:
-            pass
+            # Lost lease or shutdown: the runner stops without writing; the chat is
+            # re-acquired (by us or another replica) after its lease expires.
+            log.info("chat %s: runner cancelled", runner.chat_id)
         except Exception:
             log.exception("chat %s: runner failed", runner.chat_id)
         finally:
