@@ -165,7 +165,9 @@ def migrate() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
-    replica_id: str | None = typer.Option(None, help="Name of this replica in logs."),
+    replica_id: str | None = typer.Option(
+        None, help="Name of this replica in logs, /readyz and metrics (CHATD_REPLICA_ID)."
+    ),
 ) -> None:
     """Run the chat service: HTTP API, web UI, worker (CHATD_* environment settings)."""
     from chatd.config import ConfigError, load_settings
@@ -176,7 +178,10 @@ def serve(
     except ConfigError as err:
         typer.echo(f"chatd serve: {err}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {settings.replica_id} %(levelname)s %(name)s %(message)s",
+    )
     run_serve(settings)
 
 

@@ -50,6 +50,8 @@ class Settings:
     execute_max_timeout: float = 4 * 3600.0
     secret_key: str | None = None  # None: the generated key file in data_dir
     default_model: str = "scripted:default"
+    # Tests: the scripted model appends a line per call here (see ScriptedModel.call_log).
+    scripted_call_log: Path | None = None
 
     @property
     def sqlite_path(self) -> Path:
@@ -104,6 +106,7 @@ _ENV = {
     "execute_max_timeout": "CHATD_EXECUTE_MAX_TIMEOUT",
     "secret_key": "CHATD_SECRET_KEY",
     "default_model": "CHATD_DEFAULT_MODEL",
+    "scripted_call_log": "CHATD_SCRIPTED_CALL_LOG",
 }
 
 

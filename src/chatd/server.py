@@ -27,7 +27,7 @@ from chatd.loop import Metrics, Model
 from chatd.providers import ModelConfig as ProviderConfig
 from chatd.providers import resolve
 from chatd.providers.scripted import InjectedError, ScriptedModel, ScriptedReply
-from chatd.store import Chat, NotFound, Store, StoreConfig
+from chatd.store import Chat, InvalidRequest, NotFound, PgPubSub, Store, StoreConfig
 from chatd.store import ModelConfig as StoredModelConfig
 from chatd.worker import StreamHub
 from chatd.worker.service import Worker
@@ -83,7 +83,10 @@ async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
         return None
     except NotFound:
         pass
-    user = await store.create_user("admin", is_admin=True)
+    try:
+        user = await store.create_user("admin", is_admin=True)
+    except InvalidRequest:
+        return None  # another replica starting at the same moment made it
     token, _ = await store.create_api_token(user.id, name="first start")
     path = settings.data_dir / ADMIN_TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -180,7 +183,7 @@ class Replica:
             self.hub,
             settings,
             self.metrics,
-            lambda chat: resolve_model(store, chat),
+            self.resolve_model,
         )
         self.state = AppState(
             store=store,
@@ -189,8 +192,31 @@ class Replica:
             metrics=self.metrics,
             sse_keepalive=settings.sse_keepalive,
             list_watch=self.worker.list_watch,
+            follow_chat=self.worker.relay.follow,
+            identity={"replica_id": settings.replica_id, "worker_id": self.worker.worker_id},
+            ready_check=store.ping,
         )
         self.app = create_app(self.state)
+        self.pubsub: PgPubSub | None = None
+
+    async def connect_replicas(self) -> None:
+        """On PostgreSQL, hear other replicas' commits (LISTEN/NOTIFY) and tell them ours."""
+        if self.store.db.is_sqlite:
+            return
+        pubsub = PgPubSub(self.store.db.url, origin=self.worker.worker_id)
+        pubsub.handler = self.worker.on_notification
+        pubsub.on_reconnect = self.worker.resync
+        self.store.notifier = pubsub
+        self.worker.shared_database = True
+        self.pubsub = pubsub
+        await pubsub.start()
+
+    async def resolve_model(self, chat: Chat) -> Model:
+        model = await resolve_model(self.store, chat)
+        if isinstance(model, ScriptedModel) and self.settings.scripted_call_log is not None:
+            model.call_log = self.settings.scripted_call_log
+            model.caller = self.settings.replica_id
+        return model
 
     def start(self) -> None:
         self.worker.start()
@@ -204,6 +230,8 @@ class Replica:
     async def stop(self) -> None:
         self.begin_shutdown()
         await self.worker.stop()
+        if self.pubsub is not None:
+            await self.pubsub.close()
         await self.store.close()
 
 
@@ -215,7 +243,9 @@ async def build(settings: Settings) -> Replica:
         config=store_config(settings),
     )
     await ensure_default_model(store)
-    return Replica(settings, store)
+    replica = Replica(settings, store)
+    await replica.connect_replicas()
+    return replica
 
 
 class _Server(uvicorn.Server):

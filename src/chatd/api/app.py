@@ -57,6 +57,11 @@ class AppState:
     draining: bool = False
     sse_keepalive: float = SSE_KEEPALIVE
     list_watch: ChatListWatch = field(default_factory=ChatListWatch)
+    # Called once a watcher is subscribed to a chat: starts relaying other replicas'
+    # events for it into the local hub (the worker's relay).
+    follow_chat: Callable[[str], Awaitable[None]] | None = None
+    # Shown by /readyz: which replica and worker answered.
+    identity: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.metrics is None:
@@ -128,7 +133,9 @@ def create_app(state: AppState) -> FastAPI:
                 "draining" if state.draining else "database unreachable",
                 headers={"Retry-After": "1"},
             )
-        return Response(encode({"status": "ready"}), media_type="application/json")
+        return Response(
+            encode({"status": "ready", **state.identity}), media_type="application/json"
+        )
 
     @app.get("/metrics", tags=["ops"])
     async def metrics(request: Request) -> Response:

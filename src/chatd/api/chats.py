@@ -519,4 +519,10 @@ async def stream(
             )
         cursor = int(raw)
     subscription = state.hub.subscribe(chat_id, cursor, _StoreLog(state))
+    if state.follow_chat is not None:
+        try:
+            await state.follow_chat(chat_id)
+        except BaseException:
+            subscription.close()
+            raise
     return sse_response(subscription, keepalive=state.sse_keepalive)

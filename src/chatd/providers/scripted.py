@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chatd.loop import Call, GenerateResponse
 from chatd.types import (
@@ -79,6 +81,11 @@ class ScriptedModel:
     # Load tests: each text delta becomes the wall-clock time it was emitted, so a
     # client can measure emit-to-receive latency.
     stamp_deltas: bool = False
+    # Tests of several replicas: append a JSON line to this file when a call starts
+    # and when it ends, naming `caller`, so a test can prove no chat ever ran on
+    # two replicas at once.
+    call_log: Path | None = None
+    caller: str = ""
     calls: list[Call] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -133,7 +140,34 @@ class ScriptedModel:
             delta_delay=self.delta_delay,
         )
 
+    def _log_call(self, call: Call, phase: str) -> None:
+        if self.call_log is None:
+            return
+        line = json.dumps(
+            {
+                "caller": self.caller,
+                "pid": os.getpid(),
+                "user": _last_user_text(call.prompt),
+                "phase": phase,
+                "t": time.time(),
+            }
+        )
+        # One write of a short line with O_APPEND: lines of several processes never mix.
+        fd = os.open(self.call_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
     async def _play(self, reply: ScriptedReply, call: Call) -> AsyncIterator[StreamPart]:
+        self._log_call(call, "start")
+        try:
+            async for part in self._play_parts(reply, call):
+                yield part
+        finally:
+            self._log_call(call, "end")
+
+    async def _play_parts(self, reply: ScriptedReply, call: Call) -> AsyncIterator[StreamPart]:
         parts = self._parts(reply, call)
         fail_after = reply.error.after_parts if reply.error is not None else 0
         if reply.first_part_delay:

@@ -37,6 +37,7 @@ from chatd.store._models import (
     User,
     Visibility,
 )
+from chatd.store._pubsub import Notifier, PgPubSub
 from chatd.store._secrets import SecretBox, load_secret_key
 from chatd.store._store import Store
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
@@ -56,7 +57,9 @@ __all__ = [
     "Lease",
     "ModelConfig",
     "NotFound",
+    "Notifier",
     "Page",
+    "PgPubSub",
     "ProviderKey",
     "QueuedMessage",
     "RejectionKind",

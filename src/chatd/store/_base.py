@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from chatd.store._engine import Database
 from chatd.store._models import Chat
+from chatd.store._pubsub import Notifier
 from chatd.store._tx import StoreConfig, Tx
 
 __all__ = ["ChatListener", "StoreBase", "utcnow"]
@@ -33,6 +34,9 @@ class StoreBase:
         self.config = config or StoreConfig()
         self.clock = clock or utcnow
         self._listeners: list[ChatListener] = []
+        # Other replicas hear of commits through this (PostgreSQL NOTIFY); by default
+        # no one else is told: one SQLite process has only in-process listeners.
+        self.notifier = Notifier()
 
     def add_listener(self, listener: ChatListener) -> None:
         """Call `listener(chat)` after every committed transition (in-process wake-ups)."""
@@ -41,6 +45,12 @@ class StoreBase:
     def _committed(self, chat: Chat) -> None:
         for listener in self._listeners:
             listener(chat)
+        self.notifier.chat_changed(chat)
+
+    def _events_written(self, written: Sequence[tuple[str, int]]) -> None:
+        """Stream events reached the durable log: (chat id, newest seq) pairs."""
+        if written:
+            self.notifier.events_written(written)
 
     @asynccontextmanager
     async def _transition(
@@ -52,3 +62,5 @@ class StoreBase:
             yield tx
         if tx.saved is not None:
             self._committed(tx.saved)
+        if tx.last_event_seq:
+            self._events_written([(chat_id, tx.last_event_seq)])

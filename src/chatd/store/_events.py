@@ -119,6 +119,7 @@ class EventSync(StoreBase):
                         for e in events
                     ],
                 )
+                tx.last_event_seq = seq
             if events or new_state != emitted:
                 await tx.conn.execute(
                     sa.update(chats)
@@ -180,6 +181,13 @@ class EventSync(StoreBase):
                     await conn.execute(sa.update(chats).where(c.id == fence.chat_id).values(values))
             if inserts:
                 await conn.execute(sa.insert(chat_stream_events), inserts)
+        self._events_written(
+            [
+                (fence.chat_id, max(e.seq for e in events))
+                for fence, events, _ in batches
+                if events and fence.chat_id not in stale
+            ]
+        )
         return stale
 
     async def stream_bounds(self, chat_id: str) -> tuple[int, int]:

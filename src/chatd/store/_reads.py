@@ -8,6 +8,7 @@ so loading history for the next step does not grow with its length.
 from __future__ import annotations
 
 import base64
+from collections.abc import Collection
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -63,6 +64,14 @@ class Reads(StoreBase):
         if row is None:
             raise NotFound("chat", chat_id)
         return chat_from_row(row)
+
+    async def get_chats(self, chat_ids: Collection[str]) -> list[Chat]:
+        """Several chats in one query (any owner); missing ids are left out."""
+        if not chat_ids:
+            return []
+        query = sa.select(chats).where(chats.c.id.in_(list(chat_ids)))
+        async with self.db.read() as conn:
+            return [chat_from_row(row) for row in (await conn.execute(query)).mappings()]
 
     async def list_chats(
         self,

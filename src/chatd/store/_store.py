@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from chatd.store._accounts import Accounts
 from chatd.store._chat_admin import ChatAdministration
@@ -18,6 +22,8 @@ from chatd.store._tx import StoreConfig
 from chatd.store._worker import WorkerTransitions
 
 __all__ = ["Store"]
+
+PING_TIMEOUT = 2.0
 
 
 class Store(ChatTransitions, ChatAdministration, WorkerTransitions, EventSync, Reads, Accounts):
@@ -64,6 +70,15 @@ class Store(ChatTransitions, ChatAdministration, WorkerTransitions, EventSync, R
             await db.dispose()
             raise
         return cls(db, config=config, clock=clock, secrets=SecretBox(key))
+
+    async def ping(self) -> bool:
+        """True when the database answers `SELECT 1` within 2 s (/readyz)."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT), self.db.read() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (TimeoutError, OSError, DBAPIError):
+            return False
+        return True
 
     async def close(self) -> None:
         await self.db.dispose()

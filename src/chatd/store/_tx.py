@@ -147,6 +147,8 @@ class Tx:
         self._bumped = False
         self._queue: list[QueuedMessage] | None = None
         self.step_exists = False
+        # The newest stream event this transaction inserted (0: none).
+        self.last_event_seq = 0
 
     @classmethod
     async def lock(

@@ -431,5 +431,6 @@ async def _insert_events(tx: Tx, events: Sequence[StreamEvent]) -> None:
         ],
     )
     block = tx.config.seq_block
-    if max(event.seq for event in events) > tx.row["seq_reserved"] - block // 2:
+    tx.last_event_seq = max(event.seq for event in events)
+    if tx.last_event_seq > tx.row["seq_reserved"] - block // 2:
         tx.set(seq_reserved=tx.row["seq_reserved"] + block)

@@ -107,8 +107,13 @@ class TemporaryPostgres:
             "--locale=C",
             "--no-sync",
         )
+        self.start_server()
+        return self.url()
+
+    def start_server(self) -> None:
+        """Start the (initialised) cluster; waits until it accepts connections."""
         settings = [
-            f"-k {self.directory}",
+            f"-k {self.socket_dir}",
             "-c listen_addresses=''",
             "-c max_connections=300",
         ]
@@ -117,20 +122,30 @@ class TemporaryPostgres:
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",
-            str(data),
+            str(self.socket_dir / "data"),
             "-l",
-            str(self.directory / "server.log"),
+            str(self.socket_dir / "server.log"),
             "-o",
             " ".join(settings),
             "-w",
             "start",
         )
-        return self.url()
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server but keep the cluster (`start_server` brings it back).
+
+        `fast` disconnects every client and shuts down cleanly; `immediate` is a crash.
+        """
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.socket_dir / "data"), "-m", mode, "-w", "stop"
+        )
 
     def stop(self) -> None:
         if self.directory is None:
             return
         try:
+            if not (self.directory / "data" / "postmaster.pid").exists():
+                return  # stopped by `stop_server` and never started again
             self._run(
                 str(self.bin / "pg_ctl"),
                 "-D",

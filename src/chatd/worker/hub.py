@@ -158,6 +158,10 @@ class StreamHub:
         ring = self._rings.get(chat_id)
         return ring.newest if ring is not None else 0
 
+    def watched_chats(self) -> set[str]:
+        """The chats that have at least one watcher here."""
+        return {chat_id for chat_id, ring in self._rings.items() if ring.watchers}
+
     def publish(self, chat_id: str, event: StreamEvent) -> bool:
         """Add an event to the chat's ring and every watcher's queue.
 

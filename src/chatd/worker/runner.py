@@ -147,8 +147,8 @@ class ChatRunner:
 
     def on_snapshot(self, chat: Chat) -> None:
         """A transition on this chat committed (by anyone); react to what changed."""
-        if self.releasing:
-            return
+        if self.releasing or chat.snapshot_version < self.chat.snapshot_version:
+            return  # an older snapshot than one already seen (reads race with commits)
         if chat.runner_id != self.fence.runner_id:
             if self.task is not None:
                 self.task.cancel()  # the lease is gone: stop, write nothing

@@ -4,7 +4,9 @@ It claims pending (and stale) chats up to its capacity on every tick and on ever
 wake-up, starts one `ChatRunner` per claimed chat, renews their leases, stops a
 runner whose lease it could not renew, sweeps expired requires_action deadlines,
 and keeps unowned chats' streams up to date (spec §4). In-process wake-ups come
-from the store's commit listener.
+from the store's commit listener; other replicas' commits arrive as notifications
+(`on_notification`, PostgreSQL LISTEN/NOTIFY), repaired by a periodic sync of
+the owned chats and by the relay's poll of the log for watched chats.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +26,7 @@ from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools
 from chatd.worker.events import derive_events, pending_tool_calls
 from chatd.worker.hub import StreamEvent as HubEvent
 from chatd.worker.hub import StreamHub, encode_event
+from chatd.worker.relay import Relay
 from chatd.worker.runner import ChatRunner
 from chatd.worker.watch import ChatListWatch
 
@@ -65,6 +69,7 @@ class Worker:
         self.worker_id = str(uuid.uuid4())
         self.runners: dict[str, ChatRunner] = {}
         self.list_watch = ChatListWatch()
+        self.relay = Relay(store, hub, self.runners.__contains__, settings.sync_interval)
         self.workspaces = Workspaces(settings.effective_workspace_root)
         # Extra server-side tools for every chat (an embedding application's own tools).
         self.server_tools: Callable[[Chat], list[Tool]] | None = None
@@ -72,7 +77,12 @@ class Worker:
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self._syncing: dict[str, bool] = {}
+        self._refreshing: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._last_renewal = time.monotonic()
+        # True when other processes commit to the same database (PostgreSQL with a
+        # listener): then owned chats are also re-read every sync interval.
+        self.shared_database = False
 
     # --- hooks for runners --------------------------------------------------------
 
@@ -128,6 +138,68 @@ class Worker:
         elif chat.runner_id is None:
             self.request_sync(chat.id)
 
+    # --- other replicas' commits (PostgreSQL NOTIFY) ----------------------------------
+
+    def on_notification(self, channel: str, data: dict[str, Any]) -> None:
+        """A hint from another replica (spec §5.7); versions and seqs decide what it means."""
+        if channel == "chatd_wake":
+            self.wake.set()
+        elif channel == "chatd_events":
+            for chat_id, seq in data.get("e", ()):
+                self.relay.on_events(str(chat_id), int(seq))
+        elif channel == "chatd_chat":
+            chat_id = str(data.get("c"))
+            if data.get("s") == ChatStatus.PENDING:
+                self.wake.set()
+            runner = self.runners.get(chat_id)
+            newer = runner is not None and int(data.get("v", 0)) > runner.chat.snapshot_version
+            if newer or self.list_watch.has_watchers(str(data.get("u"))):
+                self._refresh(chat_id)
+
+    def _refresh(self, chat_id: str) -> None:
+        """Read the chat and hand it to its runner and the list watchers (one read at a time)."""
+        if chat_id in self._refreshing:
+            return
+        self._refreshing.add(chat_id)
+        self._spawn(self._read_and_deliver(chat_id))
+
+    async def _read_and_deliver(self, chat_id: str) -> None:
+        try:
+            chats = await self.store.get_chats([chat_id])
+        except Exception:
+            log.warning("chat %s: reading a changed chat failed; the sync repairs it", chat_id)
+            return
+        finally:
+            self._refreshing.discard(chat_id)
+        for chat in chats:
+            self._deliver(chat)
+            self.list_watch.publish(chat)
+
+    def _deliver(self, chat: Chat) -> None:
+        runner = self.runners.get(chat.id)
+        if runner is not None and not runner.releasing:
+            runner.on_snapshot(chat)
+
+    def resync(self) -> None:
+        """The listener reconnected: notifications sent meanwhile are lost; catch up."""
+        self.wake.set()
+        self.relay.resync()
+        self._spawn(self.sync_owned())
+
+    async def sync_owned(self) -> None:
+        """Read every owned chat in one query and hand newer snapshots to their runners.
+
+        This is what makes a lost notification harmless: an interrupt committed on
+        another replica reaches the runner within one sync interval at worst.
+        """
+        runners = dict(self.runners)
+        if not runners:
+            return
+        for chat in await self.store.get_chats(list(runners)):
+            runner = runners[chat.id]
+            if chat.snapshot_version > runner.chat.snapshot_version:
+                self._deliver(chat)
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
@@ -141,6 +213,7 @@ class Worker:
             asyncio.create_task(self._acquire_loop(), name="chatd-acquire"),
             asyncio.create_task(self._heartbeat_loop(), name="chatd-heartbeat"),
             asyncio.create_task(self._flush_loop(), name="chatd-flush"),
+            asyncio.create_task(self._sync_loop(), name="chatd-sync"),
         ]
 
     async def stop(self, grace: float | None = None) -> None:
@@ -161,6 +234,7 @@ class Worker:
                     await self.store.abandon(runner.fence)
         for task in list(self._background):
             task.cancel()
+        await self.relay.close()
         await self.workspaces.aclose()
 
     async def _acquire_loop(self) -> None:
@@ -239,20 +313,38 @@ class Worker:
                 if runner.chat_id in stale and runner.task is not None and not runner.releasing:
                     runner.task.cancel()  # it lost its lease
 
+    async def _sync_loop(self) -> None:
+        """Every sync interval: owned chats' snapshots, and the relay's repair poll."""
+        interval = self.settings.sync_interval
+        while not self.draining:
+            await asyncio.sleep(interval)
+            self.relay.poll()
+            if not self.shared_database:
+                continue  # one process: the in-process commit listener misses nothing
+            try:
+                await self.sync_owned()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("sync of owned chats failed (%s); retrying next interval", err)
+
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval
         while not self.draining:
             await asyncio.sleep(interval)
             runners = dict(self.runners)
             if not runners:
+                self._last_renewal = time.monotonic()
                 continue
             try:
                 renewed = await self.store.renew_leases(
                     self.worker_id, [r.fence.runner_id for r in runners.values()]
                 )
-            except Exception:
-                log.exception("lease renewal failed")
+            except Exception as err:
+                log.warning("lease renewal failed (%s)", err)
+                self._fence_if_partitioned()
                 continue
+            self._last_renewal = time.monotonic()
             for runner in runners.values():
                 if (
                     runner.fence.runner_id not in renewed
@@ -262,3 +354,20 @@ class Worker:
                 ):
                     log.warning("chat %s: lease not renewed, stopping its runner", runner.chat_id)
                     runner.task.cancel()
+
+    def _fence_if_partitioned(self) -> None:
+        """Self-fencing (spec §4.5): after `lease_ttl - heartbeat_interval` without one
+        successful renewal, another replica may own our chats: stop every runner."""
+        silent = time.monotonic() - self._last_renewal
+        if silent < self.settings.lease_ttl - self.settings.heartbeat_interval:
+            return
+        stopping = [r for r in self.runners.values() if r.task is not None and not r.releasing]
+        if stopping:
+            log.warning(
+                "no lease renewed for %.0f s: assuming our %d leases are lost, stopping runners",
+                silent,
+                len(stopping),
+            )
+        for runner in stopping:
+            if runner.task is not None:
+                runner.task.cancel()

@@ -32,6 +32,9 @@ class ChatListWatch:
     def __init__(self) -> None:
         self._watchers: dict[str, set[_Watcher]] = {}
 
+    def has_watchers(self, owner_id: str) -> bool:
+        return bool(self._watchers.get(owner_id))
+
     def publish(self, chat: Chat, kind: str | None = None) -> None:
         watchers = self._watchers.get(chat.owner_id)
         if not watchers:
