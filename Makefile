@@ -81,6 +81,7 @@ bench: $(BENCH_STAMP) $(STAMP) postgres
 	$(BENCH_BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.store_commit
 	$(BIN)/python -m benchmarks.service_load --chats 100 1000
+	$(BIN)/python -m benchmarks.replicas
 
 # Re-pin every dependency from requirements/dev.in (needs the network).
 lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from chatd.errors import ClassifiedError
@@ -295,6 +297,24 @@ async def test_events_are_appended_by_the_owner_only(store: Store) -> None:
     await store.finish_turn(lease)
     with pytest.raises(StaleFence):
         await store.append_events(lease, [StreamEvent(seq=99, type="status", data={})])
+
+
+async def test_the_janitor_keeps_the_newest_events_of_each_chat(
+    store: Store, clock: FakeClock
+) -> None:
+    chat, lease = await running_chat(store)
+    quiet, _ = await running_chat(store)
+    events = [StreamEvent(seq=seq, type="message_part", data={"n": seq}) for seq in range(1, 26)]
+    await store.append_events(lease, events)
+    assert await store.prune_events(10) == 1  # the quiet chat has nothing to prune
+    assert [e.seq for e in await store.read_events(chat.id)] == list(range(16, 26))
+    assert (await store.stream_bounds(chat.id))[0] == 15  # a resume below 15 gets a reset
+    clock.advance(60)
+    assert await store.prune_events(5, changed_since=clock()) == 0  # nothing changed since
+    assert await store.prune_events(5, changed_since=clock() - timedelta(seconds=61)) == 1
+    assert [e.seq for e in await store.read_events(chat.id)] == list(range(21, 26))
+    assert (await store.stream_bounds(chat.id))[0] == 20
+    assert quiet.id != chat.id
 
 
 async def test_list_chats_pages_by_most_recent_update(store: Store, clock: FakeClock) -> None:

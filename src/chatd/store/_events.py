@@ -11,6 +11,7 @@ and inserts them. The store never decides which events exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -189,6 +190,42 @@ class EventSync(StoreBase):
             ]
         )
         return stale
+
+    async def prune_events(self, retain: int, *, changed_since: datetime | None = None) -> int:
+        """The janitor (spec §5.5): keep each chat's newest `retain` events, delete the rest.
+
+        Only chats updated since `changed_since` are looked at (all when None). Raises
+        each pruned chat's `pruned_through_seq`, so a resume below it gets a
+        `history_reset`. One short transaction per pruned chat; returns how many.
+        """
+        c, e = chats.c, chat_stream_events.c
+        query = sa.select(c.id)
+        if changed_since is not None:
+            query = query.where(c.updated_at >= changed_since)
+        async with self.db.read() as conn:
+            chat_ids = list((await conn.execute(query)).scalars())
+        pruned = 0
+        for chat_id in chat_ids:
+            async with self.db.write() as conn:
+                cutoff = await conn.scalar(
+                    sa.select(e.seq)
+                    .where(e.chat_id == chat_id)
+                    .order_by(e.seq.desc())
+                    .offset(retain)
+                    .limit(1)
+                )
+                if cutoff is None:
+                    continue
+                await conn.execute(
+                    sa.delete(chat_stream_events).where(e.chat_id == chat_id, e.seq <= cutoff)
+                )
+                await conn.execute(
+                    sa.update(chats)
+                    .where(c.id == chat_id, c.pruned_through_seq < cutoff)
+                    .values(pruned_through_seq=cutoff)
+                )
+            pruned += 1
+        return pruned
 
     async def stream_bounds(self, chat_id: str) -> tuple[int, int]:
         """(pruned_through_seq, seq_reserved): what a resuming watcher can still get."""

@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chatd.config import Settings
@@ -33,6 +34,11 @@ from chatd.worker.watch import ChatListWatch
 __all__ = ["ResolveModel", "Worker", "hub_event"]
 
 log = logging.getLogger("chatd.worker")
+
+# Housekeeping every 30 s, as upstream's heartbeat cleanup; the log janitor and the
+# release of idle hub rings every other round.
+HOUSEKEEPING_INTERVAL = 30.0
+IDLE_RING_SECONDS = 60.0
 
 ResolveModel = Callable[[Chat], Awaitable[Model]]
 
@@ -78,6 +84,7 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._syncing: dict[str, bool] = {}
         self._refreshing: set[str] = set()
+        self._pending_syncs: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._last_renewal = time.monotonic()
         # True when other processes commit to the same database (PostgreSQL with a
@@ -120,11 +127,17 @@ class Worker:
                     return
                 for event in events:
                     self.hub.publish(chat_id, hub_event(chat_id, event))
+                if chat_id in self._pending_syncs:
+                    # The sync held the row lock of a pending chat, which an acquisition
+                    # running meanwhile skipped (SKIP LOCKED): look again now.
+                    self._pending_syncs.discard(chat_id)
+                    self.wake.set()
                 if not self._syncing.get(chat_id):
                     return
                 self._syncing[chat_id] = False
         finally:
             self._syncing.pop(chat_id, None)
+            self._pending_syncs.discard(chat_id)
 
     # --- the store's commit listener ---------------------------------------------
 
@@ -136,6 +149,8 @@ class Worker:
         if runner is not None and not runner.releasing:
             runner.on_snapshot(chat)
         elif chat.runner_id is None:
+            if chat.status == ChatStatus.PENDING:
+                self._pending_syncs.add(chat.id)
             self.request_sync(chat.id)
 
     # --- other replicas' commits (PostgreSQL NOTIFY) ----------------------------------
@@ -214,6 +229,7 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="chatd-heartbeat"),
             asyncio.create_task(self._flush_loop(), name="chatd-flush"),
             asyncio.create_task(self._sync_loop(), name="chatd-sync"),
+            asyncio.create_task(self._housekeeping_loop(), name="chatd-housekeeping"),
         ]
 
     async def stop(self, grace: float | None = None) -> None:
@@ -240,6 +256,8 @@ class Worker:
     async def _acquire_loop(self) -> None:
         interval = self.settings.acquire_interval
         while not self.draining:
+            # Cleared before the claim, so a wake-up that arrives during it is not lost.
+            self.wake.clear()
             try:
                 await self.acquire_once()
                 await self.store.expire_requires_action()
@@ -247,7 +265,6 @@ class Worker:
                 raise
             except Exception:
                 log.exception("acquisition failed; retrying next tick")
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self.wake.wait()
@@ -327,6 +344,28 @@ class Worker:
                 raise
             except Exception as err:
                 log.warning("sync of owned chats failed (%s); retrying next interval", err)
+
+    async def _housekeeping_loop(self) -> None:
+        """Every 30 s: expired heartbeat rows; every 60 s: the stream log beyond its
+        retention and idle hub rings (spec §4.1, §5.5)."""
+        last_prune: datetime | None = None
+        rounds = 0
+        while not self.draining:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            rounds += 1
+            try:
+                await self.store.delete_expired_heartbeats()
+                if rounds % 2 == 0:
+                    started = datetime.now(UTC)
+                    await self.store.prune_events(
+                        self.settings.stream_retain_events, changed_since=last_prune
+                    )
+                    last_prune = started - timedelta(seconds=HOUSEKEEPING_INTERVAL)
+                    self.hub.release_idle(IDLE_RING_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("housekeeping failed (%s); retrying next round", err)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval
