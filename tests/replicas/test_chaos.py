@@ -171,6 +171,12 @@ async def test_postgresql_restarted_mid_turn(cluster: LocalCluster) -> None:
             ready = await http.get(f"{cluster.url(name)}/readyz")
             assert ready.status_code == 503, ready.text
             assert ready.json()["error"]["kind"] == "unavailable"
+            listed = await http.get(
+                f"{cluster.url(name)}/api/chats", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert listed.status_code == 503, listed.text
+            assert listed.json()["error"]["kind"] == "unavailable"
+            assert listed.headers["Retry-After"] == "1"
         await asyncio.sleep(2)
         cluster.postgres.start_server()
         back = time.monotonic()

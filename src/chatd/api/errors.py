@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatd.store import database_unreachable
 from chatd.types import encode
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
@@ -93,6 +94,18 @@ def _fields(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _unavailable(exc: BaseException) -> Response:
+    log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+    kind, _ = _STATUS_KINDS[503]
+    return error_response(
+        503,
+        kind,
+        "The database is unavailable; retry in a moment.",
+        type(exc).__name__,
+        headers={"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through `error_response`."""
 
@@ -118,6 +131,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:
+        if database_unreachable(exc):
+            return _unavailable(exc)
         request_id = getattr(request.state, "request_id", "")
         log.exception("internal error", extra={"request_id": request_id})
         return error_response(

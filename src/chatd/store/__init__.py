@@ -17,6 +17,7 @@ from chatd.store._errors import (
     StaleFence,
     StoreError,
     TransitionRejected,
+    database_unreachable,
 )
 from chatd.store._ids import new_id
 from chatd.store._migrations import DatabaseTooNew, current_revision, head_revision, upgrade
@@ -76,6 +77,7 @@ __all__ = [
     "Visibility",
     "current_revision",
     "data_dir_from_env",
+    "database_unreachable",
     "database_url_from_env",
     "head_revision",
     "load_secret_key",

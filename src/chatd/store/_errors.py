@@ -19,6 +19,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from chatd.loop import ChatInterrupted
 from chatd.store._models import Chat
 
@@ -30,6 +32,7 @@ __all__ = [
     "StaleFence",
     "StoreError",
     "TransitionRejected",
+    "database_unreachable",
 ]
 
 
@@ -114,3 +117,14 @@ class ChatIsInterrupting(ChatInterrupted):
     def __init__(self, chat: Chat) -> None:
         super().__init__("chat is interrupting")
         self.chat = chat
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The database is down or the connection broke, as opposed to a bad statement.
+
+    The API answers these with 503 `unavailable` (spec §8.6). asyncpg raises plain
+    `OSError`s when it cannot connect at all (refused, or a missing unix socket).
+    """
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, OSError)
