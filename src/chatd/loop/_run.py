@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from prometheus_client import Histogram
+
 from chatd.errors import (
     ClassifiedError,
     ClassifiedException,
@@ -209,6 +211,9 @@ class _Run:
         self.message_count = metrics.message_count.labels(*labels)
         self.prompt_size = metrics.prompt_size_bytes.labels(*labels)
         self.ttft = metrics.ttft_seconds.labels(*labels)
+        # Tool name -> its labelled result-size histogram: `labels()` takes a lock and
+        # builds a key, once per tool per run instead of once per result.
+        self.result_sizes: dict[str, Histogram] = {}
         # What an interrupted step would persist: the attempt in flight and any
         # tool results finished so far.
         self.state = StepState()
@@ -530,9 +535,11 @@ class _Run:
             created_at=at,
         )
         name = call.tool_name or "unknown"
-        self.metrics.tool_result_size_bytes.labels(self.provider, self.model.model, name).observe(
-            tool_result_size(result)
-        )
+        sizes = self.result_sizes.get(name)
+        if sizes is None:
+            family = self.metrics.tool_result_size_bytes
+            sizes = self.result_sizes[name] = family.labels(self.provider, self.model.model, name)
+        sizes.observe(tool_result_size(result))
         if isinstance(output, ToolResultError):
             self.metrics.record_tool_error(self.provider, self.model.model, name)
         return result
