@@ -9,6 +9,10 @@ deltas, and a run of 20 steps with one tool call each. The same workload is run 
   events, `Runner.run_streamed()` consumed through `stream_events()`;
 - floor: a bare `async for` over an async generator of the same parts, with the tool called
   inline: what no framework can go below.
+- floor+publish (text only, shown for reference, no target): the floor plus what the
+  workload asks of every framework per delta and the floor skips: build the part a live
+  consumer receives, hand it to the same callback chatd's consumer uses, and assemble the
+  final text apart from what the consumer kept.
 
 Every fake stream is built once, outside the timed region, so each framework pays for its own
 work and not for building its fake provider's objects. Every run is checked (same final text,
@@ -191,6 +195,23 @@ async def floor_run(workload: str) -> Outcome:
     return Outcome(text, [text], results)
 
 
+async def floor_publishing_run(workload: str) -> Outcome:
+    if workload not in CHATD_TEXTS:
+        return await floor_run(workload)  # text only: the tool run is the plain floor's
+    deltas: list[str] = []
+    chunks: list[str] = []
+
+    def publish(_role: Role, part: MessagePart) -> None:  # chatd_run's consumer
+        if isinstance(part, TextPart):
+            deltas.append(part.text)
+
+    async for part in stream_from_parts(CHATD_TEXTS[workload]):
+        if part.type is _TEXT_DELTA:
+            chunks.append(part.delta)
+            publish(Role.ASSISTANT, TextPart(part.delta))
+    return Outcome("".join(chunks), deltas, [])
+
+
 # --- measuring -----------------------------------------------------------------------------
 
 FRAMEWORKS: dict[str, Callable[[str], Awaitable[Outcome]]] = {
@@ -198,6 +219,7 @@ FRAMEWORKS: dict[str, Callable[[str], Awaitable[Outcome]]] = {
     "pydantic-ai": pydantic_ai_run,
     "openai-agents": openai_agents_run,
     "floor": floor_run,
+    "floor+publish": floor_publishing_run,
 }
 PEERS = ("pydantic-ai", "openai-agents")
 
@@ -303,6 +325,12 @@ def report(cpu: dict[str, Figures], wall: dict[str, Figures], rounds: int) -> No
             f"marginal {ours.marginal / floor.marginal:.2f}x floor "
             f"(net {ours.marginal - floor.marginal:.2f} µs), "
             f"step {ours.step / floor.step:.1f}x floor"
+        )
+        publishing = f["floor+publish"]
+        print(
+            f"  {'floor+publish':14s} part {ours.part / publishing.part:.2f}x, "
+            f"marginal {ours.marginal / publishing.marginal:.2f}x "
+            f"(net {ours.marginal - publishing.marginal:.2f} µs)"
         )
     ours, floor = cpu["chatd"], cpu["floor"]
     targets = [

@@ -16,6 +16,7 @@ from chatd.loop import (
     Interrupt,
     ManualClock,
     Metrics,
+    PersistedStep,
     RunOptions,
     StreamError,
     Tool,
@@ -412,6 +413,55 @@ async def test_run_interrupted_during_tool_execution_persists_step() -> None:
     results = {p.tool_call_id: p for p in step.content if isinstance(p, ToolResultPart)}
     assert results["c2"].output == ToolResultError(INTERRUPTED_TOOL_RESULT)
     assert results["c1"].is_error is False  # the finished tool's real result is kept
+
+
+async def test_interrupt_during_a_lone_tool_cancels_the_tool_never_the_run_task() -> None:
+    started = asyncio.Event()
+    tool_cancelled = False
+    tool_task: asyncio.Task[object] | None = None
+    cancelling_at_persist: list[int] = []
+
+    async def hang(_call: ToolCall) -> ToolResponse:
+        nonlocal tool_cancelled, tool_task
+        tool_task = asyncio.current_task()
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            tool_cancelled = True
+            raise
+        return ToolResponse.text("never")
+
+    persist = Recorder()
+
+    async def persist_step(step: PersistedStep) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling_at_persist.append(task.cancelling())
+        await persist(step)
+
+    interrupt = Interrupt()
+    parts = [*tool_call("c1", "hang"), finish(FinishReason.TOOL_CALLS)]
+    run_task = asyncio.create_task(
+        run(
+            RunOptions(
+                model=FakeModel(stream_fn=lambda _c: stream_from_parts(parts)),
+                tools=[Tool("hang", "", hang)],
+                persist_step=persist_step,
+                interrupt=interrupt,
+            )
+        )
+    )
+    await started.wait()
+    interrupt.interrupt()
+    with pytest.raises(ChatInterrupted):
+        await run_task
+    # The tool ran in a child of the run, and only that child was cancelled.
+    assert tool_cancelled and tool_task is not None and tool_task is not run_task
+    assert cancelling_at_persist == [0]
+    [step] = persist.steps
+    [result] = [p for p in step.content if isinstance(p, ToolResultPart)]
+    assert result.output == ToolResultError(INTERRUPTED_TOOL_RESULT)
 
 
 async def test_interrupt_during_retry_backoff_stops_at_once() -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from prometheus_client import Histogram
+
 from chatd.errors import (
     ClassifiedError,
     ClassifiedException,
@@ -209,6 +211,9 @@ class _Run:
         self.message_count = metrics.message_count.labels(*labels)
         self.prompt_size = metrics.prompt_size_bytes.labels(*labels)
         self.ttft = metrics.ttft_seconds.labels(*labels)
+        # Tool name -> its labelled result-size histogram: `labels()` takes a lock and
+        # builds a key, once per tool per run instead of once per result.
+        self.result_sizes: dict[str, Histogram] = {}
         # What an interrupted step would persist: the attempt in flight and any
         # tool results finished so far.
         self.state = StepState()
@@ -266,12 +271,12 @@ class _Run:
             provider_options=self.provider_options,
         )
         try:
+            # A successful attempt has already run the step's local tools (in its child
+            # task, see `_consume_and_run_tools`); what is left is publishing their results.
             state = await self._generate(call)
-            should_continue = state.finish_reason == FinishReason.TOOL_CALLS and any(
-                not c.provider_executed for c in state.tool_calls
-            )
+            should_continue = _wants_tools(state)
             if should_continue:
-                await self._execute_tools(state)
+                await self._finish_tools(state)
         except _Interrupted:
             await self._persist_interrupted()
             raise ChatInterrupted() from None
@@ -366,7 +371,7 @@ class _Run:
         opened_at = self.clock.now()
         guard = _StartupGuard(self.clock, self.startup_timeout)
         child = guard.target = asyncio.ensure_future(
-            self._open_and_consume(call, state, opened_at, guard)
+            self._consume_and_run_tools(call, state, opened_at, guard)
         )
         try:
             await self._interruptible(child)
@@ -393,6 +398,23 @@ class _Run:
             err,
             ClassifiedError(kind=ErrorKind.STARTUP_TIMEOUT, provider=self.provider, retryable=True),
         )
+
+    async def _consume_and_run_tools(
+        self, call: Call, state: StepState, opened_at: float, guard: _StartupGuard
+    ) -> None:
+        """The attempt's child task: stream the step, then run its local tools.
+
+        One child per step instead of one for the stream and one for the tools: an
+        interrupt cancels this child wherever it is (the partial step is persisted from
+        `self.state` and `self.results` either way). Tools never raise (failures become
+        results), so a retry can only ever come from the stream part of the attempt.
+        """
+        await self._open_and_consume(call, state, opened_at, guard)
+        if self.interrupt.is_set or guard.fired or not _wants_tools(state):
+            return  # an interrupted or timed-out attempt fails in `_attempt`
+        runnable = self._plan_tools(state)
+        if runnable:
+            await self._run_tools(runnable)
 
     async def _open_and_consume(
         self, call: Call, state: StepState, opened_at: float, guard: _StartupGuard
@@ -436,24 +458,33 @@ class _Run:
 
     # --- tools ---------------------------------------------------------------------
 
-    async def _execute_tools(self, state: StepState) -> None:
+    def _plan_tools(self, state: StepState) -> list[tuple[int, ToolCallPart]]:
+        """Size `self.results` for the step's local calls; return the ones to run here.
+
+        A batch breaking the exclusive-tool policy runs nothing: its error results are
+        filled in at once. Dynamic tools are left for the client (`_finish_tools`).
+        """
         local = [c for c in state.tool_calls if not c.provider_executed]
         self.results = [None] * len(local)
-        policy_errors = exclusive_policy_errors(local, frozenset(self.o.exclusive_tool_names))
-        dynamic: list[ToolCallPart] = []
+        exclusive = self.o.exclusive_tool_names
+        policy_errors = (
+            exclusive_policy_errors(local, frozenset(exclusive))
+            if exclusive and len(local) > 1
+            else None
+        )
         if policy_errors is not None:
             now = self.clock.utcnow()
             for index, (call, message) in enumerate(zip(local, policy_errors, strict=True)):
                 self.results[index] = self._result(call, ToolResultError(message), "", now)
-        else:
-            runnable = []
-            for index, call in enumerate(local):
-                if call.tool_name in self.o.dynamic_tool_names:
-                    dynamic.append(call)
-                else:
-                    runnable.append((index, call))
-            if runnable:
-                await self._interruptible(self._run_tools(runnable))
+            return []
+        dynamic = self.o.dynamic_tool_names
+        return [(i, c) for i, c in enumerate(local) if c.tool_name not in dynamic]
+
+    async def _finish_tools(self, state: StepState) -> None:
+        """Publish and append the results of the tools the attempt ran; hand dynamic calls over."""
+        local = [c for c in state.tool_calls if not c.provider_executed]
+        # The calls the attempt left without a result are the client's (dynamic tools).
+        dynamic = [c for c, r in zip(local, self.results, strict=True) if r is None]
         results = [r for r in self.results if r is not None]
         for result in results:
             if result.created_at is not None:
@@ -504,9 +535,11 @@ class _Run:
             created_at=at,
         )
         name = call.tool_name or "unknown"
-        self.metrics.tool_result_size_bytes.labels(self.provider, self.model.model, name).observe(
-            tool_result_size(result)
-        )
+        sizes = self.result_sizes.get(name)
+        if sizes is None:
+            family = self.metrics.tool_result_size_bytes
+            sizes = self.result_sizes[name] = family.labels(self.provider, self.model.model, name)
+        sizes.observe(tool_result_size(result))
         if isinstance(output, ToolResultError):
             self.metrics.record_tool_error(self.provider, self.model.model, name)
         return result
@@ -583,6 +616,13 @@ class _Run:
         except Exception as err:
             if self.o.on_interrupted_persist_error is not None:
                 self.o.on_interrupted_persist_error(err)
+
+
+def _wants_tools(state: StepState) -> bool:
+    """Whether the step ended asking for tools the loop (or the client) must run."""
+    return state.finish_reason == FinishReason.TOOL_CALLS and any(
+        not c.provider_executed for c in state.tool_calls
+    )
 
 
 def _has_previous_response_id(options: dict[str, Any]) -> bool:
