@@ -17,6 +17,13 @@ def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_titles(live: LiveReplica) -> None:
+    # The replay server answers requests in the order its fixtures were queued; these
+    # tests queue one answer, for the turn, so no title request may take it.
+    live.replica.worker.write_titles = False
+
+
 async def test_a_chat_on_openai_with_a_stored_key(live: LiveReplica) -> None:
     replay = ReplayServer()
     await replay.start()

@@ -9,6 +9,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from chatd.types import TextPart
 from tests.service.conftest import SSE, LiveReplica, running_replica, turn_done
 
 
@@ -408,3 +409,35 @@ async def test_a_model_configs_small_context_limit_triggers_automatic_compaction
     assert (
         'coderd_chatd_compaction_total{model="tiny",provider="scripted",result="success"}' in text
     )
+
+
+async def test_a_new_chat_gets_a_title_from_its_model(live: LiveReplica) -> None:
+    token = await live.token("tia")
+    async with live.client(token) as client:
+        created = await client.post(
+            "/api/chats", json={"message": "how do tides work on other planets, really?"}
+        )
+        chat_id = created.json()["id"]
+        assert created.json()["title"] == "how do tides work on other planets, really?"
+        sse = SSE(client, f"/api/chats/{chat_id}/stream")
+        events = await sse.read_until(lambda _id, name, _data: name == "title")
+        assert events[-1][2]["title"] == "How do tides work on other"
+        chat = (await client.get(f"/api/chats/{chat_id}")).json()
+        assert chat["title"] == "How do tides work on other"
+        done = await wait_status(client, chat_id, "waiting")
+        usage = done["usage"]
+        messages = (await client.get(f"/api/chats/{chat_id}/messages")).json()["messages"]
+        steps = [m["usage"] for m in messages if m["role"] == "assistant"]
+        assert usage["total_tokens"] == sum(u["total_tokens"] for u in steps) > 0
+        assert usage["output_tokens"] == sum(u["output_tokens"] for u in steps) > 0
+        assert usage["cost_micros"] is None  # the scripted model has no price
+
+
+async def test_a_title_the_user_set_is_never_replaced(live: LiveReplica) -> None:
+    chat = await live.store.create_chat(
+        (await live.store.create_user("tib")).id, [TextPart("hello")], title="Mine"
+    )
+    kept = await live.store.update_title(
+        chat.id, "Generated", source="generated", only_if_source="default"
+    )
+    assert (kept.title, kept.title_source) == ("Mine", "user")

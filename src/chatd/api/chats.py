@@ -177,6 +177,7 @@ async def _full(state: AppState, chat: Chat) -> dict[str, Any]:
         queue=queue,
         model=await _model_name(state, chat),
         requires_action=await _requires_action(state, chat),
+        usage=await state.store.usage_totals(chat.id),
     )
 
 

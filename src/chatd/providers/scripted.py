@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatd.loop import Call, GenerateResponse
+from chatd.titles import TITLE_PROMPT
 from chatd.types import (
     FinishReason,
     Message,
@@ -112,6 +113,10 @@ class ScriptedModel:
 
     async def generate(self, call: Call) -> GenerateResponse:
         self.calls.append(call)
+        if call.prompt and _texts(call.prompt[:1]) == [TITLE_PROMPT]:
+            # A title: the first words of the message, as a model would shorten it.
+            words = _last_user_text(call.prompt).split()[:6]
+            return GenerateResponse(content=[TextPart(" ".join(words).capitalize())])
         summary = " ".join(_texts(call.prompt))
         return GenerateResponse(content=[TextPart(f"Summary: {summary[:2000]}")])
 

@@ -124,9 +124,17 @@ class ChatAdministration(StoreBase):
             tx.set(archived=archived)
             return await tx.save()
 
-    async def update_title(self, chat_id: str, title: str, *, source: str = "user") -> Chat:
-        """Metadata only: allowed in every state, bumps `updated_at` but no version."""
+    async def update_title(
+        self, chat_id: str, title: str, *, source: str = "user", only_if_source: str | None = None
+    ) -> Chat:
+        """Metadata only: allowed in every state, bumps `updated_at` but no version.
+
+        With `only_if_source`, changes nothing unless the title still has that source
+        (a generated title never replaces one the user set meanwhile).
+        """
         async with self._transition(chat_id, "update_title") as tx:
+            if only_if_source is not None and tx.row["title_source"] != only_if_source:
+                return tx.chat
             tx.set(title=title[:256], title_source=source)
             return await tx.save(bump=False)
 

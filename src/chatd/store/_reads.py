@@ -197,6 +197,33 @@ class Reads(StoreBase):
             history_reset_version=head.history_reset_version,
         )
 
+    async def usage_totals(self, chat_id: str) -> dict[str, int | None]:
+        """Token and cost totals of every step the chat ran (spec §4.10).
+
+        Counts hidden (compressed or edited-away) messages too: their tokens were
+        spent. `cost_micros` is None when no step had a known cost.
+        """
+        m = chat_messages.c
+        columns = [
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "reasoning_tokens",
+            "cache_creation_tokens",
+            "cache_read_tokens",
+        ]
+        query = sa.select(
+            *(sa.func.coalesce(sa.func.sum(getattr(m, name)), 0) for name in columns),
+            sa.func.sum(m.cost_micros),
+        ).where(m.chat_id == chat_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).one()
+        totals: dict[str, int | None] = {
+            name: int(v) for name, v in zip(columns, row, strict=False)
+        }
+        totals["cost_micros"] = None if row[-1] is None else int(row[-1])
+        return totals
+
     async def list_queued_messages(self, chat_id: str) -> list[QueuedMessage]:
         """The queue, head first."""
         q = chat_queued_messages.c

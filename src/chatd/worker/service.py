@@ -23,7 +23,9 @@ from typing import Any
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
 from chatd.store import Chat, ChatStatus, Store, StoreError, StreamEvent
+from chatd.titles import generate_title
 from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools
+from chatd.types import Role, TextPart
 from chatd.worker.events import derive_events, pending_tool_calls
 from chatd.worker.hub import StreamEvent as HubEvent
 from chatd.worker.hub import StreamHub, encode_event
@@ -90,6 +92,8 @@ class Worker:
         # True when other processes commit to the same database (PostgreSQL with a
         # listener): then owned chats are also re-read every sync interval.
         self.shared_database = False
+        # Generate a title for every new chat with its model (spec §4.10).
+        self.write_titles = True
 
     # --- hooks for runners --------------------------------------------------------
 
@@ -143,6 +147,8 @@ class Worker:
 
     def on_commit(self, chat: Chat) -> None:
         self.list_watch.publish(chat)
+        if chat.snapshot_version == 1 and chat.title_source == "default" and self.write_titles:
+            self._spawn(self._write_title(chat))
         if chat.status == ChatStatus.PENDING:
             self.wake.set()
         runner = self.runners.get(chat.id)
@@ -214,6 +220,26 @@ class Worker:
             runner = runners[chat.id]
             if chat.snapshot_version > runner.chat.snapshot_version:
                 self._deliver(chat)
+
+    async def _write_title(self, chat: Chat) -> None:
+        """Ask the chat's model for a title (spec §4.10); the default stays on any failure."""
+        try:
+            first = next(
+                (m for m in await self.store.recent_messages(chat.id, 5) if m.role == Role.USER),
+                None,
+            )
+            text = " ".join(p.text for p in first.parts if isinstance(p, TextPart)) if first else ""
+            if not text.strip():
+                return
+            title = await generate_title(await self.resolve_model(chat), text)
+            if title:
+                await self.store.update_title(
+                    chat.id, title, source="generated", only_if_source="default"
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.info("chat %s: no generated title (%s: %s)", chat.id, type(err).__name__, err)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

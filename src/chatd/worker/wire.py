@@ -149,6 +149,7 @@ def chat_json(
     model: str | None = None,
     last_seq: int | None = None,
     requires_action: dict[str, Any] | None = None,
+    usage: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """A chat; with `queue` the full resource, without it the list summary."""
     body: dict[str, Any] = {
@@ -173,4 +174,6 @@ def chat_json(
         body["queue_length"] = chat.queue_length
     else:
         body["queued_messages"] = [queued_json(q) for q in queue]
+    if usage is not None:
+        body["usage"] = usage
     return body
