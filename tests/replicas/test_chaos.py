@@ -65,15 +65,17 @@ def _assert_exactly_once(follower: Follower) -> None:
 async def test_sigkill_of_the_owner_mid_stream_twenty_times(cluster: LocalCluster) -> None:
     token = await cluster.user_token("kim")
     takeovers: list[float] = []
+    restarting = ""  # the replica killed last round, coming back up
     for i in range(20):
         marker = f"kill{i}"
         text = words(marker, 40)
-        chat_id = await _create(cluster, cluster.names[i % 3], token, text, "slow")
+        up = [n for n in cluster.names if n != restarting]
+        chat_id = await _create(cluster, up[i % len(up)], token, text, "slow")
         owner = await wait_for(partial(owner_of, cluster, marker), 30)
         # Half the watchers start on the owner (their connection dies with it), half
         # on another replica (they keep their connection and get the new owner's
         # events relayed through the database).
-        others = [n for n in cluster.names if n != owner]
+        others = [n for n in up if n != owner]
         follower = Follower(cluster, token, chat_id, owner if i % 2 == 0 else others[0])
         following = asyncio.create_task(follower.follow(turn_done, within=60))
         await wait_for(_streaming(follower), 30)
@@ -92,7 +94,10 @@ async def test_sigkill_of_the_owner_mid_stream_twenty_times(cluster: LocalCluste
         takeovers.append(resumed_at - killed_at)
         print(f"round {i}: {owner} killed, {new_owner} resumed after {takeovers[-1]:.2f} s")
         assert new_owner != owner
-        cluster.spawn(owner)  # back for the next rounds
+        cluster.spawn(owner)  # back for the later rounds
+        if restarting:
+            await cluster.wait_ready(restarting)
+        restarting = owner
 
         await following
         _assert_exactly_once(follower)
@@ -111,7 +116,7 @@ async def test_sigkill_of_the_owner_mid_stream_twenty_times(cluster: LocalCluste
         ]
         assert len(assistant_events) == 1, assistant_events
         assert _text(assistant_events[0]["message"]) == reply
-        await cluster.wait_ready(owner)
+        # The restarted replica comes up while the next round runs on the other two.
 
     # Failover within lease expiry + two acquisition ticks (spec §8.2), plus the
     # time to start the turn again on this shared 2-core machine.
