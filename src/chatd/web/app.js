@@ -170,7 +170,10 @@ async function route() {
   else newChat();
 }
 window.addEventListener("hashchange", () => {
-  if (app.api) route();
+  // "New chat" resets the view before it changes the address: doing it again here
+  // would undo a model the user picked in between.
+  const toNewChat = !/^#\/chat\//.test(location.hash);
+  if (app.api && !(toNewChat && app.chat === null)) route();
 });
 
 function closeChat() {
@@ -554,8 +557,8 @@ $("compact").addEventListener("click", async () => {
 });
 
 $("new-chat").addEventListener("click", () => {
-  if (location.hash === "" || location.hash === "#/") newChat();
-  else location.hash = "#/";
+  newChat();
+  if (location.hash !== "" && location.hash !== "#/") location.hash = "#/";
   $("composer-input").focus();
 });
 
