@@ -11,7 +11,7 @@ and lost/duplicated parts (must be 0). The client, PostgreSQL and every replica
 share this machine's cores, so the 3-replica figure shows the relay's cost, not
 the scale-out a deployment with one machine per replica gets.
 
-Run: `python -m benchmarks.replicas [--chats 200] [--turns 3]`.
+Run: `python -m benchmarks.replicas [--chats 100] [--turns 3]`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import httpx
 from chatd.localcluster import LocalCluster
 
 PARTS = 30
-DELAY = 0.02  # 50 parts/s per chat
+DELAY = 0.05  # 20 parts/s per chat, as the service load test
 # Production timings, not the chaos tests' short ones.
 SETTINGS = {
     "CHATD_LEASE_TTL": "30",
@@ -139,7 +139,7 @@ async def measure(replicas: int, chats: int, turns: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chats", type=int, default=200)
+    parser.add_argument("--chats", type=int, default=100)
     parser.add_argument("--turns", type=int, default=3)
     args = parser.parse_args()
     print(

@@ -8,7 +8,7 @@ so loading history for the next step does not grow with its length.
 from __future__ import annotations
 
 import base64
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -230,6 +230,37 @@ class Reads(StoreBase):
         query = sa.select(chat_queued_messages).where(q.chat_id == chat_id).order_by(q.position)
         async with self.db.read() as conn:
             return [queued_from_row(row) for row in (await conn.execute(query)).mappings()]
+
+    async def read_new_events(
+        self, cursors: Mapping[str, int], *, limit: int = 5000
+    ) -> list[tuple[str, StreamEvent]]:
+        """Several chats' durable events after each one's cursor, in one query.
+
+        Rows come ordered by chat, then seq, at most `limit` of them; when exactly
+        `limit` come back, some chats may have more (ask again from the new cursors).
+        """
+        if not cursors:
+            return []
+        e = chat_stream_events.c
+        query = (
+            sa.select(e.chat_id, e.seq, e.type, e.data)
+            .where(
+                sa.or_(
+                    *(
+                        sa.and_(e.chat_id == chat_id, e.seq > after)
+                        for chat_id, after in cursors.items()
+                    )
+                )
+            )
+            .order_by(e.chat_id, e.seq)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            rows = await conn.execute(query)
+            return [
+                (chat_id, StreamEvent(seq=seq, type=type_, data=data))
+                for chat_id, seq, type_, data in rows
+            ]
 
     async def read_events(
         self, chat_id: str, *, after_seq: int = 0, limit: int = EVENT_PAGE

@@ -16,18 +16,22 @@ the hub) and forgets chats that no longer have watchers here.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
 
-from chatd.store import Store, StoreError
+from chatd.store import Store
 from chatd.worker.hub import StreamHub, encode_event
 
 __all__ = ["Relay"]
 
 log = logging.getLogger("chatd.relay")
 
-PAGE = 500
+# Rows per read; a read that fills it is followed by another from the new cursors.
+PAGE = 5000
+# Chats per read (one OR'ed condition each).
+CHATS_PER_READ = 200
 
 
 class Relay:
@@ -44,8 +48,8 @@ class Relay:
         self.poll_interval = poll_interval
         self._cursor: dict[str, int] = {}  # the newest seq read from the log, per chat
         self._heard: dict[str, float] = {}  # when the chat last had news (monotonic)
-        self._pulling: dict[str, bool] = {}  # a pull is running; True: go round again
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._dirty: set[str] = set()  # chats whose log has rows the hub may not have
+        self._task: asyncio.Task[None] | None = None
 
     async def follow(self, chat_id: str) -> None:
         """Start relaying a chat (a watcher just subscribed here).
@@ -70,41 +74,37 @@ class Relay:
             self.pull(chat_id)
 
     def pull(self, chat_id: str) -> None:
-        """Read the chat's new log rows into the hub, in the background (one at a time)."""
-        if chat_id in self._pulling:
-            self._pulling[chat_id] = True
-            return
-        if self.is_local(chat_id):
-            return
-        self._pulling[chat_id] = False
-        task = asyncio.create_task(self._pull(chat_id), name=f"relay-{chat_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Read the chat's new log rows into the hub soon.
 
-    async def _pull(self, chat_id: str) -> None:
-        try:
-            while True:
-                await self._read(chat_id)
-                if not self._pulling.get(chat_id):
-                    return
-                self._pulling[chat_id] = False
-        except StoreError:
-            return  # the chat is gone
-        except Exception:
-            log.warning("chat %s: relay read failed; the next poll retries", chat_id, exc_info=True)
-        finally:
-            self._pulling.pop(chat_id, None)
+        Chats marked while a read runs are read together by the next one: one query
+        for every chat that has news, however many notifications arrived.
+        """
+        if chat_id not in self._cursor or self.is_local(chat_id):
+            return
+        self._dirty.add(chat_id)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="chatd-relay")
 
-    async def _read(self, chat_id: str) -> None:
-        while chat_id in self._cursor:
-            after = max(self._cursor[chat_id], self.hub.newest_seq(chat_id))
-            events = await self.store.read_events(chat_id, after_seq=after, limit=PAGE)
-            for event in events:
-                self.hub.publish(chat_id, encode_event(chat_id, event.seq, event.type, event.data))
-            if chat_id in self._cursor and events:
-                self._cursor[chat_id] = max(self._cursor[chat_id], events[-1].seq)
-            if len(events) < PAGE:
+    async def _drain(self) -> None:
+        while self._dirty:
+            chosen = list(itertools.islice(self._dirty, CHATS_PER_READ))
+            self._dirty.difference_update(chosen)
+            batch = {
+                chat_id: max(self._cursor[chat_id], self.hub.newest_seq(chat_id))
+                for chat_id in chosen
+                if chat_id in self._cursor
+            }
+            try:
+                rows = await self.store.read_new_events(batch, limit=PAGE)
+            except Exception:
+                log.warning("relay read failed; the next poll retries", exc_info=True)
                 return
+            for chat_id, event in rows:
+                self.hub.publish(chat_id, encode_event(chat_id, event.seq, event.type, event.data))
+                if chat_id in self._cursor and event.seq > self._cursor[chat_id]:
+                    self._cursor[chat_id] = event.seq
+            if len(rows) >= PAGE:
+                self._dirty.update(batch)  # some chats may have more rows
 
     def poll(self) -> None:
         """The periodic repair: forget unwatched chats, read those that heard nothing."""
@@ -115,7 +115,7 @@ class Relay:
                 self._heard.pop(chat_id, None)
         cutoff = time.monotonic() - self.poll_interval
         for chat_id in self._cursor:
-            if self._heard.get(chat_id, 0.0) < cutoff and not self.is_local(chat_id):
+            if self._heard.get(chat_id, 0.0) < cutoff:
                 self._heard[chat_id] = time.monotonic()
                 self.pull(chat_id)
 
@@ -125,7 +125,6 @@ class Relay:
             self.pull(chat_id)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
