@@ -299,6 +299,22 @@ async def test_events_are_appended_by_the_owner_only(store: Store) -> None:
         await store.append_events(lease, [StreamEvent(seq=99, type="status", data={})])
 
 
+async def test_new_events_of_several_chats_in_one_read(store: Store) -> None:
+    """The relay's read: each chat's rows after its own cursor, chat by chat in seq order."""
+    a, lease_a = await running_chat(store)
+    b, lease_b = await running_chat(store)
+    await store.append_events(lease_a, [StreamEvent(seq=s, type="x", data={}) for s in (1, 2, 3)])
+    await store.append_events(lease_b, [StreamEvent(seq=s, type="x", data={}) for s in (1, 2)])
+    rows = await store.read_new_events({a.id: 1, b.id: 0})
+    got = {(chat_id, event.seq) for chat_id, event in rows}
+    assert got == {(a.id, 2), (a.id, 3), (b.id, 1), (b.id, 2)}
+    for chat_id in (a.id, b.id):
+        seqs = [event.seq for c, event in rows if c == chat_id]
+        assert seqs == sorted(seqs)
+    assert len(await store.read_new_events({a.id: 0, b.id: 0}, limit=2)) == 2
+    assert await store.read_new_events({}) == []
+
+
 async def test_the_janitor_keeps_the_newest_events_of_each_chat(
     store: Store, clock: FakeClock
 ) -> None:
