@@ -23,6 +23,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
+from chatd.store._sqlite_driver import one_hop_dbapi, run_on_connection_thread
+
 __all__ = ["Database", "data_dir_from_env", "database_url_from_env"]
 
 DEFAULT_DATA_DIR = "./.chatd"
@@ -32,7 +34,7 @@ LOCK_TIMEOUT_MS = 5000
 _BEGIN_OPTION = "chatd_sqlite_begin"
 # SQLite read connections kept open (each is an aiosqlite thread); beyond twice as
 # many concurrent reads, a read waits for a connection instead of opening one.
-_SQLITE_READERS = 10
+_SQLITE_READERS = 20
 
 
 def data_dir_from_env() -> Path:
@@ -74,7 +76,10 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: AsyncEngine = create_async_engine(
-                url, connect_args={"timeout": LOCK_TIMEOUT_MS / 1000}, **common
+                url,
+                connect_args={"timeout": LOCK_TIMEOUT_MS / 1000},
+                module=one_hop_dbapi(),
+                **common,
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
@@ -132,6 +137,7 @@ def _sqlite_reader(url: str, common: dict[str, Any]) -> AsyncEngine:
     engine = create_async_engine(
         url,
         connect_args={"timeout": LOCK_TIMEOUT_MS / 1000},
+        module=one_hop_dbapi(),
         isolation_level="AUTOCOMMIT",
         skip_autocommit_rollback=True,
         pool_size=_SQLITE_READERS,
@@ -163,5 +169,4 @@ def _sqlite_on_begin(conn: Connection) -> None:
     if options.get("isolation_level") == "AUTOCOMMIT":
         return
     mode = options.get(_BEGIN_OPTION, "DEFERRED")
-    adapted: Any = conn.connection.dbapi_connection
-    await_(adapted._connection.execute(f"BEGIN {mode}"))
+    await_(run_on_connection_thread(conn.connection.dbapi_connection, f"BEGIN {mode}"))
