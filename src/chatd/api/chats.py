@@ -21,6 +21,7 @@ from chatd.store import (
     BusyBehavior,
     Chat,
     InvalidRequest,
+    ModelConfig,
     NotFound,
     TransitionRejected,
 )
@@ -154,14 +155,14 @@ async def _owned(state: AppState, chat_id: str, user: Any) -> Chat:
         return await state.store.get_chat(chat_id, owner_id=user.user_id)
 
 
-async def _model_config_id(state: AppState, reference: str | None) -> str | None:
-    """A `provider:model`, config name or id → the enabled config's id (422 otherwise)."""
+async def _model_config(state: AppState, reference: str | None) -> ModelConfig | None:
+    """A `provider:model`, config name or id → the enabled config (422 otherwise)."""
     if reference is None:
         return None
     for config in await state.store.list_model_configs():
         names = {config.id, config.name, f"{config.provider}:{config.model}"}
         if reference in names and config.enabled:
-            return config.id
+            return config
     raise ApiError(
         422,
         "invalid_model",
@@ -170,12 +171,14 @@ async def _model_config_id(state: AppState, reference: str | None) -> str | None
     )
 
 
-async def _full(state: AppState, chat: Chat) -> dict[str, Any]:
-    queue = await state.store.list_queued_messages(chat.id)
+async def _full(state: AppState, chat: Chat, config: ModelConfig | None = None) -> dict[str, Any]:
+    """The full chat resource; `config`, when the route already read it, saves a read."""
+    # The chat row counts its queue: an empty one needs no read (most chats, most calls).
+    queue = await state.store.list_queued_messages(chat.id) if chat.queue_length else []
     return chat_json(
         chat,
         queue=queue,
-        model=await _model_name(state, chat),
+        model=await _model_name(state, chat, config),
         requires_action=await _requires_action(state, chat),
         usage=await state.store.usage_totals(chat.id),
     )
@@ -193,7 +196,9 @@ async def _requires_action(state: AppState, chat: Chat) -> dict[str, Any] | None
     )
 
 
-async def _model_name(state: AppState, chat: Chat) -> str | None:
+async def _model_name(state: AppState, chat: Chat, known: ModelConfig | None) -> str | None:
+    if known is not None and known.id == chat.model_config_id:
+        return f"{known.provider}:{known.model}"
     with contextlib.suppress(NotFound):
         config = await state.store.get_model_config(chat.model_config_id)
         return f"{config.provider}:{config.model}"
@@ -210,7 +215,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 async def create_chat(body: CreateChat, request: Request, user: User) -> Response:
     """Start a chat with its first message; a worker picks it up at once."""
     state = _state(request)
-    config_id = await _model_config_id(state, body.model)
+    config = await _model_config(state, body.model)
     tools = body.tools.model_dump(exclude_none=True) if body.tools is not None else None
     if tools is not None:
         try:
@@ -224,12 +229,12 @@ async def create_chat(body: CreateChat, request: Request, user: User) -> Respons
             user.user_id,
             [TextPart(body.message)],
             title=body.title,
-            model_config_id=config_id,
+            model_config_id=config.id if config is not None else None,
             tool_config=tools,
             system_prompt=body.system_prompt,
             request_key=request.headers.get("idempotency-key"),
         )
-    return _json(await _full(state, chat), 201, {"Location": f"/api/chats/{chat.id}"})
+    return _json(await _full(state, chat, config), 201, {"Location": f"/api/chats/{chat.id}"})
 
 
 @router.get("")
@@ -354,19 +359,19 @@ async def send_message(chat_id: str, body: SendMessage, request: Request, user: 
     """Send a message: it starts a turn, waits in the queue, or interrupts (busy_behavior)."""
     state = _state(request)
     await _owned(state, chat_id, user)
-    config_id = await _model_config_id(state, body.model)
+    config = await _model_config(state, body.model)
     with _store_errors():
         result = await state.store.send_message(
             chat_id,
             [TextPart(body.message)],
             busy_behavior=BusyBehavior(body.busy_behavior),
             created_by=user.user_id,
-            model_config_id=config_id,
+            model_config_id=config.id if config is not None else None,
             request_key=request.headers.get("idempotency-key"),
         )
     return _json(
         {
-            "chat": await _full(state, result.chat),
+            "chat": await _full(state, result.chat, config),
             "message": message_json(result.message) if result.message else None,
             "queued_message": queued_json(result.queued) if result.queued else None,
         }
