@@ -385,3 +385,14 @@ async def test_list_chats_filters_titles_and_archived(store: Store, clock: FakeC
     assert {c.id for c in both.items} == {plan.id, notes.id}
     assert [c.id for c in (await store.list_chats(user.id, title_contains="50%")).items] == [odd.id]
     assert (await store.list_chats(user.id, title_contains="5_%")).items == []
+
+
+async def test_no_step_after_one_whose_tool_calls_wait_for_results(store: Store) -> None:
+    """History stays valid provider input: a step with unanswered calls is the last one."""
+    chat, lease = await running_chat(store)
+    await store.commit_step(lease, new_id(), dynamic_step("d1"))
+    with pytest.raises(TransitionRejected):
+        await store.commit_step(lease, new_id(), text_step())
+    waiting = await store.enter_requires_action(lease)
+    assert waiting.status == ChatStatus.REQUIRES_ACTION
+    await InvariantChecker(store, chat.id).check()

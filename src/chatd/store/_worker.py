@@ -214,6 +214,11 @@ class WorkerTransitions(StoreBase):
             if tx.step_exists:
                 return tx.chat
             _require_running(tx, fence, expected_history_version)
+            if await tx.pending_tool_calls():
+                # The previous step waits for tool results (the runner should have
+                # entered requires_action): another step now would leave history
+                # that no provider accepts (spec §2.10).
+                raise tx.reject(message="the previous step's tool calls have no results yet")
             await tx.append_step(
                 step_id,
                 step,
