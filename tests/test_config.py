@@ -51,3 +51,11 @@ def test_bad_settings_give_one_line_errors(env: dict[str, str], message: str) ->
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(env)
     assert "\n" not in str(info.value)
+
+
+def test_title_generation_can_be_switched_off() -> None:
+    assert load_settings({}).generate_titles is True
+    assert load_settings({"CHATD_GENERATE_TITLES": "false"}).generate_titles is False
+    assert load_settings({"CHATD_GENERATE_TITLES": "on"}).generate_titles is True
+    with pytest.raises(ConfigError, match="CHATD_GENERATE_TITLES must be true or false"):
+        load_settings({"CHATD_GENERATE_TITLES": "maybe"})

@@ -50,6 +50,8 @@ class Settings:
     execute_max_timeout: float = 4 * 3600.0
     secret_key: str | None = None  # None: the generated key file in data_dir
     default_model: str = "scripted:default"
+    # Ask each new chat's model for a title (one extra model call per chat).
+    generate_titles: bool = True
     # Tests: the scripted model appends a line per call here (see ScriptedModel.call_log).
     scripted_call_log: Path | None = None
 
@@ -106,6 +108,7 @@ _ENV = {
     "execute_max_timeout": "CHATD_EXECUTE_MAX_TIMEOUT",
     "secret_key": "CHATD_SECRET_KEY",
     "default_model": "CHATD_DEFAULT_MODEL",
+    "generate_titles": "CHATD_GENERATE_TITLES",
     "scripted_call_log": "CHATD_SCRIPTED_CALL_LOG",
 }
 
@@ -113,6 +116,13 @@ _ENV = {
 def _convert(name: str, raw: str, kind: object) -> object:
     variable = _ENV.get(name, name)
     text = raw.strip()
+    if kind in ("bool", bool):
+        flag = text.lower()
+        if flag in ("1", "true", "yes", "on"):
+            return True
+        if flag in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{variable} must be true or false (got {raw!r})")
     try:
         if kind in ("int", int):
             value: object = int(text)

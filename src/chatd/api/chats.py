@@ -171,6 +171,17 @@ async def _model_config(state: AppState, reference: str | None) -> ModelConfig |
     )
 
 
+NO_USAGE: dict[str, int | None] = {
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "total_tokens": 0,
+    "reasoning_tokens": 0,
+    "cache_creation_tokens": 0,
+    "cache_read_tokens": 0,
+    "cost_micros": None,
+}
+
+
 async def _full(state: AppState, chat: Chat, config: ModelConfig | None = None) -> dict[str, Any]:
     """The full chat resource; `config`, when the route already read it, saves a read."""
     # The chat row counts its queue: an empty one needs no read (most chats, most calls).
@@ -180,7 +191,8 @@ async def _full(state: AppState, chat: Chat, config: ModelConfig | None = None) 
         queue=queue,
         model=await _model_name(state, chat, config),
         requires_action=await _requires_action(state, chat),
-        usage=await state.store.usage_totals(chat.id),
+        # A chat just created has run no step: nothing to add up.
+        usage=NO_USAGE if chat.snapshot_version == 1 else await state.store.usage_totals(chat.id),
     )
 
 

@@ -8,6 +8,7 @@ code runs on SQLite (the embedded default) and PostgreSQL (replicas).
 See docs/store.md for the schema and the transition table.
 """
 
+from chatd.store._chats import NO_TEXT_TITLE
 from chatd.store._engine import Database, data_dir_from_env, database_url_from_env
 from chatd.store._errors import (
     ChatIsInterrupting,
@@ -45,6 +46,7 @@ from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
 
 __all__ = [
     "CANCELLED_TOOL_RESULT",
+    "NO_TEXT_TITLE",
     "ApiToken",
     "BusyBehavior",
     "Chat",

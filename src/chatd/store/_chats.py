@@ -34,6 +34,8 @@ __all__ = ["ChatTransitions"]
 # start of the first message, at most 80 characters.
 MAX_TITLE = 256
 _DEFAULT_TITLE_CHARS = 80
+# The default title of a first message without text.
+NO_TEXT_TITLE = "New chat"
 
 
 def default_title(parts: Sequence[MessagePart]) -> str:
@@ -41,7 +43,7 @@ def default_title(parts: Sequence[MessagePart]) -> str:
         if isinstance(part, TextPart) and part.text.strip():
             text = " ".join(part.text.split())
             return text if len(text) <= _DEFAULT_TITLE_CHARS else text[:79] + "…"
-    return "New chat"
+    return NO_TEXT_TITLE
 
 
 class ChatTransitions(StoreBase):

@@ -22,7 +22,7 @@ from typing import Any
 
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
-from chatd.store import Chat, ChatStatus, Store, StoreError, StreamEvent
+from chatd.store import NO_TEXT_TITLE, Chat, ChatStatus, Store, StoreError, StreamEvent
 from chatd.titles import generate_title
 from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools
 from chatd.types import Role, TextPart
@@ -93,7 +93,7 @@ class Worker:
         # listener): then owned chats are also re-read every sync interval.
         self.shared_database = False
         # Generate a title for every new chat with its model (spec §4.10).
-        self.write_titles = True
+        self.write_titles = settings.generate_titles
 
     # --- hooks for runners --------------------------------------------------------
 
@@ -224,11 +224,7 @@ class Worker:
     async def _write_title(self, chat: Chat) -> None:
         """Ask the chat's model for a title (spec §4.10); the default stays on any failure."""
         try:
-            first = next(
-                (m for m in await self.store.recent_messages(chat.id, 5) if m.role == Role.USER),
-                None,
-            )
-            text = " ".join(p.text for p in first.parts if isinstance(p, TextPart)) if first else ""
+            text = await self._first_message_text(chat)
             if not text.strip():
                 return
             title = await generate_title(await self.resolve_model(chat), text)
@@ -240,6 +236,17 @@ class Worker:
             raise
         except Exception as err:
             log.info("chat %s: no generated title (%s: %s)", chat.id, type(err).__name__, err)
+
+    async def _first_message_text(self, chat: Chat) -> str:
+        """The text of a new chat's first message; its default title when that is all of it."""
+        if chat.title == NO_TEXT_TITLE:
+            return ""  # no text to name the chat after (only attachments)
+        if not chat.title.endswith("…"):
+            return chat.title
+        messages = await self.store.recent_messages(chat.id, 5)
+        first = next((m for m in messages if m.role == Role.USER), None)
+        parts = first.parts if first else []
+        return " ".join(p.text for p in parts if isinstance(p, TextPart))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
