@@ -147,6 +147,18 @@ async def test_a_commit_on_one_replica_reaches_the_other_replicas_watchers(
         owner_seqs = [e.seq for e in a.hub._rings[chat.id].events]
         relayed = [e.seq for e in b.hub._rings[chat.id].events]
         assert relayed and set(relayed) <= set(owner_seqs)
+
+        # Deleted on A: B's list watchers hear it and B's streams of the chat end.
+        await a.store.delete_chat(chat.id)
+
+        async def deletion() -> bytes:
+            async for frame in listing:
+                if b"chat_deleted" in frame:
+                    return frame
+            raise AssertionError("the list watch ended")
+
+        assert chat.id.encode() in await asyncio.wait_for(deletion(), 10)
+        assert subscription.closed_reason == "deleted"
         await listing.aclose()
     finally:
         for replica in replicas:

@@ -145,4 +145,5 @@ class ChatAdministration(StoreBase):
                 tx.require(ChatStatus.WAITING, ChatStatus.ERROR)
             chat = tx.chat
             await tx.conn.execute(sa.delete(chats).where(chats.c.id == chat_id))
-            return chat
+        self.notifier.chat_deleted(chat)
+        return chat

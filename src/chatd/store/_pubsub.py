@@ -67,6 +67,9 @@ class Notifier:
     def events_written(self, written: Sequence[tuple[str, int]]) -> None:
         """Stream events were committed to the durable log: (chat id, newest seq) pairs."""
 
+    def chat_deleted(self, chat: Chat) -> None:
+        """`chat` and everything in it was deleted."""
+
 
 def asyncpg_connect_args(url: str) -> dict[str, Any]:
     """asyncpg.connect() keyword arguments for a SQLAlchemy PostgreSQL URL."""
@@ -111,6 +114,9 @@ class PgPubSub(Notifier):
         )
         if chat.status == ChatStatus.PENDING and not chat.archived:
             self._send(WAKE, {"c": chat.id})
+
+    def chat_deleted(self, chat: Chat) -> None:
+        self._send(CHAT, {"c": chat.id, "u": chat.owner_id, "deleted": True})
 
     def events_written(self, written: Sequence[tuple[str, int]]) -> None:
         for start in range(0, len(written), EVENTS_PER_PAYLOAD):

@@ -168,6 +168,11 @@ class Worker:
         elif channel == "chatd_events":
             for chat_id, seq in data.get("e", ()):
                 self.relay.on_events(str(chat_id), int(seq))
+        elif channel == "chatd_chat" and data.get("deleted"):
+            # Deleted on another replica: end this replica's streams and tell list watchers.
+            chat_id, owner_id = str(data.get("c")), str(data.get("u"))
+            self.hub.close_chat(chat_id, "deleted")
+            self.list_watch.publish_deleted(owner_id, chat_id)
         elif channel == "chatd_chat":
             chat_id = str(data.get("c"))
             if data.get("s") == ChatStatus.PENDING:

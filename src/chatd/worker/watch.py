@@ -36,11 +36,21 @@ class ChatListWatch:
         return bool(self._watchers.get(owner_id))
 
     def publish(self, chat: Chat, kind: str | None = None) -> None:
-        watchers = self._watchers.get(chat.owner_id)
-        if not watchers:
+        if kind == "chat_deleted":
+            self.publish_deleted(chat.owner_id, chat.id)
+            return
+        if not self._watchers.get(chat.owner_id):
             return
         kind = kind or ("chat_created" if chat.snapshot_version == 1 else "chat_updated")
-        body = {"chat_id": chat.id} if kind == "chat_deleted" else {"chat": chat_json(chat)}
+        self._send(chat.owner_id, kind, {"chat": chat_json(chat)})
+
+    def publish_deleted(self, owner_id: str, chat_id: str) -> None:
+        self._send(owner_id, "chat_deleted", {"chat_id": chat_id})
+
+    def _send(self, owner_id: str, kind: str, body: dict[str, object]) -> None:
+        watchers = self._watchers.get(owner_id)
+        if not watchers:
+            return
         frame = b"event: %s\ndata: %s\n\n" % (kind.encode(), encode(body))
         for watcher in list(watchers):
             try:
