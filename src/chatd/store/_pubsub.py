@@ -151,7 +151,7 @@ class PgPubSub(Notifier):
         while True:
             try:
                 conn = await asyncpg.connect(timeout=5, **self.connect_args)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            except Exception as err:
                 log.warning("pubsub: cannot connect (%s); retrying in %.0f s", err, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
@@ -170,8 +170,9 @@ class PgPubSub(Notifier):
                 first = False
                 await self._pump(conn, lost)
                 log.warning("pubsub: connection lost; reconnecting")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            except Exception as err:  # whatever broke, the listener must live on
                 log.warning("pubsub: connection failed (%s); reconnecting", err)
+                await asyncio.sleep(RECONNECT_MIN)
             finally:
                 self.connected.clear()
                 conn.terminate()
