@@ -421,9 +421,9 @@ async def test_a_new_chat_gets_a_title_from_its_model(live: LiveReplica) -> None
         assert created.json()["title"] == "how do tides work on other planets, really?"
         sse = SSE(client, f"/api/chats/{chat_id}/stream")
         events = await sse.read_until(lambda _id, name, _data: name == "title")
-        assert events[-1][2]["title"] == "How do tides work on other"
+        assert events[-1][2]["title"] == "How do tides work on other planets, really"
         chat = (await client.get(f"/api/chats/{chat_id}")).json()
-        assert chat["title"] == "How do tides work on other"
+        assert chat["title"] == "How do tides work on other planets, really"
         done = await wait_status(client, chat_id, "waiting")
         usage = done["usage"]
         messages = (await client.get(f"/api/chats/{chat_id}/messages")).json()["messages"]

@@ -115,8 +115,8 @@ class ScriptedModel:
         self.calls.append(call)
         if call.prompt and _texts(call.prompt[:1]) == [TITLE_PROMPT]:
             # A title: the first words of the message, as a model would shorten it.
-            words = _last_user_text(call.prompt).split()[:6]
-            return GenerateResponse(content=[TextPart(" ".join(words).capitalize())])
+            title = " ".join(_last_user_text(call.prompt).split()[:8])
+            return GenerateResponse(content=[TextPart(title[:1].upper() + title[1:])])
         summary = " ".join(_texts(call.prompt))
         return GenerateResponse(content=[TextPart(f"Summary: {summary[:2000]}")])
 
