@@ -157,7 +157,7 @@ class PgPubSub(Notifier):
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
             lost = asyncio.Event()
-            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            conn.add_termination_listener(lambda _conn, lost=lost: self._lose(lost))
             try:
                 for channel in CHANNELS:
                     await conn.add_listener(channel, self._on_message)
@@ -177,6 +177,10 @@ class PgPubSub(Notifier):
                 self.connected.clear()
                 conn.terminate()
 
+    def _lose(self, lost: asyncio.Event) -> None:
+        lost.set()
+        self._pending.set()  # wake the pump, so it notices now and not at the next probe
+
     async def _pump(self, conn: Any, lost: asyncio.Event) -> None:
         """Send queued notifications until the connection is lost."""
         while not lost.is_set() and not conn.is_closed():
@@ -187,7 +191,7 @@ class PgPubSub(Notifier):
                         await self._pending.wait()
                 except TimeoutError:
                     await conn.fetchval("SELECT 1", timeout=PROBE_INTERVAL)
-                    continue
+                continue  # look at the connection again before sending
             batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), SEND_BATCH))]
             await conn.execute(_SEND, [c for c, _ in batch], [p for _, p in batch], timeout=10)
 
