@@ -50,8 +50,10 @@ class Settings:
     execute_max_timeout: float = 4 * 3600.0
     secret_key: str | None = None  # None: the generated key file in data_dir
     default_model: str = "scripted:default"
-    # Ask each new chat's model for a title (one extra model call per chat).
+    # Ask each new chat's model for a title (one extra model call per chat)...
     generate_titles: bool = True
+    # ...or this model config (name, `provider:model` or id) instead, when set.
+    title_model: str = ""
     # Tests: the scripted model appends a line per call here (see ScriptedModel.call_log).
     scripted_call_log: Path | None = None
 
@@ -109,6 +111,7 @@ _ENV = {
     "secret_key": "CHATD_SECRET_KEY",
     "default_model": "CHATD_DEFAULT_MODEL",
     "generate_titles": "CHATD_GENERATE_TITLES",
+    "title_model": "CHATD_TITLE_MODEL",
     "scripted_call_log": "CHATD_SCRIPTED_CALL_LOG",
 }
 

@@ -441,3 +441,26 @@ async def test_a_title_the_user_set_is_never_replaced(live: LiveReplica) -> None
         chat.id, "Generated", source="generated", only_if_source="default"
     )
     assert (kept.title, kept.title_source) == ("Mine", "user")
+
+
+async def test_titles_come_from_chatd_title_model_when_it_is_set(tmp_path: Path) -> None:
+    async with running_replica(tmp_path, title_model="titler") as live:
+        titler = await live.store.create_model_config("titler", "scripted", "titler")
+        worker = live.replica.worker
+        resolved: list[str | None] = []
+        resolve = worker._resolve_model
+
+        async def recording(chat: Any) -> Any:
+            resolved.append(chat.model_config_id)
+            return await resolve(chat)
+
+        worker._resolve_model = recording
+        token = await live.token("tic")
+        async with live.client(token) as client:
+            chat_id = (await client.post("/api/chats", json={"message": "name this"})).json()["id"]
+            sse = SSE(client, f"/api/chats/{chat_id}/stream")
+            events = await sse.read_until(lambda _id, name, _data: name == "title")
+            assert events[-1][2]["title"] == "Name this"
+        chat = await live.store.get_chat(chat_id)
+        assert titler.id in resolved  # the title call
+        assert chat.model_config_id in resolved  # the turn, on the chat's own model

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
 from chatd.store import NO_TEXT_TITLE, Chat, ChatStatus, Store, StoreError, StreamEvent
@@ -232,7 +234,7 @@ class Worker:
             text = await self._first_message_text(chat)
             if not text.strip():
                 return
-            title = await generate_title(await self.resolve_model(chat), text)
+            title = await generate_title(await self._title_model(chat), text)
             if title:
                 await self.store.update_title(
                     chat.id, title, source="generated", only_if_source="default"
@@ -241,6 +243,19 @@ class Worker:
             raise
         except Exception as err:
             log.info("chat %s: no generated title (%s: %s)", chat.id, type(err).__name__, err)
+
+    async def _title_model(self, chat: Chat) -> Model:
+        """`CHATD_TITLE_MODEL` when it names an enabled config, else the chat's own model."""
+        wanted = self.settings.title_model
+        if wanted:
+            for config in await self.store.list_model_configs():
+                names = {config.id, config.name, f"{config.provider}:{config.model}"}
+                if wanted in names and config.enabled:
+                    return await self.resolve_model(
+                        msgspec.structs.replace(chat, model_config_id=config.id)
+                    )
+            log.warning("CHATD_TITLE_MODEL %r names no enabled model config", wanted)
+        return await self.resolve_model(chat)
 
     async def _first_message_text(self, chat: Chat) -> str:
         """The text of a new chat's first message; its default title when that is all of it."""
