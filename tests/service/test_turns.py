@@ -461,6 +461,7 @@ async def test_titles_come_from_chatd_title_model_when_it_is_set(tmp_path: Path)
             sse = SSE(client, f"/api/chats/{chat_id}/stream")
             events = await sse.read_until(lambda _id, name, _data: name == "title")
             assert events[-1][2]["title"] == "Name this"
+            await wait_status(client, chat_id, "waiting")
         chat = await live.store.get_chat(chat_id)
         assert titler.id in resolved  # the title call
         assert chat.model_config_id in resolved  # the turn, on the chat's own model
