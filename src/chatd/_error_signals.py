@@ -8,6 +8,7 @@ the rule order and the wording live in `chatd.errors`, in one place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -282,10 +283,8 @@ def retry_after_from_headers(headers: object) -> float:
     if milliseconds:
         return milliseconds / 1000
     raw = values.get("retry-after", "")
-    try:
+    with contextlib.suppress(ValueError):  # not seconds: maybe an HTTP date
         return _finite_positive(float(raw))
-    except ValueError:
-        pass
     try:
         retry_at = parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError):

@@ -78,11 +78,9 @@ async def ensure_default_model(store: Store) -> None:
 
 async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
     """On the first start, create user `admin` and write its token (0600) to the data dir."""
-    try:
+    with contextlib.suppress(NotFound):
         await store.get_user_by_name("admin")
-        return None
-    except NotFound:
-        pass
+        return None  # not the first start
     try:
         user = await store.create_user("admin", is_admin=True)
     except InvalidRequest:

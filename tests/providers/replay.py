@@ -113,7 +113,7 @@ class ReplayServer:
             if fixture.stall:
                 await reader.read()  # until the client hangs up
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            return  # the client hung up: nothing more to answer
         finally:
             writer.close()
 

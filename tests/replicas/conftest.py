@@ -103,8 +103,8 @@ class Follower:
                         if stop(event):
                             return True
                         seq, name = None, ""
-        except (httpx.TransportError, httpx.RemoteProtocolError):
-            pass
+        except httpx.TransportError:
+            return False  # the replica went away: the caller reconnects elsewhere
         return False
 
     def seqs(self) -> list[int]:

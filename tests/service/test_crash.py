@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,11 +40,9 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 async def _until_up(url: str) -> None:
     async with asyncio.timeout(30), httpx.AsyncClient() as client:
         while True:
-            try:
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
                 if (await client.get(f"{url}/healthz")).status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
             await asyncio.sleep(0.1)
 
 

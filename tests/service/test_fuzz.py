@@ -7,6 +7,7 @@ schema-derived requests, valid and invalid, with a real token, over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -46,11 +47,9 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 
 def _wait_up(url: str) -> None:
     for _ in range(300):
-        try:
+        with contextlib.suppress(requests.ConnectionError):  # not listening yet
             if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
         time.sleep(0.1)
     raise AssertionError("chatd serve did not come up")
 

@@ -118,7 +118,7 @@ class CuttableProxy:
                 self._pump(up_reader, writer, ends, inbound=False),
             )
         except OSError:
-            pass
+            return  # the upstream refused or a side closed: drop the connection
         finally:
             for end in ends:
                 end.transport.abort()
@@ -142,7 +142,7 @@ class CuttableProxy:
                 dst.write(chunk)
                 await dst.drain()
         except (OSError, asyncio.IncompleteReadError):
-            pass
+            return  # one side closed: close both
         finally:
             for end in ends:
                 end.transport.abort()

@@ -9,6 +9,7 @@ anything or keep chat state (that is `_state.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -77,7 +78,8 @@ class ApiClient:
         path = f"/api/chats/{chat_id}/stream"
         while True:
             headers = {"Last-Event-ID": str(last_seq())}
-            try:
+            # A dropped or refused stream is not an error here: reconnect below.
+            with contextlib.suppress(httpx.TransportError, httpx.StreamError):
                 async with self.http.stream("GET", path, headers=headers) as response:
                     if response.status_code == 404:
                         yield "chat_deleted", {}
@@ -94,7 +96,5 @@ class ApiClient:
                             yield name or "message", data
                         elif not line:
                             name = ""
-            except (httpx.TransportError, httpx.StreamError):
-                pass
             yield "connection", {"state": "reconnecting"}
             await asyncio.sleep(RECONNECT_DELAY)

@@ -8,6 +8,7 @@ functions turn messages and the live preview into rich renderables. No I/O here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import datetime
@@ -154,11 +155,9 @@ class ChatView:
         deadline = self.retry_received + self.retry.get("delay_ms", 0) / 1000
         at = self.retry.get("retrying_at")
         if isinstance(at, str):
-            try:
+            with contextlib.suppress(ValueError):  # unreadable: keep the delay alone
                 wall = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
                 deadline = min(deadline, time.monotonic() + wall - time.time())
-            except ValueError:
-                pass
         return max(0, int(deadline - time.monotonic() + 0.999))
 
 

@@ -61,9 +61,8 @@ class PersistStepError(Exception):
 
 
 class _Interrupted(BaseException):
-    # Internal: unwinds a run from wherever the interrupt landed up to the step,
-    # past `retry()` (which only looks at Exception) and tool error handling.
-    pass
+    """Internal: unwinds a run from wherever the interrupt landed up to the step,
+    past `retry()` (which only looks at Exception) and tool error handling."""
 
 
 class Interrupt:

@@ -7,6 +7,7 @@ unreadable (they must be entered again); nothing else depends on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -23,10 +24,8 @@ def load_secret_key(data_dir: Path) -> bytes:
     if from_env:
         return from_env.encode()
     path = data_dir / KEY_FILE
-    try:
+    with contextlib.suppress(FileNotFoundError):  # none yet: make one below
         return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
     data_dir.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
     try:

@@ -9,6 +9,7 @@ is stated in the result. Results are JSON text in upstream's shape (spec §7.3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 from pathlib import Path
@@ -152,10 +153,9 @@ class ProcessTools:
         wait = self._timeout(args, "wait_timeout", notes)
         if wait > 0 and not entry.done.is_set():
             try:
-                async with asyncio.timeout(wait):
-                    await entry.done.wait()
-            except TimeoutError:
-                pass
+                with contextlib.suppress(TimeoutError):  # still running: described as such
+                    async with asyncio.timeout(wait):
+                        await entry.done.wait()
             except asyncio.CancelledError:
                 # Spec §7.6: interrupting a wait stops the process it waits for.
                 await asyncio.shield(entry.process.terminate(self.config.kill_grace))
