@@ -1,19 +1,26 @@
-"""Service load: N concurrent chats streaming from the scripted model at 20 parts/s each.
+"""Service load: N chats streaming from the scripted model at 20 parts/s each, over SSE.
 
-A real `chatd serve` process (SQLite, loopback) serves N chats at once; one SSE client
-per chat (httpx, in this process) follows its stream. Reported per N:
-- p50/p99 part latency: scripted model emit (wall clock stamped into each delta) →
-  SSE client receive, for parts emitted after the client connected;
-- parts/s delivered, lost and duplicated parts (must be 0);
-- server RSS per chat, server CPU (cores, and µs per delivered part) from the first
-  chat's creation to the last chat's end, and the most chats streaming at one moment;
-- the benchmark process's own CPU (cores): it shares the machine with the server.
-Each chat's SSE client connects as soon as its chat is created, so every part is
-measured and the chats' turns overlap as much as the creation rate allows.
-DESIGN.md's target for one process on 2 cores: 1,000 chats, p99 <= 100 ms, 0 lost,
-CPU <= 0.6 core. The client shares the machine's two cores with the server.
+A real `chatd serve` process (SQLite, loopback) serves the chats; this process creates
+them over HTTP and follows each one's stream with a lean SSE client (one socket per
+chat, raw HTTP/1.1 with chunked decoding, so the client's CPU stays small beside the
+server's on a shared 2-core machine). Two workloads per N:
 
-Run: `python -m benchmarks.service_load --chats 100 1000`.
+- **steady**: what DESIGN.md's target describes — N chats streaming *at the same
+  time*. Every chat's turn is long; once the last chat's first delta has arrived the
+  benchmark waits `--settle` seconds and then measures a `--window` of seconds:
+  part latency (scripted-model emit, a wall-clock stamp in each delta → client
+  receive), parts/s, server CPU (cores, and µs per delivered part) and RSS per chat.
+  Then it interrupts every chat and checks each stream: seqs contiguous from the
+  first to the last (no part lost), none twice.
+- **turns**: N short turns (`--parts`, default 60 deltas = 3 s) started as fast as
+  the server takes them: turns/s, server CPU per turn, latency, lost/duplicated
+  deltas. This is the cost of starting and finishing turns, which the steady
+  window leaves out.
+
+DESIGN.md's target for one process on 2 cores: 1,000 concurrent chats, p99 <= 100 ms,
+0 lost, server CPU <= 0.6 core.
+
+Run: `python -m benchmarks.service_load --chats 100 1000` (`--only steady|turns`).
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +43,15 @@ import httpx
 
 from chatd.store import Store
 
-PARTS_PER_CHAT = 60
+PARTS_PER_TURN = 60
 DELAY = 0.05  # 20 parts/s
+# A steady turn lasts this long unless interrupted (it always is).
+STEADY_TURN_SECONDS = 600
+CREATE_CONCURRENCY = 50
+
+_STAMP = re.compile(rb'"type":"text_delta","delta":"([0-9. ]+)"')
+_ENDED = re.compile(rb'"type":"status","status":"(?:waiting|error)"')
+_ASSISTANT = re.compile(rb'"type":"message","message":\{[^{]*"role":"assistant"')
 
 
 def _free_port() -> int:
@@ -56,66 +72,107 @@ def _proc_stat(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-async def _prepare(data_dir: Path, parts: int) -> str:
-    store = await Store.open(f"sqlite+aiosqlite:///{data_dir}/chatd.db", data_dir=data_dir)
-    try:
-        user = await store.create_user("load")
-        token, _ = await store.create_api_token(user.id)
-        words = " ".join(f"w{i}" for i in range(parts))
-        await store.create_model_config(
-            "load",
-            "scripted",
-            "load",
-            options={"delta_delay": DELAY, "stamp_deltas": True, "script": [{"text": words}]},
-        )
-        return token
-    finally:
-        await store.close()
+@dataclass
+class Stream:
+    """What one chat's SSE client saw."""
+
+    seqs: list[int] = field(default_factory=list)
+    # (received wall time, latency) per delta emitted after the client connected.
+    deltas: list[tuple[float, float]] = field(default_factory=list)
+    count: int = 0  # deltas received, including any emitted before connecting
+    stamps: list[bytes] = field(default_factory=list)
+    committed: list[bytes] = field(default_factory=list)  # stamps in the assistant message
+    first: float = 0.0
+    last: float = 0.0
+    error: str = ""
+    done: asyncio.Future[None] | None = None  # set when the stream has ended
 
 
-class ChatResult:
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.deltas = 0
-        self.seqs: list[int] = []
-        self.first_delta = 0.0
-        self.last_delta = 0.0
+class SseClient(asyncio.Protocol):
+    """GET /api/chats/{id}/stream over one socket; ends at the turn's closing status."""
 
+    def __init__(self, request: bytes, stream: Stream, done: asyncio.Future[None]) -> None:
+        self.request = request
+        self.stream = stream
+        self.done = done
+        self.buf = b""
+        self.body = b""
+        self.headers_done = False
+        self.connected = 0.0
+        self.transport: asyncio.Transport | None = None
 
-def _peak_concurrency(results: list[ChatResult]) -> int:
-    """The most chats that were receiving deltas at the same moment."""
-    edges = sorted(
-        edge for r in results if r.deltas for edge in ((r.first_delta, 1), (r.last_delta, -1))
-    )
-    peak = current = 0
-    for _, step in edges:
-        current += step
-        peak = max(peak, current)
-    return peak
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.connected = time.time()
+        transport.write(self.request)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.stream.error = f"connection lost: {exc}"
+            self.done.set_result(None)
 
-async def _follow(client: httpx.AsyncClient, chat_id: str, result: ChatResult) -> None:
-    async with client.stream("GET", f"/api/chats/{chat_id}/stream") as response:
-        connected = time.time()
-        name = ""
-        async for line in response.aiter_lines():
-            if line.startswith("id: "):
-                result.seqs.append(int(line[4:]))
-            elif line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data: dict[str, Any] = json.loads(line[6:])
-                if name == "message_part" and data["part"]["type"] == "text_delta":
-                    result.deltas += 1
-                    received = time.time()
-                    result.first_delta = result.first_delta or received
-                    result.last_delta = received
-                    # A coalesced event carries several stamps: each is one delta.
-                    stamps = [float(x) for x in data["part"]["delta"].split()]
-                    result.deltas += len(stamps) - 1
-                    result.latencies.extend(received - x for x in stamps if x >= connected)
-                elif name == "status" and data["status"] in ("waiting", "error"):
-                    return
+    def _finish(self, error: str = "") -> None:
+        self.stream.error = error
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        received = time.time()
+        self.buf += data
+        if not self.headers_done:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, self.buf = self.buf[:end], self.buf[end + 4 :]
+            if not head.startswith(b"HTTP/1.1 200"):
+                self._finish(head.split(b"\r\n", 1)[0].decode())
+                return
+            self.headers_done = True
+        # Chunked transfer coding: <hex size>\r\n<data>\r\n ...
+        while True:
+            line_end = self.buf.find(b"\r\n")
+            if line_end < 0:
+                break
+            size = int(self.buf[:line_end], 16)
+            if len(self.buf) < line_end + 2 + size + 2:
+                break
+            self.body += self.buf[line_end + 2 : line_end + 2 + size]
+            self.buf = self.buf[line_end + 4 + size :]
+            if size == 0:
+                self._finish("stream ended before the turn did")
+                return
+        frames_end = self.body.rfind(b"\n\n")
+        if frames_end < 0:
+            return
+        frames, self.body = self.body[: frames_end + 2], self.body[frames_end + 2 :]
+        self._frames(frames, received)
+
+    def _frames(self, frames: bytes, received: float) -> None:
+        stream = self.stream
+        for frame in frames.split(b"\n\n"):
+            if not frame.startswith(b"id: "):
+                continue  # retry:, keep-alive comments, connection-level resets
+            stream.seqs.append(int(frame[4 : frame.index(b"\n")]))
+            match = _STAMP.search(frame)
+            if match is not None:
+                stamps = match.group(1).split()  # a coalesced delta carries several
+                stream.stamps += stamps
+                stream.count += len(stamps)
+                stream.first = stream.first or received
+                stream.last = received
+                stream.deltas.extend(
+                    (received, received - float(s)) for s in stamps if float(s) >= self.connected
+                )
+            elif _ASSISTANT.search(frame):
+                data = json.loads(frame[frame.index(b"data: ") + 6 :])
+                text = "".join(p.get("text", "") for p in data["message"]["parts"])
+                stream.committed += [s.encode() for s in text.split()]
+            elif _ENDED.search(frame):
+                self._finish()
+                return
 
 
 def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -133,72 +190,212 @@ def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def _run(n: int, parts: int) -> dict[str, Any]:
-    data_dir = Path(tempfile.mkdtemp(prefix="chatd-load-"))
-    token = await _prepare(data_dir, parts)
-    port = _free_port()
-    server = _start_server(data_dir, port)
-    url = f"http://127.0.0.1:{port}"
-    limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20)
-    try:
-        async with httpx.AsyncClient(
-            base_url=url,
-            headers={"Authorization": f"Bearer {token}"},
+class Bench:
+    """One server and its chats for one workload."""
+
+    def __init__(self, words: int) -> None:
+        self.words = words
+        self.data_dir = Path(tempfile.mkdtemp(prefix="chatd-load-"))
+        self.port = _free_port()
+        self.token = ""
+        self.server: subprocess.Popen[bytes] | None = None
+        self.samples: list[tuple[float, float, int, float]] = []  # wall, server cpu, rss, own
+
+    async def __aenter__(self) -> Bench:
+        store = await Store.open(
+            f"sqlite+aiosqlite:///{self.data_dir}/chatd.db", data_dir=self.data_dir
+        )
+        try:
+            user = await store.create_user("load")
+            self.token, _ = await store.create_api_token(user.id)
+            text = " ".join(f"w{i}" for i in range(self.words))
+            await store.create_model_config(
+                "load",
+                "scripted",
+                "load",
+                options={"delta_delay": DELAY, "stamp_deltas": True, "script": [{"text": text}]},
+            )
+        finally:
+            await store.close()
+        self.server = _start_server(self.data_dir, self.port)
+        self.client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {self.token}"},
             timeout=120,
-            limits=limits,
-        ) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            _, rss_before = _proc_stat(server.pid)
-            semaphore = asyncio.Semaphore(50)
-            results = [ChatResult() for _ in range(n)]
-            peak_rss = 0
+            # Under uvicorn's 5 s keep-alive, so an idle pooled connection is never reused
+            # just as the server closes it.
+            limits=httpx.Limits(max_connections=CREATE_CONCURRENCY + 10, keepalive_expiry=2),
+        )
+        for _ in range(300):
+            try:
+                if (await self.client.get("/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        self.sampler = asyncio.create_task(self._sample())
+        return self
 
-            async def chat(result: ChatResult) -> None:
-                async with semaphore:
-                    response = await client.post(
-                        "/api/chats", json={"message": "go", "model": "load"}
-                    )
-                    chat_id: str = response.json()["id"]
-                await _follow(client, chat_id, result)
+    async def __aexit__(self, *exc: object) -> None:
+        self.sampler.cancel()
+        await self.client.aclose()
+        assert self.server is not None
+        self.server.terminate()
+        self.server.wait(60)
 
-            async def sample_rss() -> None:
-                nonlocal peak_rss
-                while True:
-                    peak_rss = max(peak_rss, _proc_stat(server.pid)[1])
-                    await asyncio.sleep(0.5)
+    async def _sample(self) -> None:
+        assert self.server is not None
+        while True:
+            cpu, rss = _proc_stat(self.server.pid)
+            self.samples.append((time.time(), cpu, rss, time.process_time()))
+            await asyncio.sleep(0.25)
 
-            cpu_start, _ = _proc_stat(server.pid)
-            client_cpu_start = time.process_time()
-            started = time.time()
-            sampler = asyncio.create_task(sample_rss())
-            await asyncio.gather(*(chat(r) for r in results))
-            sampler.cancel()
-            elapsed = time.time() - started
-            client_cpu = time.process_time() - client_cpu_start
-            cpu_end, _ = _proc_stat(server.pid)
-    finally:
-        server.terminate()
-        server.wait(30)
-    latencies = sorted(x for r in results for x in r.latencies)
-    delivered = sum(r.deltas for r in results)
-    duplicated = sum(len(r.seqs) - len(set(r.seqs)) for r in results)
+    def usage_between(self, start: float, end: float) -> tuple[float, float, int]:
+        """(server cpu seconds, own cpu seconds, peak server rss) between two wall times."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return float("nan"), float("nan"), 0
+        first, last = inside[0], inside[-1]
+        span = last[0] - first[0]
+        scale = (end - start) / span if span > 0 else 1.0
+        return (
+            (last[1] - first[1]) * scale,
+            (last[3] - first[3]) * scale,
+            max(s[2] for s in inside),
+        )
+
+    async def start_chat(self, semaphore: asyncio.Semaphore, stream: Stream) -> str:
+        async with semaphore:
+            response = await self.client.post("/api/chats", json={"message": "go", "model": "load"})
+            response.raise_for_status()
+            chat_id: str = response.json()["id"]
+        await self.follow(chat_id, stream)
+        return chat_id
+
+    async def follow(self, chat_id: str, stream: Stream) -> None:
+        request = (
+            f"GET /api/chats/{chat_id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {self.token}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        stream.done = done
+        await loop.create_connection(
+            lambda: SseClient(request, stream, done), "127.0.0.1", self.port
+        )
+
+
+_last_progress = 0.0
+
+
+def _progress(message: str) -> None:
+    """At most one line a second on stderr, so a long run shows where it is."""
+    global _last_progress
+    if time.monotonic() - _last_progress >= 1.0:
+        _last_progress = time.monotonic()
+        print(f"  … {message}", file=sys.stderr, flush=True)
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float]:
+    if not latencies:
+        return float("nan"), float("nan")
+    latencies.sort()
+    return statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+
+
+def _check(streams: list[Stream]) -> tuple[int, int]:
+    """(lost, duplicated): deltas of the committed assistant messages never received,
+    and deltas or seqs received more than once."""
+    lost = duplicated = 0
+    for stream in streams:
+        duplicated += len(stream.seqs) - len(set(stream.seqs))
+        duplicated += len(stream.stamps) - len(set(stream.stamps))
+        lost += len(set(stream.committed) - set(stream.stamps))
+    return lost, duplicated
+
+
+async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> dict[str, Any]:
+    async with Bench(words=int(STEADY_TURN_SECONDS / DELAY)) as bench:
+        assert bench.server is not None
+        _, rss_before = _proc_stat(bench.server.pid)
+        streams = [Stream() for _ in range(n)]
+        semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
+        ramp_start = time.time()
+        starting = asyncio.gather(*(bench.start_chat(semaphore, s) for s in streams))
+        # A saturated server never gets every chat streaming: measure what it has.
+        deadline = ramp_start + ramp_timeout
+        while (waiting := sum(1 for s in streams if s.first == 0.0 and not s.error)) and (
+            time.time() < deadline
+        ):
+            _progress(f"{n} chats: {n - waiting} streaming, waiting for {waiting}")
+            await asyncio.sleep(0.05)
+        ramp = time.time() - ramp_start
+        start = time.time() + settle
+        end = start + window
+        await asyncio.sleep(end - time.time() + 0.5)
+        # Every chat streamed through the window? (A turn that ended early would not.)
+        streaming = sum(1 for s in streams if s.last >= end)
+
+        async def interrupt(chat_id: str) -> None:
+            async with semaphore:
+                await bench.client.post(f"/api/chats/{chat_id}/interrupt")
+
+        _progress(f"{n} chats: window done, interrupting")
+        chat_ids = await starting
+        await asyncio.gather(*(interrupt(c) for c in chat_ids))
+        _progress(f"{n} chats: waiting for the turns to end")
+        await asyncio.wait_for(
+            asyncio.gather(*(s.done for s in streams if s.done is not None)),
+            timeout=120,
+        )
+        server_cpu, own_cpu, peak_rss = bench.usage_between(start, end)
+    latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
+    delivered = len(latencies)
+    p50, p99 = _percentiles(latencies)
+    lost, duplicated = _check(streams)
     return {
         "chats": n,
-        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan"),
-        "parts_per_s": delivered / elapsed,
+        "streaming": streaming,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "parts_per_s": delivered / window,
+        "lost": lost,
+        "duplicated": duplicated,
+        "errors": sum(1 for s in streams if s.error),
+        "rss_per_chat_kib": (peak_rss - rss_before) / n / 1024,
+        "server_cpu_cores": server_cpu / window,
+        "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
+        "client_cpu_cores": own_cpu / window,
+        "ramp_s": ramp,
+    }
+
+
+async def turns(n: int, parts: int) -> dict[str, Any]:
+    async with Bench(words=parts) as bench:
+        streams = [Stream() for _ in range(n)]
+        semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
+        started = time.time()
+        await asyncio.gather(*(bench.start_chat(semaphore, s) for s in streams))
+        await asyncio.wait_for(
+            asyncio.gather(*(s.done for s in streams if s.done is not None)),
+            timeout=600,
+        )
+        elapsed = time.time() - started
+        server_cpu, own_cpu, _ = bench.usage_between(started, time.time())
+    latencies = [lat for s in streams for _, lat in s.deltas]
+    p50, p99 = _percentiles(latencies)
+    _, duplicated = _check(streams)
+    delivered = sum(s.count for s in streams)
+    return {
+        "chats": n,
+        "turns_per_s": n / elapsed,
+        "cpu_ms_per_turn": server_cpu / n * 1000,
+        "p50_ms": p50,
+        "p99_ms": p99,
         "lost": n * parts - delivered,
         "duplicated": duplicated,
-        "rss_per_chat_kib": (peak_rss - rss_before) / n / 1024,
-        "server_cpu_cores": (cpu_end - cpu_start) / elapsed,
-        "cpu_us_per_part": (cpu_end - cpu_start) / max(delivered, 1) * 1e6,
-        "client_cpu_cores": client_cpu / elapsed,
-        "peak_streaming": _peak_concurrency(results),
+        "errors": sum(1 for s in streams if s.error),
+        "server_cpu_cores": server_cpu / elapsed,
+        "client_cpu_cores": own_cpu / elapsed,
         "seconds": elapsed,
     }
 
@@ -206,22 +403,50 @@ async def _run(n: int, parts: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chats", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--only", choices=["steady", "turns"])
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds before the window")
     parser.add_argument(
-        "--parts", type=int, default=PARTS_PER_CHAT, help="text deltas per chat's turn"
+        "--ramp-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for every chat to stream before measuring anyway (steady)",
     )
+    parser.add_argument("--window", type=float, default=10.0, help="seconds measured (steady)")
+    parser.add_argument("--parts", type=int, default=PARTS_PER_TURN, help="deltas per short turn")
     args = parser.parse_args()
-    print(
-        f"{'chats':>6} {'p50 ms':>8} {'p99 ms':>8} {'parts/s':>9} {'lost':>6} {'dup':>5} "
-        f"{'KiB/chat':>9} {'cpu cores':>9} {'µs/part':>8} {'client':>7} {'peak':>5} {'secs':>5}"
-    )
-    for n in args.chats:
-        r = asyncio.run(_run(n, args.parts))
+    if args.only != "turns":
         print(
-            f"{r['chats']:>6} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['parts_per_s']:>9.0f} "
-            f"{r['lost']:>6} {r['duplicated']:>5} {r['rss_per_chat_kib']:>9.1f} "
-            f"{r['server_cpu_cores']:>9.2f} {r['cpu_us_per_part']:>8.0f} "
-            f"{r['client_cpu_cores']:>7.2f} {r['peak_streaming']:>5} {r['seconds']:>5.1f}"
+            f"steady: every chat streaming, {args.window:.0f} s window\n"
+            f"{'chats':>6} {'live':>5} {'p50 ms':>7} {'p99 ms':>7} {'parts/s':>8} {'lost':>5} "
+            f"{'dup':>4} {'err':>4} {'KiB/chat':>8} {'cores':>6} {'µs/part':>8} {'client':>6} "
+            f"{'ramp s':>6}",
+            flush=True,
         )
+        for n in args.chats:
+            r = asyncio.run(steady(n, args.settle, args.window, args.ramp_timeout))
+            print(
+                f"{r['chats']:>6} {r['streaming']:>5} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+                f"{r['parts_per_s']:>8.0f} {r['lost']:>5} {r['duplicated']:>4} {r['errors']:>4} "
+                f"{r['rss_per_chat_kib']:>8.1f} {r['server_cpu_cores']:>6.2f} "
+                f"{r['cpu_us_per_part']:>8.1f} {r['client_cpu_cores']:>6.2f} {r['ramp_s']:>6.1f}",
+                flush=True,
+            )
+    if args.only != "steady":
+        print(
+            f"turns: {args.parts} deltas each, started as fast as the server takes them\n"
+            f"{'chats':>6} {'turns/s':>8} {'ms cpu/turn':>11} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'lost':>5} {'dup':>4} {'err':>4} {'cores':>6} {'client':>6} {'secs':>6}",
+            flush=True,
+        )
+        for n in args.chats:
+            r = asyncio.run(turns(n, args.parts))
+            print(
+                f"{r['chats']:>6} {r['turns_per_s']:>8.1f} {r['cpu_ms_per_turn']:>11.1f} "
+                f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['lost']:>5} {r['duplicated']:>4} "
+                f"{r['errors']:>4} {r['server_cpu_cores']:>6.2f} {r['client_cpu_cores']:>6.2f} "
+                f"{r['seconds']:>6.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

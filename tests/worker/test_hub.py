@@ -6,12 +6,14 @@ import asyncio
 import json
 import re
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from chatd.loop import Metrics
 from chatd.worker import StreamEvent, StreamHub, encode_event
+from chatd.worker.hub import event_from_payload
 from tests.loop.promhelpers import gather, series
 
 CHAT = "chat-1"
@@ -53,6 +55,33 @@ def test_encode_event_is_one_complete_sse_frame() -> None:
         b'{"seq":41,"chat_id":"chat-1","type":"status","status":"waiting","archived":false}\n\n'
     )
     assert json.loads(event.data)["seq"] == 41
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payload=st.dictionaries(
+        st.text().filter(lambda k: k not in ("seq", "chat_id", "type")), json_values
+    )
+)
+def test_an_event_spliced_from_its_encoded_payload_is_the_encoded_event(
+    payload: dict[str, object],
+) -> None:
+    # The owner encodes a payload once for the frame and the durable row alike.
+    spliced = event_from_payload(CHAT, 7, "message_part", msgspec.json.encode(payload))
+    assert spliced == encode_event(CHAT, 7, "message_part", payload)
+    assert json.loads(spliced.data) == {
+        "seq": 7,
+        "chat_id": CHAT,
+        "type": "message_part",
+        **payload,
+    }
 
 
 async def test_live_events_reach_every_watcher_in_order() -> None:

@@ -7,14 +7,16 @@ goes through the store, every event through the hub.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +25,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from starlette.types import Receive, Scope, Send
 
 from chatd import __version__
 from chatd.api.auth import Principal
@@ -34,10 +37,12 @@ from chatd.types import encode
 from chatd.worker.hub import StreamHub, Subscription
 from chatd.worker.watch import ChatListWatch
 
-__all__ = ["AppState", "User", "create_app", "current_user", "sse_response"]
+__all__ = ["AppState", "SseResponse", "User", "create_app", "current_user", "sse_response"]
 
 # 15 s: proxies and load balancers close streams idle for longer (spec §5.3).
 SSE_KEEPALIVE = 15.0
+# Where the app keeps the server's own `send` in the scope (see SseResponse).
+RAW_SEND = "chatd.raw_send"
 # 2 s: how long a browser's EventSource waits before reconnecting.
 SSE_RETRY_MS = 2000
 # The browser UI: static files shipped in the package (no build step), public (spec §6.2).
@@ -92,23 +97,73 @@ async def current_user(request: Request) -> Principal:
 User = Annotated[Principal, Depends(current_user)]
 
 
+class SseResponse(Response):
+    """Server-Sent Events from an async generator of complete frames.
+
+    The response start goes through the middleware like any other (status, request
+    id, metrics); the frames go straight to the server's own `send` (stashed in the
+    scope by the app), skipping the half-dozen middleware `send` wrappers that would
+    otherwise run for every frame. A client that hangs up ends the stream at once.
+    """
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, frames: AsyncGenerator[bytes, None]) -> None:
+        self.frames = frames
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        write: Send = scope.get(RAW_SEND, send)
+        streaming = asyncio.ensure_future(self._stream(write))
+        hangup = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((streaming, hangup), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            streaming.cancel()
+            hangup.cancel()
+            await asyncio.gather(streaming, hangup, return_exceptions=True)
+        if not streaming.cancelled():
+            error = streaming.exception()
+            if error is not None:
+                raise error
+            await write({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _stream(self, write: Send) -> None:
+        async with contextlib.aclosing(self.frames) as frames:
+            async for chunk in frames:
+                await write({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        continue
+
+
 def sse_response(subscription: Subscription, keepalive: float = SSE_KEEPALIVE) -> Response:
     """Stream a subscription as Server-Sent Events (spec §5.3 framing)."""
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         yield b"retry: %d\n\n" % SSE_RETRY_MS
         async for chunk in subscription.frames(keepalive=keepalive):
             yield chunk or b": keep-alive\n\n"
 
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream; charset=utf-8",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return SseResponse(body())
+
+
+class _App(FastAPI):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send  # the server's own send, for SseResponse
+        await super().__call__(scope, receive, send)
 
 
 def create_app(state: AppState) -> FastAPI:
-    app = FastAPI(
+    app = _App(
         title="chatd",
         version=__version__,
         description="Durable LLM agent chats over HTTP and Server-Sent Events.",

@@ -8,14 +8,14 @@ maps the store's refusals to the documented error shape in one place
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chatd.api.app import AppState, User, sse_response
+from chatd.api.app import SSE_RETRY_MS, AppState, SseResponse, User, sse_response
 from chatd.api.errors import ApiError
 from chatd.store import (
     BusyBehavior,
@@ -277,16 +277,12 @@ async def watch_chats(request: Request, user: User) -> Response:
     """Changes to the caller's chat list over SSE (chat_created, chat_updated, chat_deleted)."""
     state = _state(request)
 
-    async def body() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
+    async def body() -> AsyncGenerator[bytes, None]:
+        yield b"retry: %d\n\n" % SSE_RETRY_MS
         async for frame in state.list_watch.frames(user.user_id, state.sse_keepalive):
             yield frame
 
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream; charset=utf-8",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return SseResponse(body())
 
 
 @router.get("/models")

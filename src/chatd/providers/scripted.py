@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +67,9 @@ class ScriptedReply:
     reasoning: str = ""
     tool_calls: Sequence[tuple[str, str]] = ()
     error: InjectedError | None = None
-    # Seconds to wait before the first part and between deltas (for live demos).
+    # Seconds to wait before the first part and between deltas (for live demos and
+    # load tests). Deltas keep a fixed schedule, as a provider's stream does: one
+    # every `delta_delay` from the first, so a slow consumer does not slow the model.
     first_part_delay: float = 0.0
     delta_delay: float = 0.0
 
@@ -173,10 +175,12 @@ class ScriptedModel:
             self._log_call(call, "end")
 
     async def _play_parts(self, reply: ScriptedReply, call: Call) -> AsyncIterator[StreamPart]:
-        parts = self._parts(reply, call)
+        parts = self._parts(reply, call, next(self._ids))
         fail_after = reply.error.after_parts if reply.error is not None else 0
         if reply.first_part_delay:
             await asyncio.sleep(reply.first_part_delay)
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         for count, part in enumerate(parts, start=1):
             if self.stamp_deltas and part.type == P.TEXT_DELTA:
                 part = StreamPart(P.TEXT_DELTA, id=part.id, delta=f"{time.time():.6f} ")
@@ -184,51 +188,48 @@ class ScriptedModel:
             if fail_after and count >= fail_after:
                 raise ConnectionResetError("connection reset by peer (scripted disconnect)")
             if reply.delta_delay and part.delta:
-                await asyncio.sleep(reply.delta_delay)
+                due += reply.delta_delay
+                await asyncio.sleep(max(0.0, due - loop.time()))
 
-    def _parts(self, reply: ScriptedReply, call: Call) -> list[StreamPart]:
-        n = next(self._ids)
-        parts: list[StreamPart] = []
+    def _parts(self, reply: ScriptedReply, call: Call, n: int) -> Iterator[StreamPart]:
+        """The reply's parts, made as they are played (a long reply costs no memory)."""
         if reply.reasoning:
             rid = f"r{n}"
-            parts.append(StreamPart(P.REASONING_START, id=rid))
-            parts += [
-                StreamPart(P.REASONING_DELTA, id=rid, delta=w) for w in _words(reply.reasoning)
-            ]
-            parts.append(StreamPart(P.REASONING_END, id=rid))
+            yield StreamPart(P.REASONING_START, id=rid)
+            for word in _words(reply.reasoning):
+                yield StreamPart(P.REASONING_DELTA, id=rid, delta=word)
+            yield StreamPart(P.REASONING_END, id=rid)
         if reply.text:
             tid = f"t{n}"
-            parts.append(StreamPart(P.TEXT_START, id=tid))
-            parts += [StreamPart(P.TEXT_DELTA, id=tid, delta=w) for w in _words(reply.text)]
-            parts.append(StreamPart(P.TEXT_END, id=tid))
+            yield StreamPart(P.TEXT_START, id=tid)
+            for word in _words(reply.text):
+                yield StreamPart(P.TEXT_DELTA, id=tid, delta=word)
+            yield StreamPart(P.TEXT_END, id=tid)
         for k, (name, args) in enumerate(reply.tool_calls):
             cid = f"call_{n}_{k}"
-            parts.append(StreamPart(P.TOOL_INPUT_START, id=cid, tool_call_name=name))
-            parts.append(StreamPart(P.TOOL_INPUT_DELTA, id=cid, delta=args))
-            parts.append(StreamPart(P.TOOL_INPUT_END, id=cid))
-            parts.append(StreamPart(P.TOOL_CALL, id=cid, tool_call_name=name, tool_call_input=args))
+            yield StreamPart(P.TOOL_INPUT_START, id=cid, tool_call_name=name)
+            yield StreamPart(P.TOOL_INPUT_DELTA, id=cid, delta=args)
+            yield StreamPart(P.TOOL_INPUT_END, id=cid)
+            yield StreamPart(P.TOOL_CALL, id=cid, tool_call_name=name, tool_call_input=args)
         prompt_tokens = sum(len(t.split()) for t in _texts(call.prompt))
         output_tokens = len(reply.text.split()) + len(reply.reasoning.split())
-        parts.append(
-            StreamPart(
-                P.FINISH,
-                finish_reason=FinishReason.TOOL_CALLS if reply.tool_calls else FinishReason.STOP,
-                usage=Usage(
-                    input_tokens=prompt_tokens,
-                    output_tokens=output_tokens,
-                    total_tokens=prompt_tokens + output_tokens,
-                ),
-            )
+        yield StreamPart(
+            P.FINISH,
+            finish_reason=FinishReason.TOOL_CALLS if reply.tool_calls else FinishReason.STOP,
+            usage=Usage(
+                input_tokens=prompt_tokens,
+                output_tokens=output_tokens,
+                total_tokens=prompt_tokens + output_tokens,
+            ),
         )
-        return parts
 
 
-def _words(text: str) -> list[str]:
-    """Split into word-sized deltas that join back to exactly `text`."""
-    out: list[str] = []
-    for word in text.split(" "):
-        out.append(word if not out else " " + word)
-    return out
+def _words(text: str) -> Iterator[str]:
+    """Word-sized deltas that join back to exactly `text`."""
+    words = iter(text.split(" "))
+    yield next(words)
+    for word in words:
+        yield " " + word
 
 
 def _texts(messages: Sequence[Message]) -> list[str]:

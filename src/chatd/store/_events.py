@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from chatd.store._base import StoreBase
 from chatd.store._models import Chat, ChatStatus, QueuedMessage, StoredMessage, StreamEvent
+from chatd.store._rows import Row, driver_timestamp, event_rows, insert_event_rows, lock_fences
 from chatd.store._schema import chat_messages, chat_stream_events, chats
 from chatd.store._tx import Fence, message_from_row
 
@@ -107,18 +108,8 @@ class EventSync(StoreBase):
                 seq += 1
                 events.append(StreamEvent(seq=seq, type=type_, data=data))
             if events:
-                await tx.conn.execute(
-                    sa.insert(chat_stream_events),
-                    [
-                        {
-                            "chat_id": chat_id,
-                            "seq": e.seq,
-                            "type": e.type,
-                            "data": e.data,
-                            "created_at": tx.now,
-                        }
-                        for e in events
-                    ],
+                await insert_event_rows(
+                    tx.conn, event_rows(chat_id, events, driver_timestamp(tx.conn, tx.now))
                 )
                 tx.last_event_seq = seq
             if events or new_state != emitted:
@@ -145,46 +136,36 @@ class EventSync(StoreBase):
         now = self.clock()
         async with self.db.write() as conn:
             ids = [fence.chat_id for fence, _, _ in batches]
-            rows = {
-                row.id: row
-                for row in await conn.execute(
-                    sa.select(c.id, c.runner_id, c.lease_epoch, c.seq_reserved)
-                    .where(c.id.in_(ids))
-                    .with_for_update()
-                )
-            }
-            inserts: list[dict[str, Any]] = []
+            fences = await lock_fences(conn, ids)
+            stamp = driver_timestamp(conn, now)
+            inserts: list[Row] = []
+            reserve: list[dict[str, Any]] = []
             for fence, events, state in batches:
-                row = rows.get(fence.chat_id)
-                if (
-                    row is None
-                    or row.runner_id != fence.runner_id
-                    or row.lease_epoch != fence.lease_epoch
-                ):
+                held = fences.get(fence.chat_id)
+                if held is None or held[:2] != (fence.runner_id, fence.lease_epoch):
                     stale.add(fence.chat_id)
                     continue
-                inserts += [
-                    {
-                        "chat_id": fence.chat_id,
-                        "seq": e.seq,
-                        "type": e.type,
-                        "data": e.data,
-                        "created_at": now,
-                    }
-                    for e in events
-                ]
-                values: dict[str, Any] = {}
-                if events and max(e.seq for e in events) > row.seq_reserved - block // 2:
-                    values["seq_reserved"] = row.seq_reserved + block
+                inserts += event_rows(fence.chat_id, events, stamp)
+                seq_reserved = held[2]
+                if events and events[-1].seq > seq_reserved - block // 2:
+                    reserve.append({"id_": fence.chat_id, "reserved_": seq_reserved + block})
                 if state is not None:
-                    values["emitted_state"] = dict(state)
-                if values:
-                    await conn.execute(sa.update(chats).where(c.id == fence.chat_id).values(values))
-            if inserts:
-                await conn.execute(sa.insert(chat_stream_events), inserts)
+                    await conn.execute(
+                        sa.update(chats)
+                        .where(c.id == fence.chat_id)
+                        .values(emitted_state=dict(state))
+                    )
+            if reserve:
+                await conn.execute(
+                    sa.update(chats)
+                    .where(c.id == sa.bindparam("id_"))
+                    .values(seq_reserved=sa.bindparam("reserved_")),
+                    reserve,
+                )
+            await insert_event_rows(conn, inserts)
         self._events_written(
             [
-                (fence.chat_id, max(e.seq for e in events))
+                (fence.chat_id, events[-1].seq)
                 for fence, events, _ in batches
                 if events and fence.chat_id not in stale
             ]

@@ -203,11 +203,16 @@ class History(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StreamEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One durable event of the chat's stream (spec §5.1); `data` is the JSON payload."""
+    """One durable event of the chat's stream (spec §5.1); `data` is the JSON payload.
+
+    `encoded`, when the writer has it, is `data` already encoded as JSON: the store
+    writes it as is instead of encoding `data` again.
+    """
 
     seq: int
     type: str
     data: dict[str, Any]
+    encoded: bytes | None = msgspec.field(default=None)
 
 
 class Page(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,7 +21,8 @@ from chatd.store._base import StoreBase
 from chatd.store._errors import ChatIsInterrupting, TransitionRejected
 from chatd.store._ids import new_id
 from chatd.store._models import Chat, ChatStatus, Lease, StreamEvent, Visibility
-from chatd.store._schema import chat_heartbeats, chat_messages, chat_stream_events, chats
+from chatd.store._rows import driver_timestamp, event_rows, insert_event_rows
+from chatd.store._schema import chat_heartbeats, chat_messages, chats
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, Tx, chat_from_row
 from chatd.types import Role, TextPart, ToolCallPart, ToolResultPart, ToolResultText
 
@@ -422,19 +423,7 @@ class WorkerTransitions(StoreBase):
 async def _insert_events(tx: Tx, events: Sequence[StreamEvent]) -> None:
     if not events:
         return
-    await tx.conn.execute(
-        sa.insert(chat_stream_events),
-        [
-            {
-                "chat_id": tx.id,
-                "seq": event.seq,
-                "type": event.type,
-                "data": event.data,
-                "created_at": tx.now,
-            }
-            for event in events
-        ],
-    )
+    await insert_event_rows(tx.conn, event_rows(tx.id, events, driver_timestamp(tx.conn, tx.now)))
     block = tx.config.seq_block
     tx.last_event_seq = max(event.seq for event in events)
     if tx.last_event_seq > tx.row["seq_reserved"] - block // 2:

@@ -38,6 +38,7 @@ __all__ = [
     "StreamHub",
     "Subscription",
     "encode_event",
+    "event_from_payload",
     "reset_frame",
 ]
 
@@ -64,7 +65,15 @@ class StreamEvent:
 
 def encode_event(chat_id: str, seq: int, type: str, payload: Mapping[str, Any]) -> StreamEvent:
     """Encode an event once; `payload` must not contain seq, chat_id or type."""
-    data = _encoder.encode({"seq": seq, "chat_id": chat_id, "type": type, **payload})
+    return event_from_payload(chat_id, seq, type, _encoder.encode(payload))
+
+
+def event_from_payload(chat_id: str, seq: int, type: str, payload: bytes) -> StreamEvent:
+    """The event whose payload is already the JSON object `payload` (as the durable log
+    stores it): seq, chat_id and type are spliced in front, nothing is encoded again.
+    Chat ids and event types never need JSON escaping."""
+    head = b'{"seq":%d,"chat_id":"%s","type":"%s"' % (seq, chat_id.encode(), type.encode())
+    data = head + b"}" if payload == b"{}" else head + b"," + payload[1:]
     frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, type.encode(), data)
     return StreamEvent(seq, type, data, frame)
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+
 from chatd.store import Chat, Fence, Store
 from chatd.store import StreamEvent as StoredEvent
 from chatd.worker.events import derive_events, pending_tool_calls
-from chatd.worker.hub import StreamHub, encode_event
+from chatd.worker.hub import StreamHub, event_from_payload
 
 __all__ = ["OwnerStream"]
+
+_encoder = msgspec.json.Encoder()
 
 
 class OwnerStream:
@@ -40,8 +44,10 @@ class OwnerStream:
     def emit(self, type_: str, payload: dict[str, Any]) -> None:
         seq = self.next_seq
         self.next_seq += 1
-        self.hub.publish(self.chat_id, encode_event(self.chat_id, seq, type_, payload))
-        self.pending.append(StoredEvent(seq=seq, type=type_, data=payload))
+        # Encoded once: the hub's frame and the durable row share the JSON.
+        encoded = _encoder.encode(payload)
+        self.hub.publish(self.chat_id, event_from_payload(self.chat_id, seq, type_, encoded))
+        self.pending.append(StoredEvent(seq=seq, type=type_, data=payload, encoded=encoded))
 
     def take_pending(self) -> list[StoredEvent]:
         events, self.pending = self.pending, []
