@@ -244,6 +244,20 @@ async def test_a_hanging_mcp_tool_cannot_hang_the_chat(errlog: TextIO) -> None:
     )
 
 
+async def test_closing_finishes_even_when_the_run_is_cancelled_meanwhile(
+    errlog: TextIO,
+) -> None:
+    """Shutdown's grace can end while a runner closes its servers: none may be left."""
+    mcp = await McpConnections([stdio_server()], errlog=errlog).__aenter__()
+    pid = int((await call({t.name: t for t in mcp.tools}, "calc__pid")).content)
+    closing = asyncio.create_task(mcp.aclose())
+    await asyncio.sleep(0.01)  # the server is asked to stop; stopping takes longer
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert is_gone(pid)
+
+
 async def test_allow_and_deny_filters_and_disabled_servers(errlog: TextIO) -> None:
     cache = tuple(McpToolInfo(name) for name in ("add", "echo", "pid", "fail"))
     servers = [

@@ -207,9 +207,11 @@ def create_app(state: AppState) -> FastAPI:
 
     from chatd.api.admin import router as admin_router
     from chatd.api.chats import router as chats_router
+    from chatd.api.mcp_servers import router as mcp_servers_router
 
     # Admin collections first: their paths would otherwise match /api/chats/{chat_id}.
     app.include_router(admin_router)
+    app.include_router(mcp_servers_router)
     app.include_router(chats_router)
 
     @app.get("/", include_in_schema=False)

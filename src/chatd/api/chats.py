@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from chatd.api.app import SSE_RETRY_MS, AppState, SseResponse, User, sse_response
 from chatd.api.errors import ApiError
@@ -47,6 +47,14 @@ router = APIRouter(prefix="/api/chats", tags=["chats"])
 
 # 256 KiB of UTF-8 per message (spec §6.6).
 MAX_MESSAGE_BYTES = 256 * 1024
+# Spec §3.2 `[a-z0-9_-]{1,32}`, without a leading '_'/'-' or a double '_': the model
+# sees `<slug>__<tool>`, which must split back unambiguously.
+McpSlug = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=32, pattern=r"^[a-z0-9](?:[a-z0-9-]|_[a-z0-9-])*_?$"
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -72,7 +80,7 @@ class ToolConfig(_Strict):
     chat's workspace on the server, so they are opt-in: `"builtin": "all"` or a list."""
 
     builtin: Literal["all"] | list[str] | None = None
-    mcp_servers: list[str] | None = None
+    mcp_servers: list[McpSlug] | None = Field(default=None, max_length=64)
     dynamic: list[DynamicToolSpec] = Field(default_factory=list, max_length=64)
     stop_after: list[str] = Field(default_factory=list)
     exclusive: list[str] = Field(default_factory=list)
@@ -171,6 +179,20 @@ async def _model_config(state: AppState, reference: str | None) -> ModelConfig |
     )
 
 
+async def _check_mcp_servers(state: AppState, slugs: list[str]) -> None:
+    """Every slug names a configured MCP server (422 otherwise). Only chats that name
+    servers pay for this read."""
+    known = {server.slug for server in await state.store.list_mcp_servers(slugs)}
+    unknown = sorted(set(slugs) - known)
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "Name only MCP servers an admin has configured in tools.mcp_servers.",
+            f"unknown MCP servers {unknown}",
+        )
+
+
 NO_USAGE: dict[str, int | None] = {
     "input_tokens": 0,
     "output_tokens": 0,
@@ -236,6 +258,8 @@ async def create_chat(body: CreateChat, request: Request, user: User) -> Respons
             raise ApiError(
                 422, "invalid_request", "Fix the chat's tools and retry.", str(err)
             ) from None
+        if tools.get("mcp_servers"):
+            await _check_mcp_servers(state, tools["mcp_servers"])
     with _store_errors():
         chat = await state.store.create_chat(
             user.user_id,

@@ -16,7 +16,6 @@ from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._ids import new_id, sha256_hex
 from chatd.store._models import ApiToken, ModelConfig, ProviderKey, User
 from chatd.store._schema import api_tokens, model_configs, provider_keys, users
-from chatd.store._secrets import SecretBox
 
 __all__ = ["Accounts"]
 
@@ -29,8 +28,6 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 class Accounts(StoreBase):
-    secrets: SecretBox | None = None
-
     # --- users and tokens -----------------------------------------------------------------
 
     async def create_user(self, username: str, *, is_admin: bool = False) -> User:
@@ -124,11 +121,6 @@ class Accounts(StoreBase):
             raise NotFound("api token", token_id)
 
     # --- provider keys and model configs ---------------------------------------------------
-
-    def _box(self) -> SecretBox:
-        if self.secrets is None:
-            raise RuntimeError("this Store was opened without a secret key")
-        return self.secrets
 
     async def create_provider_key(self, name: str, provider: str, secret: str) -> ProviderKey:
         """Store a provider API key encrypted; only its last 4 characters stay readable."""

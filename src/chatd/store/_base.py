@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from chatd.store._engine import Database
 from chatd.store._models import Chat
 from chatd.store._pubsub import Notifier
+from chatd.store._secrets import SecretBox
 from chatd.store._tx import StoreConfig, Tx
 
 __all__ = ["ChatListener", "StoreBase", "utcnow"]
@@ -22,6 +23,9 @@ def utcnow() -> datetime:
 
 class StoreBase:
     """The state the transition mixins of `Store` work with."""
+
+    # Encrypts provider keys and MCP server secrets; `Store.open` always sets it.
+    secrets: SecretBox | None = None
 
     def __init__(
         self,
@@ -37,6 +41,11 @@ class StoreBase:
         # Other replicas hear of commits through this (PostgreSQL NOTIFY); by default
         # no one else is told: one SQLite process has only in-process listeners.
         self.notifier = Notifier()
+
+    def _box(self) -> SecretBox:
+        if self.secrets is None:
+            raise RuntimeError("this Store was opened without a secret key")
+        return self.secrets
 
     def add_listener(self, listener: ChatListener) -> None:
         """Call `listener(chat)` after every committed transition (in-process wake-ups)."""

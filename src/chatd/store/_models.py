@@ -21,6 +21,8 @@ __all__ = [
     "ChatStatus",
     "History",
     "Lease",
+    "McpServer",
+    "McpServerSecrets",
     "ModelConfig",
     "Page",
     "ProviderKey",
@@ -262,3 +264,36 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True):
     is_default: bool
     created_at: datetime
     updated_at: datetime
+
+
+class McpServer(msgspec.Struct, frozen=True, kw_only=True):
+    """A configured MCP server (spec §7.4) as routes show it: the names of its
+    environment variables and headers, never their values."""
+
+    id: str
+    slug: str
+    transport: str  # "stdio" or "streamable_http"
+    command: list[str]
+    env_names: list[str]
+    url: str | None
+    header_names: list[str]
+    allow_tools: list[str]  # empty: every tool
+    deny_tools: list[str]
+    enabled: bool
+    connect_timeout_s: float
+    call_timeout_s: float
+    tool_cache: list[dict[str, Any]]  # the last listing: name, description, input_schema
+    created_at: datetime
+    updated_at: datetime
+
+
+class McpServerSecrets(msgspec.Struct, frozen=True, kw_only=True):
+    """A server's secret values in clear, only for connecting it (`reveal_mcp_servers`).
+    `error` says why they could not be decrypted (then both maps are empty)."""
+
+    env: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    error: str = ""
+
+    def __repr__(self) -> str:  # never print values into a log
+        return f"McpServerSecrets(env={sorted(self.env)}, headers={sorted(self.headers)})"

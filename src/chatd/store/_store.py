@@ -15,6 +15,7 @@ from chatd.store._chat_admin import ChatAdministration
 from chatd.store._chats import ChatTransitions
 from chatd.store._engine import Database, data_dir_from_env, database_url_from_env
 from chatd.store._events import EventSync
+from chatd.store._mcp_servers import McpServers
 from chatd.store._migrations import upgrade
 from chatd.store._reads import Reads
 from chatd.store._secrets import SecretBox, load_secret_key
@@ -26,7 +27,15 @@ __all__ = ["Store"]
 PING_TIMEOUT = 2.0
 
 
-class Store(ChatTransitions, ChatAdministration, WorkerTransitions, EventSync, Reads, Accounts):
+class Store(
+    ChatTransitions,
+    ChatAdministration,
+    WorkerTransitions,
+    EventSync,
+    Reads,
+    Accounts,
+    McpServers,
+):
     """Every chat state change and read of chatd, each method one transaction.
 
     Open one per process with `await Store.open()` and close it with `close()`.

@@ -106,8 +106,16 @@ class McpConnections:
     async def aclose(self) -> None:
         """Close every connection (stdio servers are stopped) and wait until they are."""
         self._closing.set()
-        if self._tasks:
+        if not self._tasks:
+            return
+        try:
             await asyncio.wait(self._tasks)
+        except asyncio.CancelledError:
+            # The run was cancelled mid-close (lease lost, shutdown grace over): finish
+            # anyway, or a holder cut off at loop exit would leave its server process
+            # and pipes behind. The SDK bounds its shutdown (flush, grace, kill).
+            await asyncio.wait(self._tasks)
+            raise
 
     async def _hold(self, connection: _Connection) -> None:
         # One task per server enters and exits its client: the SDK's anyio scopes

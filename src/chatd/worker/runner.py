@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from chatd.loop import (
     RunOptions,
     StopAfterTool,
     StreamError,
+    Tool,
     ToolCall,
     ToolResponse,
     run,
@@ -60,6 +61,7 @@ from chatd.types import (
     ToolCallPart,
     ToolResultPart,
 )
+from chatd.worker.mcp_servers import connect_mcp_servers
 from chatd.worker.owner_stream import OwnerStream
 from chatd.worker.wire import part_json
 
@@ -142,6 +144,8 @@ class ChatRunner:
         self._background: set[asyncio.Task[Any]] = set()
         self.model_provider = ""
         self.model_name = ""
+        # The run's MCP connections, opened before its first step, closed when it ends.
+        self._mcp: contextlib.AsyncExitStack | None = None
 
     # --- notifications from the worker ---------------------------------------------
 
@@ -181,6 +185,8 @@ class ChatRunner:
         finally:
             for task in list(self._background):
                 task.cancel()
+            if self._mcp is not None:
+                await self._mcp.aclose()  # after the releasing transition: no one waits
 
     async def record_attempt(self) -> None:
         try:
@@ -274,6 +280,8 @@ class ChatRunner:
         # Built-in tools act on the server's files and processes: only when asked for.
         builtin = self.worker.builtin_tools(chat) if "builtin" in chat.tool_config else []
         extra = self.worker.server_tools(chat) if self.worker.server_tools is not None else []
+        if tool_config.mcp_servers:  # opt-in: other chats never read the mcp_servers table
+            extra = [*extra, *await self._connect_mcp(tool_config.mcp_servers)]
         selection = select_tools(tool_config, builtin=builtin, mcp=extra)
         compaction = await self._compaction_options(chat)
         options = RunOptions(
@@ -319,6 +327,11 @@ class ChatRunner:
         finally:
             gauge.dec()
         await self._end(self.store.finish_turn(self.fence))
+
+    async def _connect_mcp(self, slugs: Sequence[str]) -> list[Tool]:
+        self._mcp = contextlib.AsyncExitStack()
+        cwd = str(self.worker.workspaces.get(self.chat_id).root)
+        return await connect_mcp_servers(self.store, self.chat_id, slugs, self._mcp, cwd=cwd)
 
     async def _compaction_options(self, chat: Chat) -> CompactionOptions:
         """The model config's threshold (100 disables) and context-limit override."""
