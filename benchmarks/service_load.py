@@ -48,6 +48,8 @@ DELAY = 0.05  # 20 parts/s
 # A steady turn lasts this long unless interrupted (it always is).
 STEADY_TURN_SECONDS = 600
 CREATE_CONCURRENCY = 50
+# A saturated server answers slowly: chats it does not interrupt in time count as errors.
+INTERRUPT_TIMEOUT = 15.0
 
 _STAMP = re.compile(rb'"type":"text_delta","delta":"([0-9. ]+)"')
 _ENDED = re.compile(rb'"type":"status","status":"(?:waiting|error)"')
@@ -200,6 +202,7 @@ class Bench:
         self.token = ""
         self.server: subprocess.Popen[bytes] | None = None
         self.samples: list[tuple[float, float, int, float]] = []  # wall, server cpu, rss, own
+        self.chat_ids: list[str] = []  # in the order they were created
 
     async def __aenter__(self) -> Bench:
         store = await Store.open(
@@ -240,7 +243,11 @@ class Bench:
         await self.client.aclose()
         assert self.server is not None
         self.server.terminate()
-        self.server.wait(60)
+        try:
+            self.server.wait(60)
+        except subprocess.TimeoutExpired:
+            self.server.kill()  # a saturated server may not drain in time
+            self.server.wait(10)
 
     async def _sample(self) -> None:
         assert self.server is not None
@@ -268,6 +275,7 @@ class Bench:
             response = await self.client.post("/api/chats", json={"message": "go", "model": "load"})
             response.raise_for_status()
             chat_id: str = response.json()["id"]
+        self.chat_ids.append(chat_id)
         await self.follow(chat_id, stream)
         return chat_id
 
@@ -335,19 +343,34 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
         # Every chat streamed through the window? (A turn that ended early would not.)
         streaming = sum(1 for s in streams if s.last >= end)
 
+        refused: list[str] = []
+
         async def interrupt(chat_id: str) -> None:
             async with semaphore:
-                await bench.client.post(f"/api/chats/{chat_id}/interrupt")
+                try:
+                    response = await bench.client.post(
+                        f"/api/chats/{chat_id}/interrupt", timeout=INTERRUPT_TIMEOUT
+                    )
+                    response.raise_for_status()
+                except httpx.HTTPError as err:  # a saturated server may not answer in time
+                    refused.append(f"{chat_id}: {err!r}")
 
         _progress(f"{n} chats: window done, interrupting")
-        chat_ids = await starting
-        await asyncio.gather(*(interrupt(c) for c in chat_ids))
+        if not starting.done():  # saturated: the chats not created yet never will be
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        streams = [s for s in streams if s.done is not None]
+        await asyncio.gather(*(interrupt(c) for c in bench.chat_ids))
         _progress(f"{n} chats: waiting for the turns to end")
-        await asyncio.wait_for(
-            asyncio.gather(*(s.done for s in streams if s.done is not None)),
-            timeout=120,
+        await asyncio.wait(
+            [s.done for s in streams if s.done is not None], timeout=INTERRUPT_TIMEOUT
         )
+        for s in streams:
+            if s.done is not None and not s.done.done():
+                s.error = "the turn did not end after its interrupt"
+                s.committed = []  # nothing to check it against
         server_cpu, own_cpu, peak_rss = bench.usage_between(start, end)
+        created = len(bench.chat_ids)
     latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
     delivered = len(latencies)
     p50, p99 = _percentiles(latencies)
@@ -360,8 +383,8 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
         "parts_per_s": delivered / window,
         "lost": lost,
         "duplicated": duplicated,
-        "errors": sum(1 for s in streams if s.error),
-        "rss_per_chat_kib": (peak_rss - rss_before) / n / 1024,
+        "errors": sum(1 for s in streams if s.error) + len(refused),
+        "rss_per_chat_kib": (peak_rss - rss_before) / max(created, 1) / 1024,
         "server_cpu_cores": server_cpu / window,
         "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
         "client_cpu_cores": own_cpu / window,

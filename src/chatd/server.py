@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -246,6 +247,21 @@ async def build(settings: Settings) -> Replica:
     return replica
 
 
+# Allocations between young-generation collections. CPython's default (700) makes a
+# streaming replica collect every few dozen parts; each collection walks the young
+# objects of every chat. Measured on 200 streaming chats: ~15 % of the CPU per part.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _tune_gc() -> None:
+    """Once the process is built: its long-lived objects (modules, app, settings) go to
+    the permanent generation, never walked again, and young collections run less often."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 class _Server(uvicorn.Server):
     replica: Replica
 
@@ -285,6 +301,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.handle_exit, sig, None)
+    _tune_gc()
     replica.start()
     print(f"chatd: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
     try:

@@ -81,6 +81,26 @@ async def test_reconnecting_with_last_event_id_delivers_every_seq_exactly_once(
         assert received == seqs(full), "nothing lost across the reconnect"
 
 
+async def test_a_watcher_that_hangs_up_is_released_while_the_chat_streams_on(
+    live: LiveReplica,
+) -> None:
+    # SSE frames bypass the middleware, so the hang-up must be noticed on its own.
+    model = await live.scripted_model("long", delta_delay=0.03, script=[{"text": "w " * 100}])
+    token = await live.token("hangup")
+    async with live.client(token) as client:
+        chat = (await client.post("/api/chats", json={"message": "go", "model": model})).json()
+        path = f"/api/chats/{chat['id']}/stream"
+        await SSE(client, path).read_until(lambda _i, name, _d: name == "message_part")
+        hub = live.replica.hub
+        async with asyncio.timeout(5):
+            while chat["id"] in hub.watched_chats():  # noqa: ASYNC110 - the hub has no event
+                await asyncio.sleep(0.02)
+        assert (await client.get(f"/api/chats/{chat['id']}")).json()["status"] == "running"
+        # A new watcher still gets the live stream to the end.
+        rest = await SSE(client, path).read_until(turn_done)
+        assert rest[-1][2]["status"] == "waiting"
+
+
 async def test_queue_and_interrupt_while_busy(live: LiveReplica) -> None:
     model = await live.scripted_model("slow2", delta_delay=0.05)
     token = await live.token("cy")

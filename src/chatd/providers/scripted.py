@@ -225,11 +225,13 @@ class ScriptedModel:
 
 
 def _words(text: str) -> Iterator[str]:
-    """Word-sized deltas that join back to exactly `text`."""
-    words = iter(text.split(" "))
-    yield next(words)
-    for word in words:
-        yield " " + word
+    """Word-sized deltas that join back to exactly `text`, cut as they are played (a long
+    reply is never split into a list of words up front)."""
+    start = 0
+    while (space := text.find(" ", start + 1)) >= 0:
+        yield text[start:space]
+        start = space
+    yield text[start:]
 
 
 def _texts(messages: Sequence[Message]) -> list[str]:
