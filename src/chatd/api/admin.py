@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatd.api.app import AppState, current_user
+from chatd.api.app import current_user, store_of
 from chatd.api.auth import Principal
 from chatd.api.chats import _json, _store_errors
 from chatd.api.errors import ApiError
@@ -98,14 +98,9 @@ def _key_json(k: ProviderKey) -> dict[str, Any]:
     }
 
 
-def _store(request: Request) -> Any:
-    state: AppState = request.app.state.chatd
-    return state.store
-
-
 @router.get("/model-configs")
 async def list_model_configs(request: Request, _admin: Admin) -> Response:
-    configs = await _store(request).list_model_configs()
+    configs = await store_of(request).list_model_configs()
     return _json({"model_configs": [_config_json(c) for c in configs]})
 
 
@@ -123,14 +118,14 @@ def _check_provider(provider: str) -> None:
 async def create_model_config(body: ModelConfigIn, request: Request, _admin: Admin) -> Response:
     _check_provider(body.provider)
     with _store_errors("model config"):
-        config = await _store(request).create_model_config(**body.model_dump())
+        config = await store_of(request).create_model_config(**body.model_dump())
     return _json(_config_json(config), 201)
 
 
 @router.get("/model-configs/{config_id}")
 async def get_model_config(config_id: str, request: Request, _admin: Admin) -> Response:
     with _store_errors("model config"):
-        return _json(_config_json(await _store(request).get_model_config(config_id)))
+        return _json(_config_json(await store_of(request).get_model_config(config_id)))
 
 
 @router.patch("/model-configs/{config_id}")
@@ -139,20 +134,20 @@ async def patch_model_config(
 ) -> Response:
     changes = body.model_dump(exclude_unset=True)
     with _store_errors("model config"):
-        config = await _store(request).update_model_config(config_id, **changes)
+        config = await store_of(request).update_model_config(config_id, **changes)
     return _json(_config_json(config))
 
 
 @router.delete("/model-configs/{config_id}", status_code=204)
 async def delete_model_config(config_id: str, request: Request, _admin: Admin) -> Response:
     with _store_errors("model config"):
-        await _store(request).delete_model_config(config_id)
+        await store_of(request).delete_model_config(config_id)
     return Response(status_code=204)
 
 
 @router.get("/provider-keys")
 async def list_provider_keys(request: Request, _admin: Admin) -> Response:
-    keys = await _store(request).list_provider_keys()
+    keys = await store_of(request).list_provider_keys()
     return _json({"provider_keys": [_key_json(k) for k in keys]})
 
 
@@ -160,12 +155,12 @@ async def list_provider_keys(request: Request, _admin: Admin) -> Response:
 async def create_provider_key(body: ProviderKeyIn, request: Request, _admin: Admin) -> Response:
     _check_provider(body.provider)
     with _store_errors("provider key"):
-        key = await _store(request).create_provider_key(body.name, body.provider, body.api_key)
+        key = await store_of(request).create_provider_key(body.name, body.provider, body.api_key)
     return _json(_key_json(key), 201)
 
 
 @router.delete("/provider-keys/{key_id}", status_code=204)
 async def delete_provider_key(key_id: str, request: Request, _admin: Admin) -> Response:
     with _store_errors("provider key"):
-        await _store(request).delete_provider_key(key_id)
+        await store_of(request).delete_provider_key(key_id)
     return Response(status_code=204)

@@ -37,7 +37,15 @@ from chatd.types import encode
 from chatd.worker.hub import StreamHub, Subscription
 from chatd.worker.watch import ChatListWatch
 
-__all__ = ["AppState", "SseResponse", "User", "create_app", "current_user", "sse_response"]
+__all__ = [
+    "AppState",
+    "SseResponse",
+    "User",
+    "create_app",
+    "current_user",
+    "sse_response",
+    "store_of",
+]
 
 # 15 s: proxies and load balancers close streams idle for longer (spec §5.3).
 SSE_KEEPALIVE = 15.0
@@ -78,6 +86,11 @@ class AppState:
 def _state(request: Request) -> AppState:
     state: AppState = request.app.state.chatd
     return state
+
+
+def store_of(request: Request) -> Store:
+    """The store of the app serving `request`."""
+    return _state(request).store
 
 
 async def current_user(request: Request) -> Principal:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from chatd.api.app import SSE_RETRY_MS, AppState, SseResponse, User, sse_response
+from chatd.api.app import SSE_RETRY_MS, AppState, SseResponse, User, _state, sse_response
 from chatd.api.errors import ApiError
 from chatd.store import (
     BusyBehavior,
@@ -151,11 +151,6 @@ def _store_errors(what: str = "chat") -> Iterator[None]:
     except InvalidRequest as err:
         status = 409 if err.kind == "conflict" else 422
         raise ApiError(status, err.kind, err.message) from None
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.chatd
-    return state
 
 
 async def _owned(state: AppState, chat_id: str, user: Any) -> Chat:

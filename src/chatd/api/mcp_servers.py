@@ -16,10 +16,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from chatd.api.admin import Admin
-from chatd.api.app import AppState
+from chatd.api.app import store_of
 from chatd.api.chats import McpSlug, _json, _store_errors
 from chatd.api.errors import ApiError
-from chatd.store import McpServer, Store
+from chatd.store import McpServer
 from chatd.worker.wire import timestamp
 
 __all__ = ["router"]
@@ -135,15 +135,10 @@ def server_json(s: McpServer) -> dict[str, Any]:
     }
 
 
-def _store(request: Request) -> Store:
-    state: AppState = request.app.state.chatd
-    return state.store
-
-
 @router.get("/mcp-servers")
 async def list_mcp_servers(request: Request, _admin: Admin) -> Response:
     """Every configured MCP server, by slug."""
-    servers = await _store(request).list_mcp_servers()
+    servers = await store_of(request).list_mcp_servers()
     return _json({"mcp_servers": [server_json(s) for s in servers]})
 
 
@@ -152,7 +147,7 @@ async def create_mcp_server(body: McpServerIn, request: Request, _admin: Admin) 
     """Add an MCP server; chats use it by naming its slug in `tools.mcp_servers`."""
     fields = body.model_dump()
     with _store_errors("MCP server"):
-        server = await _store(request).create_mcp_server(
+        server = await store_of(request).create_mcp_server(
             fields.pop("slug"), fields.pop("transport"), **fields
         )
     return _json(server_json(server), 201, {"Location": f"/api/chats/mcp-servers/{server.id}"})
@@ -161,7 +156,7 @@ async def create_mcp_server(body: McpServerIn, request: Request, _admin: Admin) 
 @router.get("/mcp-servers/{server_id}")
 async def get_mcp_server(server_id: str, request: Request, _admin: Admin) -> Response:
     with _store_errors("MCP server"):
-        return _json(server_json(await _store(request).get_mcp_server(server_id)))
+        return _json(server_json(await store_of(request).get_mcp_server(server_id)))
 
 
 @router.patch("/mcp-servers/{server_id}")
@@ -170,7 +165,7 @@ async def patch_mcp_server(
 ) -> Response:
     """Change an MCP server; runs that already connected keep their connection."""
     with _store_errors("MCP server"):
-        server = await _store(request).update_mcp_server(
+        server = await store_of(request).update_mcp_server(
             server_id, **body.model_dump(exclude_unset=True)
         )
     return _json(server_json(server))
@@ -180,7 +175,7 @@ async def patch_mcp_server(
 async def delete_mcp_server(server_id: str, request: Request, _admin: Admin) -> Response:
     """Remove an MCP server; chats that name it run without its tools."""
     with _store_errors("MCP server"):
-        await _store(request).delete_mcp_server(server_id)
+        await store_of(request).delete_mcp_server(server_id)
     return Response(status_code=204)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
@@ -145,15 +146,8 @@ class McpServers(StoreBase):
         return msgspec.json.encode(self._seal(headers)).decode() if headers else None
 
     async def get_mcp_server(self, server_id: str) -> McpServer:
-        if not _UUID.match(server_id):
-            raise NotFound("MCP server", server_id)
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(sa.select(mcp_servers).where(mcp_servers.c.id == server_id))
-            ).first()
-        if row is None:
-            raise NotFound("MCP server", server_id)
-        return _server(row._asdict())
+            return _server(await _server_row(conn, server_id))
 
     async def list_mcp_servers(self, slugs: Collection[str] | None = None) -> list[McpServer]:
         """Every server by slug, or only those named in `slugs`."""
@@ -171,16 +165,9 @@ class McpServers(StoreBase):
         unknown = set(changes) - _FIELDS
         if unknown:
             raise _invalid(f"Unknown MCP server fields {sorted(unknown)}.")
-        if not _UUID.match(server_id):
-            raise NotFound("MCP server", server_id)
         try:
             async with self.db.write() as conn:
-                row = (
-                    await conn.execute(sa.select(mcp_servers).where(mcp_servers.c.id == server_id))
-                ).first()
-                if row is None:
-                    raise NotFound("MCP server", server_id)
-                current = row._asdict()
+                current = await _server_row(conn, server_id)
                 values = _merge(current, changes)
                 _check(values)
                 update = {name: values[name] for name in _FIELDS - {"env", "headers"}}
@@ -288,3 +275,13 @@ def _server(row: Mapping[str, Any]) -> McpServer:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+async def _server_row(conn: AsyncConnection, server_id: str) -> dict[str, Any]:
+    """The server's row as a dict; NotFound for an unknown or malformed id."""
+    if _UUID.match(server_id):
+        query = sa.select(mcp_servers).where(mcp_servers.c.id == server_id)
+        row = (await conn.execute(query)).first()
+        if row is not None:
+            return row._asdict()
+    raise NotFound("MCP server", server_id)
