@@ -19,13 +19,18 @@ from tests.api.conftest import free_port
 
 
 class LiveReplica:
-    def __init__(self, replica: Replica, port: int) -> None:
+    def __init__(self, replica: Replica, port: int, http: str = "auto") -> None:
         self.replica = replica
         self.store = replica.store
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(
             uvicorn.Config(
-                replica.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+                replica.app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                http=http,
             )
         )
         self.task: asyncio.Task[None] | None = None
@@ -46,8 +51,13 @@ class LiveReplica:
 
 
 @contextlib.asynccontextmanager
-async def running_replica(data_dir: Path, **overrides: Any) -> AsyncIterator[LiveReplica]:
-    """A replica with test timings (spec §0.1) on a free port; `overrides` are Settings."""
+async def running_replica(
+    data_dir: Path, *, http: str = "auto", **overrides: Any
+) -> AsyncIterator[LiveReplica]:
+    """A replica with test timings (spec §0.1) on a free port; `overrides` are Settings.
+
+    `http` is uvicorn's protocol ("auto" is httptools, as `chatd serve` runs).
+    """
     settings = load_settings(
         {"CHATD_DATA_DIR": str(data_dir)},
         **{
@@ -60,7 +70,7 @@ async def running_replica(data_dir: Path, **overrides: Any) -> AsyncIterator[Liv
         },
     )
     replica = await build(settings)
-    live = LiveReplica(replica, free_port())
+    live = LiveReplica(replica, free_port(), http)
     replica.start()
     live.task = asyncio.create_task(live.server.serve())
     while not live.server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

@@ -101,6 +101,37 @@ async def test_a_watcher_that_hangs_up_is_released_while_the_chat_streams_on(
         assert rest[-1][2]["status"] == "waiting"
 
 
+async def test_live_parts_arrive_in_order_exactly_once_over_either_http_protocol(
+    tmp_path: Path,
+) -> None:
+    # httptools: the hub's publisher writes live frames to the socket itself; h11:
+    # the SSE task writes them. Watchers join before, during and after the turn starts.
+    text = " ".join(f"w{i}" for i in range(60))
+    for http in ("httptools", "h11"):
+        async with running_replica(tmp_path / http, http=http) as live:
+            model = await live.scripted_model("paced", delta_delay=0.01, script=[{"text": text}])
+            token = await live.token("proto")
+            async with live.client(token) as client:
+                chat = (
+                    await client.post("/api/chats", json={"message": "go", "model": model})
+                ).json()
+                path = f"/api/chats/{chat['id']}/stream"
+                early = asyncio.ensure_future(SSE(client, path).read_until(turn_done))
+                await SSE(client, path).read_until(lambda _i, name, _d: name == "message_part")
+                late = await SSE(client, path).read_until(turn_done)
+                first = await early
+                assert seqs(first) == seqs(late), http
+                for events in (first, late):
+                    ids = seqs(events)
+                    assert ids == sorted(set(ids)), http
+                    deltas = "".join(
+                        e[2]["part"]["delta"]
+                        for e in events
+                        if e[1] == "message_part" and e[2]["part"]["type"] == "text_delta"
+                    )
+                    assert deltas == text, http
+
+
 async def test_queue_and_interrupt_while_busy(live: LiveReplica) -> None:
     model = await live.scripted_model("slow2", delta_delay=0.05)
     token = await live.token("cy")

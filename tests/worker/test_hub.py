@@ -264,3 +264,42 @@ def test_reconnecting_with_the_last_id_receives_every_seq_exactly_once(plan: lis
         assert received == list(range(1, seq + 1))
 
     asyncio.run(scenario())
+
+
+async def test_a_pushed_watcher_is_written_by_the_publisher_in_order_exactly_once() -> None:
+    hub = StreamHub()
+    hub.publish(CHAT, ev(1))
+    sub = hub.subscribe(CHAT, 0)
+    written: list[bytes] = []
+    sub.push = lambda chunk: written.append(chunk) or True
+    backlog = await collect_backlog(sub)
+    hub.publish(CHAT, ev(2))  # before `live` runs: queued, then yielded by it
+    live = sub.live(keepalive=0.05)
+    yielded = [await anext(live)]
+    waiting = asyncio.ensure_future(anext(live))
+    await asyncio.sleep(0)  # `live` hands the watcher to the publisher, then waits
+    for seq in (2, 3, 4):  # 2 again: a stale duplicate is never written
+        hub.publish(CHAT, ev(seq))
+    assert [s for s, _, _ in parse(backlog + yielded + written)] == [1, 2, 3, 4]
+    assert [s for s, _, _ in parse(written)] == [3, 4]
+    # While the publisher writes, `live` yields nothing but keep-alives when idle.
+    assert await asyncio.wait_for(waiting, 5) == b""
+    sub.close()
+    hub.publish(CHAT, ev(5))
+    assert [s for s, _, _ in parse(written)] == [3, 4]
+
+
+async def test_a_pushed_watcher_too_far_behind_or_broken_is_closed_as_slow() -> None:
+    for push_result in (lambda: False, lambda: 1 / 0):
+        hub = StreamHub()
+        sub = hub.subscribe(CHAT, 0)
+        sub.push = lambda _chunk, result=push_result: bool(result())
+        live = sub.live()
+        waiting = asyncio.ensure_future(anext(live, None))
+        await asyncio.sleep(0)
+        assert hub.publish(CHAT, ev(1))  # the publisher never fails for a watcher
+        assert await asyncio.wait_for(waiting, 5) is None
+        assert sub.closed_reason == "slow"
+        # It reconnects with its cursor and loses nothing.
+        frames = parse(await collect_backlog(hub.subscribe(CHAT, 0)))
+        assert [s for s, _, _ in frames] == [1]

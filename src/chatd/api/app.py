@@ -34,7 +34,7 @@ from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.loop.metrics import Metrics
 from chatd.store import Store
 from chatd.types import encode
-from chatd.worker.hub import StreamHub, Subscription
+from chatd.worker.hub import Push, StreamHub, Subscription
 from chatd.worker.watch import ChatListWatch
 
 __all__ = [
@@ -53,6 +53,9 @@ SSE_KEEPALIVE = 15.0
 RAW_SEND = "chatd.raw_send"
 # 2 s: how long a browser's EventSource waits before reconnecting.
 SSE_RETRY_MS = 2000
+# Unsent bytes on a live SSE connection before its watcher is dropped as too slow
+# (it resumes with Last-Event-ID): about the hub's 1 MiB ring of one chat.
+DIRECT_WRITE_LIMIT = 1 << 20
 # The browser UI: static files shipped in the package (no build step), public (spec §6.2).
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -116,13 +119,18 @@ class SseResponse(Response):
     The response start goes through the middleware like any other (status, request
     id, metrics); the frames go straight to the server's own `send` (stashed in the
     scope by the app), skipping the half-dozen middleware `send` wrappers that would
-    otherwise run for every frame. A client that hangs up ends the stream at once.
+    otherwise run for every frame. With a `subscription`, once its backlog is out the
+    hub's publisher writes each live frame to the connection itself (`_direct_writer`):
+    no task wakes up per frame. A client that hangs up ends the stream at once.
     """
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, frames: AsyncGenerator[bytes, None]) -> None:
+    def __init__(
+        self, frames: AsyncGenerator[bytes, None], subscription: Subscription | None = None
+    ) -> None:
         self.frames = frames
+        self.subscription = subscription
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -132,6 +140,8 @@ class SseResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         write: Send = scope.get(RAW_SEND, send)
+        if self.subscription is not None:
+            self.subscription.push = _direct_writer(write)
         streaming = asyncio.ensure_future(self._stream(write))
         hangup = asyncio.ensure_future(_disconnected(receive))
         try:
@@ -152,6 +162,31 @@ class SseResponse(Response):
                 await write({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
+def _direct_writer(send: Send) -> Push | None:
+    """Synchronous chunk writes on the connection behind uvicorn's `send`, or None.
+
+    Only uvicorn's httptools protocol (the one `chatd serve` runs) with a chunked
+    response qualifies: a chunk is written exactly as its `send` would write it, and
+    a connection holding more than `DIRECT_WRITE_LIMIT` unsent bytes is too slow.
+    """
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if (
+        getattr(cycle, "chunked_encoding", None) is not True
+        or not callable(getattr(transport, "write", None))
+        or not callable(getattr(transport, "get_write_buffer_size", None))
+    ):
+        return None
+
+    def push(chunk: bytes) -> bool:
+        if cycle.disconnected or transport.is_closing():
+            return False
+        transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        return transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT
+
+    return push
+
+
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         continue
@@ -165,7 +200,7 @@ def sse_response(subscription: Subscription, keepalive: float = SSE_KEEPALIVE) -
         async for chunk in subscription.frames(keepalive=keepalive):
             yield chunk or b": keep-alive\n\n"
 
-    return SseResponse(body())
+    return SseResponse(body(), subscription)
 
 
 class _App(FastAPI):

@@ -12,6 +12,11 @@ Caps (service spec §5.5): a ring keeps at most `buffer_events` events and
 undelivered events, beyond which the watcher is closed and must reconnect with
 `Last-Event-ID` — a slow client never slows the chat and never grows memory.
 
+A live watcher whose connection can take writes synchronously (`Subscription.push`)
+is written by the publisher itself once its backlog is out: no task wakes up per
+event. Its connection's send buffer is then its queue, and the writer reports it
+too far behind (the watcher is closed as slow) past the writer's own byte limit.
+
 The hub does no I/O. Events older than the ring come from an optional durable
 `EventLog` (the store); without one, a resume below the ring gets `history_reset`.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,6 +39,7 @@ __all__ = [
     "DEFAULT_BUFFER_EVENTS",
     "DEFAULT_WATCHER_QUEUE",
     "EventLog",
+    "Push",
     "StreamEvent",
     "StreamHub",
     "Subscription",
@@ -51,6 +57,10 @@ DEFAULT_WATCHER_QUEUE = 5_000
 LOG_PAGE = 500
 
 _encoder = msgspec.json.Encoder()
+
+#: Writes one chunk of frames to a watcher's connection at once; False when the
+#: connection is gone or too far behind (the watcher is then closed as slow).
+Push = Callable[[bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +126,33 @@ class _Ring:
 
 
 class _Watcher:
-    __slots__ = ("closed", "limit", "queue", "wake")
+    __slots__ = ("closed", "idle", "last_sent", "limit", "push", "queue", "wake")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, cursor: int) -> None:
         self.queue: deque[StreamEvent] = deque()
         self.wake = asyncio.Event()
         self.limit = limit
         self.closed: str | None = None
+        self.last_sent = cursor  # the highest seq this watcher's client has been sent
+        # Set once the backlog is out, when the connection takes synchronous writes.
+        self.push: Push | None = None
+        self.idle: _IdleTimer | None = None
 
     def offer(self, event: StreamEvent) -> None:
         if self.closed is not None:
+            return
+        push = self.push
+        if push is not None:
+            if event.seq > self.last_sent:
+                self.last_sent = event.seq
+                if self.idle is not None:
+                    self.idle.touch()
+                try:
+                    written = push(event.frame)
+                except Exception:  # a broken connection must never fail the publisher
+                    written = False
+                if not written:
+                    self.close("slow")
             return
         if len(self.queue) >= self.limit:
             self.closed = "slow"
@@ -137,6 +164,7 @@ class _Watcher:
     def close(self, reason: str) -> None:
         if self.closed is None:
             self.closed = reason
+        self.push = None
         self.wake.set()
 
 
@@ -235,7 +263,7 @@ class StreamHub:
     def subscribe(self, chat_id: str, cursor: int, log: EventLog | None = None) -> Subscription:
         """Start following a chat from `cursor` (the last seq the client has)."""
         ring = self._ring(chat_id)
-        watcher = _Watcher(self.watcher_queue)
+        watcher = _Watcher(self.watcher_queue, cursor)
         ring.watchers.add(watcher)  # before any backlog is read
         return Subscription(self, chat_id, ring, watcher, cursor, log)
 
@@ -288,7 +316,16 @@ class Subscription:
         self._watcher = watcher
         self.cursor = cursor
         self._log = log
-        self.last_sent = cursor
+        #: Set before `live` runs to have the publisher write live frames itself.
+        self.push: Push | None = None
+
+    @property
+    def last_sent(self) -> int:
+        return self._watcher.last_sent
+
+    @last_sent.setter
+    def last_sent(self, seq: int) -> None:
+        self._watcher.last_sent = seq
 
     @property
     def closed_reason(self) -> str | None:
@@ -331,7 +368,9 @@ class Subscription:
         """Frames of live events as they arrive, joined per wake-up into one write.
 
         With `keepalive`, yields `b""` after that many idle seconds so the caller can
-        send a keep-alive comment. Ends when the watcher is closed.
+        send a keep-alive comment. Ends when the watcher is closed. With `push` set,
+        once everything queued is yielded the publisher writes later frames through
+        it and this yields only keep-alives.
         """
         watcher = self._watcher
         idle = _IdleTimer(keepalive, watcher.wake) if keepalive is not None else None
@@ -344,6 +383,10 @@ class Subscription:
                         idle.touch()
                         yield b""
                         continue
+                    if self.push is not None and watcher.push is None:
+                        # Nothing is queued: from here the publisher writes directly.
+                        watcher.idle = idle
+                        watcher.push = self.push
                     watcher.wake.clear()
                     await watcher.wake.wait()
                     continue
