@@ -37,6 +37,9 @@ class Settings:
     heartbeat_interval: float = 5.0
     sync_interval: float = 1.0
     max_concurrent_chats: int = 1000
+    # Admission: no chat is claimed while the event loop runs timers later than this
+    # (seconds; 0 turns the check off). Chats wait `pending` instead of slowing all.
+    acquire_max_lag: float = 0.1
     max_queued_messages: int = 20
     requires_action_timeout: float = 300.0
     max_steps: int = 1200
@@ -97,6 +100,7 @@ _ENV = {
     "heartbeat_interval": "CHATD_HEARTBEAT_INTERVAL",
     "sync_interval": "CHATD_SYNC_INTERVAL",
     "max_concurrent_chats": "CHATD_MAX_CONCURRENT_CHATS",
+    "acquire_max_lag": "CHATD_ACQUIRE_MAX_LAG",
     "max_queued_messages": "CHATD_MAX_QUEUED_MESSAGES",
     "requires_action_timeout": "CHATD_REQUIRES_ACTION_TIMEOUT",
     "max_steps": "CHATD_MAX_STEPS",
@@ -116,9 +120,21 @@ _ENV = {
 }
 
 
+# Settings where 0 means "off" (every other number must be positive).
+_ZERO_IS_OFF = frozenset({"acquire_max_lag"})
+
+
 def _convert(name: str, raw: str, kind: object) -> object:
     variable = _ENV.get(name, name)
     text = raw.strip()
+    if name in _ZERO_IS_OFF:
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+        if not number >= 0:
+            raise ConfigError(f"{variable} must be a number, 0 to turn it off (got {raw!r})")
+        return number
     if kind in ("bool", bool):
         flag = text.lower()
         if flag in ("1", "true", "yes", "on"):

@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, Response
@@ -169,10 +169,12 @@ def _direct_writer(send: Send) -> Push | None:
     response qualifies: a chunk is written exactly as its `send` would write it, and
     a connection holding more than `DIRECT_WRITE_LIMIT` unsent bytes is too slow.
     """
-    cycle = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
+    cycle: Any = getattr(send, "__self__", None)
+    transport: Any = getattr(cycle, "transport", None)
     if (
-        getattr(cycle, "chunked_encoding", None) is not True
+        cycle is None
+        or transport is None
+        or getattr(cycle, "chunked_encoding", None) is not True
         or not callable(getattr(transport, "write", None))
         or not callable(getattr(transport, "get_write_buffer_size", None))
     ):
@@ -182,7 +184,7 @@ def _direct_writer(send: Send) -> Push | None:
         if cycle.disconnected or transport.is_closing():
             return False
         transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        return transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT
+        return bool(transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT)
 
     return push
 

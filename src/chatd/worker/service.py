@@ -43,6 +43,8 @@ log = logging.getLogger("chatd.worker")
 # release of idle hub rings every other round.
 HOUSEKEEPING_INTERVAL = 30.0
 IDLE_RING_SECONDS = 60.0
+# The event loop's lag is sampled this often; a spike decays by half per sample.
+LAG_SAMPLE_INTERVAL = 0.1
 
 ResolveModel = Callable[[Chat], Awaitable[Model]]
 
@@ -85,6 +87,9 @@ class Worker:
         self.server_tools: Callable[[Chat], list[Tool]] | None = None
         self.wake = asyncio.Event()
         self.draining = False
+        # How late the event loop runs timers (seconds, decaying max of the samples).
+        self.loop_lag = 0.0
+        self._admitting = True
         self._tasks: list[asyncio.Task[None]] = []
         self._syncing: dict[str, bool] = {}
         self._refreshing: set[str] = set()
@@ -283,6 +288,7 @@ class Worker:
             asyncio.create_task(self._flush_loop(), name="chatd-flush"),
             asyncio.create_task(self._sync_loop(), name="chatd-sync"),
             asyncio.create_task(self._housekeeping_loop(), name="chatd-housekeeping"),
+            asyncio.create_task(self._lag_loop(), name="chatd-loop-lag"),
         ]
 
     async def stop(self, grace: float | None = None) -> None:
@@ -322,9 +328,40 @@ class Worker:
                 async with asyncio.timeout(interval):
                     await self.wake.wait()
 
+    async def _lag_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.draining:
+            start = loop.time()
+            await asyncio.sleep(LAG_SAMPLE_INTERVAL)
+            lag = loop.time() - start - LAG_SAMPLE_INTERVAL
+            self.loop_lag = max(lag, self.loop_lag / 2)
+
+    def admitting(self) -> bool:
+        """Whether the replica takes new chats: not while its event loop lags.
+
+        A replica offered more chats than its core can stream would otherwise claim
+        them all and slow every chat and API call alike; past `acquire_max_lag` the
+        extra chats wait `pending` (for this replica's next tick, or another's).
+        """
+        limit = self.settings.acquire_max_lag
+        admitting = limit <= 0 or self.loop_lag <= limit
+        if admitting != self._admitting:
+            self._admitting = admitting
+            if admitting:
+                log.info("event loop lag %.0f ms: claiming chats again", self.loop_lag * 1e3)
+            else:
+                log.warning(
+                    "event loop lags %.0f ms (CHATD_ACQUIRE_MAX_LAG %.0f ms): not claiming "
+                    "chats until it recovers (%d running)",
+                    self.loop_lag * 1e3,
+                    limit * 1e3,
+                    len(self.runners),
+                )
+        return admitting
+
     async def acquire_once(self) -> int:
         free = self.settings.max_concurrent_chats - len(self.runners)
-        if free <= 0 or self.draining:
+        if free <= 0 or self.draining or not self.admitting():
             return 0
         leases = await self.store.acquire_pending_chats(
             self.worker_id, min(free, self.settings.acquire_batch)

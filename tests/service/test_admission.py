@@ -1,0 +1,72 @@
+"""Admission: a replica whose event loop lags claims no new chats until it recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from tests.service.conftest import SSE, running_replica, turn_done
+
+# Low, so the hog below (which slows every request too) can stay short.
+LIMIT = 0.03
+
+
+@contextlib.asynccontextmanager
+async def hogged_loop(block: float = 0.05) -> AsyncIterator[None]:
+    """Keep the event loop busy: every turn of it blocks for `block` seconds."""
+
+    async def hog() -> None:
+        while True:
+            time.sleep(block)  # noqa: ASYNC251 - a stand-in for CPU-bound work on the loop
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(hog())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_lagging_replica_leaves_new_chats_pending_until_it_recovers(
+    tmp_path: Path,
+) -> None:
+    async with running_replica(tmp_path, acquire_max_lag=LIMIT) as live:
+        worker = live.replica.worker
+        token = await live.token("busy")
+        async with live.client(token) as client:
+            async with hogged_loop():
+                while worker.loop_lag <= LIMIT:  # noqa: ASYNC110 - sampled by the worker
+                    await asyncio.sleep(0)
+                created = await client.post("/api/chats", json={"message": "hello"})
+                assert created.status_code == 201, created.text
+                chat_id = created.json()["id"]
+                deadline = time.monotonic() + 1.0  # five acquisition ticks
+                while time.monotonic() < deadline:
+                    assert chat_id not in worker.runners
+                    await asyncio.sleep(0.05)
+                chat = (await client.get(f"/api/chats/{chat_id}")).json()
+                assert chat["status"] == "pending"
+            events = await SSE(client, f"/api/chats/{chat_id}/stream").read_until(turn_done)
+            assert events[-1][2]["status"] == "waiting"
+            assert worker.loop_lag <= LIMIT
+
+
+async def test_admission_can_be_turned_off(tmp_path: Path) -> None:
+    async with running_replica(tmp_path, acquire_max_lag=0) as live:
+        worker = live.replica.worker
+        token = await live.token("busy")
+        async with live.client(token) as client:
+            async with hogged_loop():
+                while worker.loop_lag <= LIMIT:  # noqa: ASYNC110 - sampled by the worker
+                    await asyncio.sleep(0)
+                chat_id = (await client.post("/api/chats", json={"message": "hi"})).json()["id"]
+                async with asyncio.timeout(10):
+                    while chat_id not in worker.runners:  # noqa: ASYNC110
+                        await asyncio.sleep(0)
+            events = await SSE(client, f"/api/chats/{chat_id}/stream").read_until(turn_done)
+            assert events[-1][2]["status"] == "waiting"
