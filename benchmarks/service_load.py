@@ -65,13 +65,21 @@ def _free_port() -> int:
         return port
 
 
-def _proc_stat(pid: int) -> tuple[float, int]:
-    """(cpu seconds, rss bytes) of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _proc_stat(pid: int) -> tuple[float, float, int]:
+    """(cpu seconds, its main thread's cpu seconds, rss bytes) of a process.
+
+    The main thread runs the event loop: at ~1 core it is saturated, whatever the
+    other threads (SQLite's connections) leave of the machine."""
     ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    return cpu, rss
+
+    def fields(path: str) -> list[str]:
+        return Path(path).read_text().rsplit(")", 1)[1].split()
+
+    process, main = fields(f"/proc/{pid}/stat"), fields(f"/proc/{pid}/task/{pid}/stat")
+    cpu = (int(process[11]) + int(process[12])) / ticks
+    main_cpu = (int(main[11]) + int(main[12])) / ticks
+    rss = int(process[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, main_cpu, rss
 
 
 @dataclass
@@ -201,7 +209,8 @@ class Bench:
         self.port = _free_port()
         self.token = ""
         self.server: subprocess.Popen[bytes] | None = None
-        self.samples: list[tuple[float, float, int, float]] = []  # wall, server cpu, rss, own
+        # wall, server cpu, rss, own cpu, server main-thread cpu
+        self.samples: list[tuple[float, float, int, float, float]] = []
         self.chat_ids: list[str] = []  # in the order they were created
 
     async def __aenter__(self) -> Bench:
@@ -252,15 +261,16 @@ class Bench:
     async def _sample(self) -> None:
         assert self.server is not None
         while True:
-            cpu, rss = _proc_stat(self.server.pid)
-            self.samples.append((time.time(), cpu, rss, time.process_time()))
+            cpu, main_cpu, rss = _proc_stat(self.server.pid)
+            self.samples.append((time.time(), cpu, rss, time.process_time(), main_cpu))
             await asyncio.sleep(0.25)
 
-    def usage_between(self, start: float, end: float) -> tuple[float, float, int]:
-        """(server cpu seconds, own cpu seconds, peak server rss) between two wall times."""
+    def usage_between(self, start: float, end: float) -> tuple[float, float, int, float]:
+        """(server cpu seconds, own cpu seconds, peak server rss, server main-thread cpu
+        seconds) between two wall times."""
         inside = [s for s in self.samples if start <= s[0] <= end]
         if len(inside) < 2:
-            return float("nan"), float("nan"), 0
+            return float("nan"), float("nan"), 0, float("nan")
         first, last = inside[0], inside[-1]
         span = last[0] - first[0]
         scale = (end - start) / span if span > 0 else 1.0
@@ -268,6 +278,7 @@ class Bench:
             (last[1] - first[1]) * scale,
             (last[3] - first[3]) * scale,
             max(s[2] for s in inside),
+            (last[4] - first[4]) * scale,
         )
 
     async def start_chat(self, semaphore: asyncio.Semaphore, stream: Stream) -> str:
@@ -324,7 +335,7 @@ def _check(streams: list[Stream]) -> tuple[int, int]:
 async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> dict[str, Any]:
     async with Bench(words=int(STEADY_TURN_SECONDS / DELAY)) as bench:
         assert bench.server is not None
-        _, rss_before = _proc_stat(bench.server.pid)
+        _, _, rss_before = _proc_stat(bench.server.pid)
         streams = [Stream() for _ in range(n)]
         semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
         ramp_start = time.time()
@@ -369,7 +380,7 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
             if s.done is not None and not s.done.done():
                 s.error = "the turn did not end after its interrupt"
                 s.committed = []  # nothing to check it against
-        server_cpu, own_cpu, peak_rss = bench.usage_between(start, end)
+        server_cpu, own_cpu, peak_rss, loop_cpu = bench.usage_between(start, end)
         created = len(bench.chat_ids)
     latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
     delivered = len(latencies)
@@ -386,6 +397,7 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
         "errors": sum(1 for s in streams if s.error) + len(refused),
         "rss_per_chat_kib": (peak_rss - rss_before) / max(created, 1) / 1024,
         "server_cpu_cores": server_cpu / window,
+        "loop_cpu_cores": loop_cpu / window,
         "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
         "client_cpu_cores": own_cpu / window,
         "ramp_s": ramp,
@@ -403,7 +415,7 @@ async def turns(n: int, parts: int) -> dict[str, Any]:
             timeout=600,
         )
         elapsed = time.time() - started
-        server_cpu, own_cpu, _ = bench.usage_between(started, time.time())
+        server_cpu, own_cpu, _, _ = bench.usage_between(started, time.time())
     latencies = [lat for s in streams for _, lat in s.deltas]
     p50, p99 = _percentiles(latencies)
     _, duplicated = _check(streams)
@@ -441,7 +453,8 @@ def main() -> None:
         print(
             f"steady: every chat streaming, {args.window:.0f} s window\n"
             f"{'chats':>6} {'live':>5} {'p50 ms':>7} {'p99 ms':>7} {'parts/s':>8} {'lost':>5} "
-            f"{'dup':>4} {'err':>4} {'KiB/chat':>8} {'cores':>6} {'µs/part':>8} {'client':>6} "
+            f"{'dup':>4} {'err':>4} {'KiB/chat':>8} {'cores':>6} {'loop':>5} {'µs/part':>8} "
+            f"{'client':>6} "
             f"{'ramp s':>6}",
             flush=True,
         )
@@ -451,6 +464,7 @@ def main() -> None:
                 f"{r['chats']:>6} {r['streaming']:>5} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
                 f"{r['parts_per_s']:>8.0f} {r['lost']:>5} {r['duplicated']:>4} {r['errors']:>4} "
                 f"{r['rss_per_chat_kib']:>8.1f} {r['server_cpu_cores']:>6.2f} "
+                f"{r['loop_cpu_cores']:>5.2f} "
                 f"{r['cpu_us_per_part']:>8.1f} {r['client_cpu_cores']:>6.2f} {r['ramp_s']:>6.1f}",
                 flush=True,
             )

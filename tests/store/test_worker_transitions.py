@@ -315,6 +315,44 @@ async def test_new_events_of_several_chats_in_one_read(store: Store) -> None:
     assert await store.read_new_events({}) == []
 
 
+async def test_batch_flushes_are_read_the_same_before_and_after_the_tail_is_folded(
+    store: Store,
+) -> None:
+    """SQLite's flushes land in an append-only tail first; every read sees the whole log."""
+    a, lease_a = await running_chat(store)
+    b, lease_b = await running_chat(store)
+
+    def events(*seqs: int) -> list[StreamEvent]:
+        return [StreamEvent(seq=s, type="message_part", data={"n": s}) for s in seqs]
+
+    await store.append_events_batch([(lease_a, events(1, 2), None), (lease_b, events(1), None)])
+    # A step commit writes its events to the log itself, between two flushes.
+    await store.commit_step(lease_a, new_id(), text_step(), events=events(3))
+    await store.append_events_batch([(lease_a, events(4), None), (lease_b, events(2, 3), None)])
+
+    async def log_view() -> tuple[list[int], list[int], set[tuple[str, int]], int]:
+        return (
+            [e.seq for e in await store.read_events(a.id)],
+            [e.seq for e in await store.read_events(a.id, after_seq=2, limit=1)],
+            {(c, e.seq) for c, e in await store.read_new_events({a.id: 3, b.id: 1})},
+            await store.last_event_seq(b.id),
+        )
+
+    before = await log_view()
+    assert before == ([1, 2, 3, 4], [3], {(a.id, 4), (b.id, 2), (b.id, 3)}, 3)
+    moved = await store.fold_event_tail()
+    assert moved == (6 if store.db.is_sqlite else 0)
+    assert await log_view() == before
+    assert await store.fold_event_tail() == 0  # nothing left to move
+    # The next flush goes to the tail again; a deleted chat takes its tail rows along.
+    await store.append_events_batch([(lease_b, events(4), None)])
+    assert await store.last_event_seq(b.id) == 4
+    await store.finish_turn(lease_b)
+    await store.delete_chat(b.id)
+    assert await store.read_events(b.id) == [] and await store.last_event_seq(b.id) == 0
+    assert await store.fold_event_tail() == 0
+
+
 async def test_the_janitor_keeps_the_newest_events_of_each_chat(
     store: Store, clock: FakeClock
 ) -> None:

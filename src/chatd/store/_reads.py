@@ -8,8 +8,9 @@ so loading history for the next step does not grow with its length.
 from __future__ import annotations
 
 import base64
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,7 +25,13 @@ from chatd.store._models import (
     StreamEvent,
     Visibility,
 )
-from chatd.store._schema import chat_messages, chat_queued_messages, chat_stream_events, chats
+from chatd.store._schema import (
+    chat_messages,
+    chat_queued_messages,
+    chat_stream_events,
+    chat_stream_tail,
+    chats,
+)
 from chatd.store._tx import chat_from_row, message_from_row, queued_from_row
 from chatd.types import MESSAGE_KIND_SUMMARY, Message, MessagePart, SourcePart
 
@@ -241,18 +248,12 @@ class Reads(StoreBase):
         """
         if not cursors:
             return []
-        e = chat_stream_events.c
+        log = _stream_log(
+            lambda c: sa.or_(*(sa.and_(c.chat_id == cid, c.seq > n) for cid, n in cursors.items()))
+        )
         query = (
-            sa.select(e.chat_id, e.seq, e.type, e.data)
-            .where(
-                sa.or_(
-                    *(
-                        sa.and_(e.chat_id == chat_id, e.seq > after)
-                        for chat_id, after in cursors.items()
-                    )
-                )
-            )
-            .order_by(e.chat_id, e.seq)
+            sa.select(log.c.chat_id, log.c.seq, log.c.type, log.c.data)
+            .order_by(log.c.chat_id, log.c.seq)
             .limit(limit)
         )
         async with self.db.read() as conn:
@@ -266,13 +267,19 @@ class Reads(StoreBase):
         self, chat_id: str, *, after_seq: int = 0, limit: int = EVENT_PAGE
     ) -> list[StreamEvent]:
         """Durable stream events with `seq > after_seq`, in seq order."""
-        e = chat_stream_events.c
-        query = (
-            sa.select(e.seq, e.type, e.data)
-            .where(e.chat_id == chat_id, e.seq > after_seq)
-            .order_by(e.seq)
-            .limit(limit)
-        )
+        log = _stream_log(lambda c: sa.and_(c.chat_id == chat_id, c.seq > after_seq))
+        query = sa.select(log.c.seq, log.c.type, log.c.data).order_by(log.c.seq).limit(limit)
         async with self.db.read() as conn:
             rows = await conn.execute(query)
             return [StreamEvent(seq=seq, type=type_, data=data) for seq, type_, data in rows]
+
+
+def _stream_log(where: Callable[[Any], sa.ColumnElement[bool]]) -> sa.Subquery:
+    """The durable log as one relation: `chat_stream_events` and its tail (SQLite's
+    unfolded flushes), read in one statement so a row being folded is seen once.
+    `where(columns)` filters each part, so the log's `(chat_id, seq)` key serves it."""
+    parts = [
+        sa.select(t.c.chat_id, t.c.seq, t.c.type, t.c.data).where(where(t.c))
+        for t in (chat_stream_events, chat_stream_tail)
+    ]
+    return sa.union_all(*parts).subquery("stream_log")

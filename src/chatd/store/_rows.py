@@ -23,10 +23,7 @@ from chatd.store._schema import chat_stream_events
 __all__ = ["Row", "driver_timestamp", "event_rows", "insert_event_rows", "lock_fences"]
 
 _COLUMNS = "chat_id, seq, type, data, created_at"
-_INSERT = {
-    "sqlite": f"INSERT INTO chat_stream_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-    "postgresql": f"INSERT INTO chat_stream_events ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
-}
+_MARKS = {"sqlite": "?, ?, ?, ?, ?", "postgresql": "$1, $2, $3, $4, $5"}
 _encoder = msgspec.json.Encoder()
 
 Row = tuple[str, int, str, str, Any]
@@ -52,9 +49,13 @@ def driver_timestamp(conn: AsyncConnection, now: datetime) -> Any:
     return process(now) if process is not None else now
 
 
-async def insert_event_rows(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+async def insert_event_rows(
+    conn: AsyncConnection, rows: Sequence[Row], table: str = "chat_stream_events"
+) -> None:
+    """Insert into the log (or, with `table="chat_stream_tail"`, into its tail)."""
     if rows:
-        await conn.exec_driver_sql(_INSERT[conn.dialect.name], list(rows))
+        sql = f"INSERT INTO {table} ({_COLUMNS}) VALUES ({_MARKS[conn.dialect.name]})"
+        await conn.exec_driver_sql(sql, list(rows))
 
 
 _FENCE_COLUMNS = "id, runner_id, lease_epoch, seq_reserved"

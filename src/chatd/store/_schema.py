@@ -25,6 +25,7 @@ __all__ = [
     "chat_messages",
     "chat_queued_messages",
     "chat_stream_events",
+    "chat_stream_tail",
     "chats",
     "mcp_servers",
     "metadata",
@@ -336,4 +337,19 @@ chat_stream_events = sa.Table(
     sa.Column("data", JSONValue, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("chat_id", "seq"),
+)
+
+#: SQLite only: the replica's 50 ms event flushes land here first, append-only in
+#: arrival order (an integer key, no per-chat index), and are folded into
+#: `chat_stream_events` in chat order about once a second. A flush then writes a few
+#: adjacent pages instead of one page per streaming chat. Readers of the log read both.
+chat_stream_tail = sa.Table(
+    "chat_stream_tail",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    _chat_fk(),
+    sa.Column("seq", _BIG, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("data", JSONValue, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
 )

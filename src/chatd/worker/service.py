@@ -43,6 +43,8 @@ log = logging.getLogger("chatd.worker")
 # release of idle hub rings every other round.
 HOUSEKEEPING_INTERVAL = 30.0
 IDLE_RING_SECONDS = 60.0
+# SQLite: the flushes' append-only tail is folded into the log this often (seconds).
+TAIL_FOLD_INTERVAL = 1.0
 # The event loop's lag is sampled this often; a spike decays by half per sample.
 LAG_SAMPLE_INTERVAL = 0.1
 
@@ -129,6 +131,8 @@ class Worker:
     async def _sync_unowned(self, chat_id: str) -> None:
         try:
             while True:
+                # Requests made before this read starts are answered by it.
+                self._syncing[chat_id] = False
                 try:
                     events = await self.store.sync_unowned_events(chat_id, _derive_unowned)
                 except StoreError:
@@ -145,7 +149,6 @@ class Worker:
                     self.wake.set()
                 if not self._syncing.get(chat_id):
                     return
-                self._syncing[chat_id] = False
         finally:
             self._syncing.pop(chat_id, None)
             self._pending_syncs.discard(chat_id)
@@ -390,10 +393,15 @@ class Worker:
     async def _flush_loop(self) -> None:
         """Every flush interval, all owned chats' new events in one transaction (§5.5)."""
         interval = self.settings.stream_flush_interval
+        loop = asyncio.get_running_loop()
+        folded_at = loop.time()
         while not self.draining:
             await asyncio.sleep(interval)
             try:
                 await self.flush_events()
+                if loop.time() - folded_at >= TAIL_FOLD_INTERVAL:
+                    folded_at = loop.time()
+                    await self.store.fold_event_tail()
             except asyncio.CancelledError:
                 raise
             except Exception:
