@@ -37,11 +37,12 @@ async function signIn(token) {
   app.api = api;
   localStorage.setItem(TOKEN_KEY, token);
   $("whoami").textContent = `Signed in as ${me.username}`;
-  $("signin").hidden = true;
-  $("app").hidden = false;
   await loadModels();
   await refreshList();
   await route();
+  // Shown once routed: a model picked before the first route would be reset by it.
+  $("signin").hidden = true;
+  $("app").hidden = false;
 }
 
 function showSignIn(message = "") {
