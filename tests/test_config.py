@@ -14,7 +14,7 @@ def test_defaults_match_the_spec() -> None:
     assert (s.acquire_interval, s.lease_ttl, s.heartbeat_interval) == (1.0, 30.0, 5.0)
     assert (s.max_concurrent_chats, s.max_queued_messages, s.max_steps) == (1000, 20, 1200)
     assert s.requires_action_timeout == 300.0
-    assert s.acquire_max_lag == 0.1
+    assert (s.acquire_max_lag, s.acquire_max_busy) == (0.1, 0.8)
     assert load_settings({"CHATD_ACQUIRE_MAX_LAG": "0"}).acquire_max_lag == 0.0
     assert s.effective_database_url == "sqlite+aiosqlite:///.chatd/chatd.db"
     assert s.effective_workspace_root == Path(".chatd/workspaces")
@@ -49,6 +49,7 @@ def test_environment_and_overrides() -> None:
         ({"CHATD_SYNC_INTERVAL": "6"}, "CHATD_SYNC_INTERVAL must not exceed"),
         ({"CHATD_ACQUIRE_MAX_LAG": "-1"}, "CHATD_ACQUIRE_MAX_LAG must be a number, 0 to"),
         ({"CHATD_ACQUIRE_MAX_LAG": "soon"}, "CHATD_ACQUIRE_MAX_LAG must be a number, 0 to"),
+        ({"CHATD_ACQUIRE_MAX_BUSY": "1.5"}, "CHATD_ACQUIRE_MAX_BUSY is a share of one core"),
     ],
 )
 def test_bad_settings_give_one_line_errors(env: dict[str, str], message: str) -> None:

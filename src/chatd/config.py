@@ -40,6 +40,9 @@ class Settings:
     # Admission: no chat is claimed while the event loop runs timers later than this
     # (seconds; 0 turns the check off). Chats wait `pending` instead of slowing all.
     acquire_max_lag: float = 0.1
+    # ...nor while the event loop's thread is busier than this share of a core (0: off),
+    # so a saturated replica keeps some of its core for API calls such as interrupts.
+    acquire_max_busy: float = 0.8
     max_queued_messages: int = 20
     requires_action_timeout: float = 300.0
     max_steps: int = 1200
@@ -85,6 +88,11 @@ class Settings:
             raise ConfigError("CHATD_SYNC_INTERVAL must not exceed CHATD_HEARTBEAT_INTERVAL")
         if not 0 < self.port < 65536:
             raise ConfigError(f"the port must be between 1 and 65535 (got {self.port})")
+        if not 0 <= self.acquire_max_busy <= 1:
+            raise ConfigError(
+                "CHATD_ACQUIRE_MAX_BUSY is a share of one core, between 0 (off) and 1 "
+                f"(got {self.acquire_max_busy})"
+            )
         if self.execute_timeout > self.execute_max_timeout:
             raise ConfigError("CHATD_EXECUTE_TIMEOUT must not exceed CHATD_EXECUTE_MAX_TIMEOUT")
         return self
@@ -101,6 +109,7 @@ _ENV = {
     "sync_interval": "CHATD_SYNC_INTERVAL",
     "max_concurrent_chats": "CHATD_MAX_CONCURRENT_CHATS",
     "acquire_max_lag": "CHATD_ACQUIRE_MAX_LAG",
+    "acquire_max_busy": "CHATD_ACQUIRE_MAX_BUSY",
     "max_queued_messages": "CHATD_MAX_QUEUED_MESSAGES",
     "requires_action_timeout": "CHATD_REQUIRES_ACTION_TIMEOUT",
     "max_steps": "CHATD_MAX_STEPS",
@@ -121,7 +130,7 @@ _ENV = {
 
 
 # Settings where 0 means "off" (every other number must be positive).
-_ZERO_IS_OFF = frozenset({"acquire_max_lag"})
+_ZERO_IS_OFF = frozenset({"acquire_max_lag", "acquire_max_busy"})
 
 
 def _convert(name: str, raw: str, kind: object) -> object:

@@ -66,6 +66,9 @@ async def running_replica(
             "acquire_interval": 0.2,
             "sync_interval": 0.5,
             "shutdown_grace": 1.0,
+            # The test client shares this event loop: its work must not count as the
+            # replica's load (tests/service/test_admission.py turns it on).
+            "acquire_max_busy": 0.0,
             **overrides,
         },
     )

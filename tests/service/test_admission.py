@@ -1,4 +1,5 @@
-"""Admission: a replica whose event loop lags claims no new chats until it recovers."""
+"""Admission: a replica whose event loop lags or is too busy claims no new chats until
+it recovers."""
 
 from __future__ import annotations
 
@@ -54,6 +55,48 @@ async def test_a_lagging_replica_leaves_new_chats_pending_until_it_recovers(
             events = await SSE(client, f"/api/chats/{chat_id}/stream").read_until(turn_done)
             assert events[-1][2]["status"] == "waiting"
             assert worker.loop_lag <= LIMIT
+
+
+@contextlib.asynccontextmanager
+async def busy_loop(share: float = 0.85) -> AsyncIterator[None]:
+    """Keep the event loop's thread computing `share` of the time, in short slices."""
+
+    async def spin() -> None:
+        while True:
+            start = time.thread_time()
+            while time.thread_time() - start < 0.01:
+                continue
+            await asyncio.sleep(0.01 * (1 - share) / share)
+
+    task = asyncio.create_task(spin())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_replica_whose_loop_is_too_busy_leaves_new_chats_pending(
+    tmp_path: Path,
+) -> None:
+    # Timers stay on time (short slices): only the busy share stops the claims.
+    async with running_replica(tmp_path, acquire_max_lag=0, acquire_max_busy=0.6) as live:
+        worker = live.replica.worker
+        token = await live.token("busy")
+        async with live.client(token) as client:
+            async with busy_loop():
+                async with asyncio.timeout(10):
+                    while worker.loop_busy <= 0.6:  # noqa: ASYNC110 - sampled by the worker
+                        await asyncio.sleep(0.05)
+                created = await client.post("/api/chats", json={"message": "hello"})
+                chat_id = created.json()["id"]
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline:
+                    assert chat_id not in worker.runners
+                    await asyncio.sleep(0.05)
+            events = await SSE(client, f"/api/chats/{chat_id}/stream").read_until(turn_done)
+            assert events[-1][2]["status"] == "waiting"
 
 
 async def test_admission_can_be_turned_off(tmp_path: Path) -> None:

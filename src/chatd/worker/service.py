@@ -47,6 +47,8 @@ IDLE_RING_SECONDS = 60.0
 TAIL_FOLD_INTERVAL = 1.0
 # The event loop's lag is sampled this often; a spike decays by half per sample.
 LAG_SAMPLE_INTERVAL = 0.1
+# ...and its thread's CPU over windows this long (seconds).
+BUSY_WINDOW = 2.0
 
 ResolveModel = Callable[[Chat], Awaitable[Model]]
 
@@ -91,6 +93,8 @@ class Worker:
         self.draining = False
         # How late the event loop runs timers (seconds, decaying max of the samples).
         self.loop_lag = 0.0
+        # The share of a core the event loop's thread used over the last BUSY_WINDOW.
+        self.loop_busy = 0.0
         self._admitting = True
         self._tasks: list[asyncio.Task[None]] = []
         self._syncing: dict[str, bool] = {}
@@ -332,32 +336,49 @@ class Worker:
                     await self.wake.wait()
 
     async def _lag_loop(self) -> None:
+        """Sample the event loop's lag and its thread's busy share of a core."""
         loop = asyncio.get_running_loop()
+        window_wall, window_cpu = loop.time(), time.thread_time()
         while not self.draining:
             start = loop.time()
             await asyncio.sleep(LAG_SAMPLE_INTERVAL)
-            lag = loop.time() - start - LAG_SAMPLE_INTERVAL
-            self.loop_lag = max(lag, self.loop_lag / 2)
+            now = loop.time()
+            self.loop_lag = max(now - start - LAG_SAMPLE_INTERVAL, self.loop_lag / 2)
+            if now - window_wall >= BUSY_WINDOW:
+                cpu = time.thread_time()  # this thread runs the event loop
+                self.loop_busy = (cpu - window_cpu) / (now - window_wall)
+                window_wall, window_cpu = now, cpu
 
     def admitting(self) -> bool:
-        """Whether the replica takes new chats: not while its event loop lags.
+        """Whether the replica takes new chats: not while its event loop is overloaded.
 
         A replica offered more chats than its core can stream would otherwise claim
-        them all and slow every chat and API call alike; past `acquire_max_lag` the
-        extra chats wait `pending` (for this replica's next tick, or another's).
+        them all and slow every chat and API call alike. Past `acquire_max_lag` of
+        timer lag, or with the loop's thread busy more than `acquire_max_busy` of a
+        core, extra chats wait `pending` (for this replica's next tick, or another's),
+        and what is left of the core answers API calls such as interrupts.
         """
-        limit = self.settings.acquire_max_lag
-        admitting = limit <= 0 or self.loop_lag <= limit
+        max_lag, max_busy = self.settings.acquire_max_lag, self.settings.acquire_max_busy
+        lagging = max_lag > 0 and self.loop_lag > max_lag
+        busy = max_busy > 0 and self.loop_busy > max_busy
+        admitting = not lagging and not busy
         if admitting != self._admitting:
             self._admitting = admitting
             if admitting:
-                log.info("event loop lag %.0f ms: claiming chats again", self.loop_lag * 1e3)
+                log.info(
+                    "event loop lag %.0f ms, busy %.0f %%: claiming chats again",
+                    self.loop_lag * 1e3,
+                    self.loop_busy * 100,
+                )
             else:
                 log.warning(
-                    "event loop lags %.0f ms (CHATD_ACQUIRE_MAX_LAG %.0f ms): not claiming "
-                    "chats until it recovers (%d running)",
+                    "event loop lag %.0f ms, busy %.0f %% of a core (limits: "
+                    "CHATD_ACQUIRE_MAX_LAG %.0f ms, CHATD_ACQUIRE_MAX_BUSY %.0f %%): not "
+                    "claiming chats until it recovers (%d running)",
                     self.loop_lag * 1e3,
-                    limit * 1e3,
+                    self.loop_busy * 100,
+                    max_lag * 1e3,
+                    max_busy * 100,
                     len(self.runners),
                 )
         return admitting
