@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from tests.service.conftest import SSE, running_replica, turn_done
 
@@ -16,21 +17,40 @@ LIMIT = 0.03
 
 
 @contextlib.asynccontextmanager
-async def hogged_loop(block: float = 0.05) -> AsyncIterator[None]:
-    """Keep the event loop busy: every turn of it blocks for `block` seconds."""
-
-    async def hog() -> None:
-        while True:
-            time.sleep(block)  # noqa: ASYNC251 - a stand-in for CPU-bound work on the loop
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(hog())
+async def loaded_loop(work: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run `work` (a load on the event loop) in the background for the block."""
+    task = asyncio.create_task(work())
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def blocking(block: float = 0.05) -> None:
+    """Every turn of the event loop blocks for `block` seconds: timers run late."""
+    while True:
+        time.sleep(block)  # noqa: ASYNC251 - a stand-in for CPU-bound work on the loop
+        await asyncio.sleep(0)
+
+
+async def busy(share: float = 0.85) -> None:
+    """The event loop's thread computes `share` of the time, in short slices: timers
+    stay on time."""
+    while True:
+        start = time.thread_time()
+        while time.thread_time() - start < 0.01:
+            continue
+        await asyncio.sleep(0.01 * (1 - share) / share)
+
+
+async def pending_for_a_second(worker: Any, chat_id: str) -> None:
+    """Five acquisition ticks pass without the replica claiming the chat."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert chat_id not in worker.runners
+        await asyncio.sleep(0.05)
 
 
 async def test_a_lagging_replica_leaves_new_chats_pending_until_it_recovers(
@@ -40,41 +60,18 @@ async def test_a_lagging_replica_leaves_new_chats_pending_until_it_recovers(
         worker = live.replica.worker
         token = await live.token("busy")
         async with live.client(token) as client:
-            async with hogged_loop():
+            async with loaded_loop(blocking):
                 while worker.loop_lag <= LIMIT:  # noqa: ASYNC110 - sampled by the worker
                     await asyncio.sleep(0)
                 created = await client.post("/api/chats", json={"message": "hello"})
                 assert created.status_code == 201, created.text
                 chat_id = created.json()["id"]
-                deadline = time.monotonic() + 1.0  # five acquisition ticks
-                while time.monotonic() < deadline:
-                    assert chat_id not in worker.runners
-                    await asyncio.sleep(0.05)
+                await pending_for_a_second(worker, chat_id)
                 chat = (await client.get(f"/api/chats/{chat_id}")).json()
                 assert chat["status"] == "pending"
             events = await SSE(client, f"/api/chats/{chat_id}/stream").read_until(turn_done)
             assert events[-1][2]["status"] == "waiting"
             assert worker.loop_lag <= LIMIT
-
-
-@contextlib.asynccontextmanager
-async def busy_loop(share: float = 0.85) -> AsyncIterator[None]:
-    """Keep the event loop's thread computing `share` of the time, in short slices."""
-
-    async def spin() -> None:
-        while True:
-            start = time.thread_time()
-            while time.thread_time() - start < 0.01:
-                continue
-            await asyncio.sleep(0.01 * (1 - share) / share)
-
-    task = asyncio.create_task(spin())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_replica_whose_loop_is_too_busy_leaves_new_chats_pending(
@@ -85,16 +82,13 @@ async def test_a_replica_whose_loop_is_too_busy_leaves_new_chats_pending(
         worker = live.replica.worker
         token = await live.token("busy")
         async with live.client(token) as client:
-            async with busy_loop():
+            async with loaded_loop(busy):
                 async with asyncio.timeout(10):
                     while worker.loop_busy <= 0.6:  # noqa: ASYNC110 - sampled by the worker
                         await asyncio.sleep(0.05)
                 created = await client.post("/api/chats", json={"message": "hello"})
+                await pending_for_a_second(worker, created.json()["id"])
                 chat_id = created.json()["id"]
-                deadline = time.monotonic() + 1.0
-                while time.monotonic() < deadline:
-                    assert chat_id not in worker.runners
-                    await asyncio.sleep(0.05)
             events = await SSE(client, f"/api/chats/{chat_id}/stream").read_until(turn_done)
             assert events[-1][2]["status"] == "waiting"
 
@@ -104,7 +98,7 @@ async def test_admission_can_be_turned_off(tmp_path: Path) -> None:
         worker = live.replica.worker
         token = await live.token("busy")
         async with live.client(token) as client:
-            async with hogged_loop():
+            async with loaded_loop(blocking):
                 while worker.loop_lag <= LIMIT:  # noqa: ASYNC110 - sampled by the worker
                     await asyncio.sleep(0)
                 chat_id = (await client.post("/api/chats", json={"message": "hi"})).json()["id"]
