@@ -18,7 +18,14 @@ import sqlalchemy as sa
 
 from chatd.store._base import StoreBase
 from chatd.store._models import Chat, ChatStatus, QueuedMessage, StoredMessage, StreamEvent
-from chatd.store._rows import Row, driver_timestamp, event_rows, insert_event_rows, lock_fences
+from chatd.store._rows import (
+    EVENT_COLUMNS,
+    Row,
+    driver_timestamp,
+    event_rows,
+    insert_event_rows,
+    lock_fences,
+)
 from chatd.store._schema import chat_messages, chat_stream_events, chat_stream_tail, chats
 from chatd.store._tx import Fence, message_from_row
 
@@ -40,7 +47,6 @@ Derive = Callable[
 
 # Where a replica's batch flush inserts: SQLite's go through the tail.
 _FLUSH_TABLE = {"sqlite": "chat_stream_tail", "postgresql": "chat_stream_events"}
-_LOG_COLUMNS = "chat_id, seq, type, data, created_at"
 
 
 class EventSync(StoreBase):
@@ -197,8 +203,8 @@ class EventSync(StoreBase):
                 return 0
             moved = (
                 await conn.exec_driver_sql(
-                    f"INSERT OR IGNORE INTO chat_stream_events ({_LOG_COLUMNS}) "
-                    f"SELECT {_LOG_COLUMNS} FROM chat_stream_tail WHERE id <= ? "
+                    f"INSERT OR IGNORE INTO chat_stream_events ({EVENT_COLUMNS}) "
+                    f"SELECT {EVENT_COLUMNS} FROM chat_stream_tail WHERE id <= ? "
                     "ORDER BY chat_id, seq",
                     (top,),
                 )

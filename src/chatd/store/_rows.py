@@ -20,9 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatd.store._models import StreamEvent
 from chatd.store._schema import chat_stream_events
 
-__all__ = ["Row", "driver_timestamp", "event_rows", "insert_event_rows", "lock_fences"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "Row",
+    "driver_timestamp",
+    "event_rows",
+    "insert_event_rows",
+    "lock_fences",
+]
 
-_COLUMNS = "chat_id, seq, type, data, created_at"
+#: The columns of an event row, in `Row` order (the log and its tail alike).
+EVENT_COLUMNS = "chat_id, seq, type, data, created_at"
 _MARKS = {"sqlite": "?, ?, ?, ?, ?", "postgresql": "$1, $2, $3, $4, $5"}
 _encoder = msgspec.json.Encoder()
 
@@ -54,7 +62,7 @@ async def insert_event_rows(
 ) -> None:
     """Insert into the log (or, with `table="chat_stream_tail"`, into its tail)."""
     if rows:
-        sql = f"INSERT INTO {table} ({_COLUMNS}) VALUES ({_MARKS[conn.dialect.name]})"
+        sql = f"INSERT INTO {table} ({EVENT_COLUMNS}) VALUES ({_MARKS[conn.dialect.name]})"
         await conn.exec_driver_sql(sql, list(rows))
 
 
