@@ -17,10 +17,17 @@ server's on a shared 2-core machine). Two workloads per N:
   deltas. This is the cost of starting and finishing turns, which the steady
   window leaves out.
 
+Its peer, measured in the same run after each steady N: the **floor**, a bare uvicorn
+SSE server on the same stack (`benchmarks._sse_floor`: uvloop, httptools, one task
+per stream writing a stamped delta every 50 ms, nothing of chatd), read by the same
+client. The `chatd / floor` line is what chatd's real path costs per part above
+what any server on this stack and machine pays to deliver it.
+
 DESIGN.md's target for one process on 2 cores: 1,000 concurrent chats, p99 <= 100 ms,
 0 lost, server CPU <= 0.6 core.
 
-Run: `python -m benchmarks.service_load --chats 100 1000` (`--only steady|turns`).
+Run: `python -m benchmarks.service_load --chats 100 1000` (`--only steady|turns`,
+`--no-floor` to skip the peer).
 """
 
 from __future__ import annotations
@@ -200,6 +207,49 @@ def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
+def _start_floor(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._sse_floor", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+class Sampler:
+    """A server process's CPU, main-thread CPU and RSS (and this process's CPU), every 0.25 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        # wall, server cpu, rss, own cpu, server main-thread cpu
+        self.samples: list[tuple[float, float, int, float, float]] = []
+        self.task = asyncio.create_task(self._sample())
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+    async def _sample(self) -> None:
+        while True:
+            cpu, main_cpu, rss = _proc_stat(self.pid)
+            self.samples.append((time.time(), cpu, rss, time.process_time(), main_cpu))
+            await asyncio.sleep(0.25)
+
+    def usage_between(self, start: float, end: float) -> tuple[float, float, int, float]:
+        """(server cpu seconds, own cpu seconds, peak server rss, server main-thread cpu
+        seconds) between two wall times."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return float("nan"), float("nan"), 0, float("nan")
+        first, last = inside[0], inside[-1]
+        span = last[0] - first[0]
+        scale = (end - start) / span if span > 0 else 1.0
+        return (
+            (last[1] - first[1]) * scale,
+            (last[3] - first[3]) * scale,
+            max(s[2] for s in inside),
+            (last[4] - first[4]) * scale,
+        )
+
+
 class Bench:
     """One server and its chats for one workload."""
 
@@ -209,8 +259,6 @@ class Bench:
         self.port = _free_port()
         self.token = ""
         self.server: subprocess.Popen[bytes] | None = None
-        # wall, server cpu, rss, own cpu, server main-thread cpu
-        self.samples: list[tuple[float, float, int, float, float]] = []
         self.chat_ids: list[str] = []  # in the order they were created
 
     async def __aenter__(self) -> Bench:
@@ -244,11 +292,11 @@ class Bench:
                     break
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
-        self.sampler = asyncio.create_task(self._sample())
+        self.sampler = Sampler(self.server.pid)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.sampler.cancel()
+        self.sampler.stop()
         await self.client.aclose()
         assert self.server is not None
         self.server.terminate()
@@ -257,29 +305,6 @@ class Bench:
         except subprocess.TimeoutExpired:
             self.server.kill()  # a saturated server may not drain in time
             self.server.wait(10)
-
-    async def _sample(self) -> None:
-        assert self.server is not None
-        while True:
-            cpu, main_cpu, rss = _proc_stat(self.server.pid)
-            self.samples.append((time.time(), cpu, rss, time.process_time(), main_cpu))
-            await asyncio.sleep(0.25)
-
-    def usage_between(self, start: float, end: float) -> tuple[float, float, int, float]:
-        """(server cpu seconds, own cpu seconds, peak server rss, server main-thread cpu
-        seconds) between two wall times."""
-        inside = [s for s in self.samples if start <= s[0] <= end]
-        if len(inside) < 2:
-            return float("nan"), float("nan"), 0, float("nan")
-        first, last = inside[0], inside[-1]
-        span = last[0] - first[0]
-        scale = (end - start) / span if span > 0 else 1.0
-        return (
-            (last[1] - first[1]) * scale,
-            (last[3] - first[3]) * scale,
-            max(s[2] for s in inside),
-            (last[4] - first[4]) * scale,
-        )
 
     async def start_chat(self, semaphore: asyncio.Semaphore, stream: Stream) -> str:
         async with semaphore:
@@ -291,16 +316,22 @@ class Bench:
         return chat_id
 
     async def follow(self, chat_id: str, stream: Stream) -> None:
-        request = (
-            f"GET /api/chats/{chat_id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {self.token}\r\nAccept: text/event-stream\r\n\r\n"
-        ).encode()
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        stream.done = done
-        await loop.create_connection(
-            lambda: SseClient(request, stream, done), "127.0.0.1", self.port
-        )
+        await _follow(self.port, chat_id, stream, self.token)
+
+
+async def _follow(port: int, chat_id: str, stream: Stream, token: str = "") -> asyncio.Transport:
+    """Open one chat's SSE stream on its own socket; `stream.done` is set when it ends."""
+    request = (
+        f"GET /api/chats/{chat_id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    stream.done = done
+    transport, _ = await loop.create_connection(
+        lambda: SseClient(request, stream, done), "127.0.0.1", port
+    )
+    return transport
 
 
 _last_progress = 0.0
@@ -340,13 +371,7 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
         semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
         ramp_start = time.time()
         starting = asyncio.gather(*(bench.start_chat(semaphore, s) for s in streams))
-        # A saturated server never gets every chat streaming: measure what it has.
-        deadline = ramp_start + ramp_timeout
-        while (waiting := sum(1 for s in streams if s.first == 0.0 and not s.error)) and (
-            time.time() < deadline
-        ):
-            _progress(f"{n} chats: {n - waiting} streaming, waiting for {waiting}")
-            await asyncio.sleep(0.05)
+        await _ramp(streams, ramp_start + ramp_timeout)
         ramp = time.time() - ramp_start
         start = time.time() + settle
         end = start + window
@@ -380,7 +405,7 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
             if s.done is not None and not s.done.done():
                 s.error = "the turn did not end after its interrupt"
                 s.committed = []  # nothing to check it against
-        server_cpu, own_cpu, peak_rss, loop_cpu = bench.usage_between(start, end)
+        server_cpu, own_cpu, peak_rss, loop_cpu = bench.sampler.usage_between(start, end)
         created = len(bench.chat_ids)
     latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
     delivered = len(latencies)
@@ -404,6 +429,76 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
     }
 
 
+async def _ramp(streams: list[Stream], deadline: float) -> None:
+    """Until every stream has had its first delta, or the deadline (a saturated server
+    never gets every chat streaming: it is measured with what it has)."""
+    n = len(streams)
+    while (waiting := sum(1 for s in streams if s.first == 0.0 and not s.error)) and (
+        time.time() < deadline
+    ):
+        _progress(f"{n} chats: {n - waiting} streaming, waiting for {waiting}")
+        await asyncio.sleep(0.05)
+
+
+async def floor(n: int, settle: float, window: float, ramp_timeout: float) -> dict[str, Any]:
+    """The same window against the bare uvicorn SSE server (`benchmarks._sse_floor`)."""
+    port = _free_port()
+    server = _start_floor(port)
+    try:
+        for _ in range(300):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        _, _, rss_before = _proc_stat(server.pid)
+        sampler = Sampler(server.pid)
+        streams = [Stream() for _ in range(n)]
+        ramp_start = time.time()
+        transports = [await _follow(port, f"floor{i}", s) for i, s in enumerate(streams)]
+        await _ramp(streams, ramp_start + ramp_timeout)
+        ramp = time.time() - ramp_start
+        start = time.time() + settle
+        end = start + window
+        await asyncio.sleep(end - time.time() + 0.5)
+        streaming = sum(1 for s in streams if s.last >= end)
+        server_cpu, own_cpu, peak_rss, loop_cpu = sampler.usage_between(start, end)
+        sampler.stop()
+        for s, transport in zip(streams, transports, strict=True):
+            if s.done is not None and not s.done.done():
+                s.done.set_result(None)
+            transport.close()
+        await asyncio.sleep(0.5)  # the closes happen on the loop's next turns
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+    latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
+    delivered = len(latencies)
+    p50, p99 = _percentiles(latencies)
+    return {
+        "chats": n,
+        "streaming": streaming,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "parts_per_s": delivered / window,
+        # Each stream numbers its parts from 1: a gap is a lost part.
+        "lost": sum(max(s.seqs, default=0) - len(set(s.seqs)) for s in streams),
+        "duplicated": sum(len(s.seqs) - len(set(s.seqs)) for s in streams),
+        "errors": sum(1 for s in streams if s.error),
+        "rss_per_chat_kib": (peak_rss - rss_before) / n / 1024,
+        "server_cpu_cores": server_cpu / window,
+        "loop_cpu_cores": loop_cpu / window,
+        "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
+        "client_cpu_cores": own_cpu / window,
+        "ramp_s": ramp,
+    }
+
+
 async def turns(n: int, parts: int) -> dict[str, Any]:
     async with Bench(words=parts) as bench:
         streams = [Stream() for _ in range(n)]
@@ -415,7 +510,7 @@ async def turns(n: int, parts: int) -> dict[str, Any]:
             timeout=600,
         )
         elapsed = time.time() - started
-        server_cpu, own_cpu, _, _ = bench.usage_between(started, time.time())
+        server_cpu, own_cpu, _, _ = bench.sampler.usage_between(started, time.time())
     latencies = [lat for s in streams for _, lat in s.deltas]
     p50, p99 = _percentiles(latencies)
     _, duplicated = _check(streams)
@@ -435,6 +530,17 @@ async def turns(n: int, parts: int) -> dict[str, Any]:
     }
 
 
+def _print_steady(label: str, r: dict[str, Any]) -> None:
+    print(
+        f"{label:>6} {r['streaming']:>5} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+        f"{r['parts_per_s']:>8.0f} {r['lost']:>5} {r['duplicated']:>4} {r['errors']:>4} "
+        f"{r['rss_per_chat_kib']:>8.1f} {r['server_cpu_cores']:>6.2f} "
+        f"{r['loop_cpu_cores']:>5.2f} "
+        f"{r['cpu_us_per_part']:>8.1f} {r['client_cpu_cores']:>6.2f} {r['ramp_s']:>6.1f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chats", type=int, nargs="+", default=[100, 1000])
@@ -448,6 +554,9 @@ def main() -> None:
     )
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured (steady)")
     parser.add_argument("--parts", type=int, default=PARTS_PER_TURN, help="deltas per short turn")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the bare uvicorn SSE peer (steady)"
+    )
     args = parser.parse_args()
     if args.only != "turns":
         print(
@@ -460,14 +569,16 @@ def main() -> None:
         )
         for n in args.chats:
             r = asyncio.run(steady(n, args.settle, args.window, args.ramp_timeout))
-            print(
-                f"{r['chats']:>6} {r['streaming']:>5} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-                f"{r['parts_per_s']:>8.0f} {r['lost']:>5} {r['duplicated']:>4} {r['errors']:>4} "
-                f"{r['rss_per_chat_kib']:>8.1f} {r['server_cpu_cores']:>6.2f} "
-                f"{r['loop_cpu_cores']:>5.2f} "
-                f"{r['cpu_us_per_part']:>8.1f} {r['client_cpu_cores']:>6.2f} {r['ramp_s']:>6.1f}",
-                flush=True,
-            )
+            _print_steady(str(n), r)
+            if not args.no_floor:
+                peer = asyncio.run(floor(n, args.settle, args.window, args.ramp_timeout))
+                _print_steady("floor", peer)
+                print(
+                    f"{'':>6} chatd / floor: {r['cpu_us_per_part'] / peer['cpu_us_per_part']:.1f}× "
+                    f"CPU per part, {r['server_cpu_cores'] / peer['server_cpu_cores']:.1f}× "
+                    f"cores, {r['streaming']} / {peer['streaming']} chats streaming",
+                    flush=True,
+                )
     if args.only != "steady":
         print(
             f"turns: {args.parts} deltas each, started as fast as the server takes them\n"
