@@ -229,7 +229,7 @@ class ChatRunner:
         self.stream.emit(
             "message_part",
             {
-                "role": str(role),
+                "role": role,  # a StrEnum: encoded as its value
                 "part": live_part(part),
                 "history_version": self.chat.history_version,
                 "generation_attempt": self.chat.generation_attempt,
