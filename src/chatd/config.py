@@ -50,6 +50,8 @@ class Settings:
     stream_retain_events: int = 10_000
     stream_flush_interval: float = 0.05
     sse_keepalive: float = 15.0
+    # An SSE connection whose socket takes no write for this long is dropped (§5.5).
+    sse_write_deadline: float = 10.0
     shutdown_grace: float = 10.0
     workspace_root: Path | None = None  # None: data_dir / "workspaces"
     execute_timeout: float = 10.0
@@ -117,6 +119,7 @@ _ENV = {
     "stream_retain_events": "CHATD_STREAM_RETAIN_EVENTS",
     "stream_flush_interval": "CHATD_STREAM_FLUSH_INTERVAL",
     "sse_keepalive": "CHATD_SSE_KEEPALIVE",
+    "sse_write_deadline": "CHATD_SSE_WRITE_DEADLINE",
     "shutdown_grace": "CHATD_SHUTDOWN_GRACE",
     "workspace_root": "CHATD_WORKSPACE_ROOT",
     "execute_timeout": "CHATD_EXECUTE_TIMEOUT",

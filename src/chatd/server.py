@@ -190,6 +190,7 @@ class Replica:
             registry=self.registry,
             metrics=self.metrics,
             sse_keepalive=settings.sse_keepalive,
+            sse_write_deadline=settings.sse_write_deadline,
             list_watch=self.worker.list_watch,
             follow_chat=self.worker.relay.follow,
             identity={"replica_id": settings.replica_id, "worker_id": self.worker.worker_id},

@@ -301,7 +301,7 @@ async def watch_chats(request: Request, user: User) -> Response:
         async for frame in state.list_watch.frames(user.user_id, state.sse_keepalive):
             yield frame
 
-    return SseResponse(body())
+    return SseResponse(body(), write_deadline=state.sse_write_deadline)
 
 
 @router.get("/models")
@@ -558,4 +558,6 @@ async def stream(
         except BaseException:
             subscription.close()
             raise
-    return sse_response(subscription, keepalive=state.sse_keepalive)
+    return sse_response(
+        subscription, keepalive=state.sse_keepalive, write_deadline=state.sse_write_deadline
+    )

@@ -238,6 +238,11 @@ class StreamHub:
         ring = self._rings.get(chat_id)
         return ring.newest if ring is not None else 0
 
+    def watcher_count(self, chat_id: str) -> int:
+        """How many watchers follow the chat here."""
+        ring = self._rings.get(chat_id)
+        return len(ring.watchers) if ring is not None else 0
+
     def watched_chats(self) -> set[str]:
         """The chats that have at least one watcher here."""
         return {chat_id for chat_id, ring in self._rings.items() if ring.watchers}
