@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from chatd.worker.service import claim_limit
 from tests.service.conftest import SSE, running_replica, turn_done
 
 # Low, so the hog below (which slows every request too) can stay short.
@@ -107,3 +108,20 @@ async def test_admission_can_be_turned_off(tmp_path: Path) -> None:
                         await asyncio.sleep(0)
             events = await SSE(client, f"/api/chats/{chat_id}/stream").read_until(turn_done)
             assert events[-1][2]["status"] == "waiting"
+
+
+def test_claims_are_priced_by_the_running_chats_share_so_the_busy_limit_is_not_overshot() -> None:
+    # 100 chats use 0.4 of a core: 0.004 each, and 0.4 more fits 100 more chats.
+    assert claim_limit(200, busy=0.4, max_busy=0.8, running=100, unmeasured=0) == 100
+    assert claim_limit(50, busy=0.4, max_busy=0.8, running=100, unmeasured=0) == 50
+    # 60 claimed within the busy window are not in the measure yet: they take room.
+    assert claim_limit(200, busy=0.4, max_busy=0.8, running=160, unmeasured=60) == 100 - 60
+    assert claim_limit(200, busy=0.4, max_busy=0.8, running=200, unmeasured=120) == 0
+    # At or over the limit, nothing; below it with nothing unmeasured, at least one
+    # (a loop busy with API calls, not chats, still takes chats, one at a time).
+    assert claim_limit(200, busy=0.8, max_busy=0.8, running=100, unmeasured=0) == 0
+    assert claim_limit(200, busy=0.9, max_busy=0.8, running=100, unmeasured=0) == 0
+    assert claim_limit(10, busy=0.6, max_busy=0.8, running=1, unmeasured=0) == 1
+    # Off, or nothing to price a chat by: the whole batch.
+    assert claim_limit(200, busy=0.9, max_busy=0.0, running=100, unmeasured=0) == 200
+    assert claim_limit(10, busy=0.3, max_busy=0.8, running=0, unmeasured=0) == 10

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,6 +69,25 @@ def _derive_unowned(
     return derive_events(chat, emitted, changed, queue, requires_action_calls=calls)
 
 
+def claim_limit(batch: int, *, busy: float, max_busy: float, running: int, unmeasured: int) -> int:
+    """How many chats one acquisition may claim: `batch`, or fewer near `max_busy`.
+
+    A chat's cost reaches the loop's busy share only once it streams, so a replica
+    that claimed a whole batch per tick would overshoot its limit (and leave nothing
+    for API calls such as interrupts). The room left is priced at the measured chats'
+    average share (everything the loop does counts, so the price errs high), less
+    the `unmeasured` chats claimed too recently to be in the measure yet; while
+    below the limit with nothing unmeasured, at least one chat is taken.
+    """
+    if max_busy <= 0 or running == 0 or busy <= 0:
+        return batch  # off, or nothing to price a chat by
+    measured = running - unmeasured if running > unmeasured else running
+    room = int((max_busy - busy) * measured / busy) - unmeasured
+    if room < 1 and unmeasured == 0 and busy < max_busy:
+        room = 1
+    return max(0, min(batch, room))
+
+
 class Worker:
     def __init__(
         self,
@@ -96,6 +116,9 @@ class Worker:
         # The share of a core the event loop's thread used over the last BUSY_WINDOW.
         self.loop_busy = 0.0
         self._admitting = True
+        # (when, how many) chats were claimed within the last BUSY_WINDOW: their cost
+        # is not in `loop_busy` yet.
+        self._claims: deque[tuple[float, int]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._syncing: dict[str, bool] = {}
         self._refreshing: set[str] = set()
@@ -387,9 +410,21 @@ class Worker:
         free = self.settings.max_concurrent_chats - len(self.runners)
         if free <= 0 or self.draining or not self.admitting():
             return 0
-        leases = await self.store.acquire_pending_chats(
-            self.worker_id, min(free, self.settings.acquire_batch)
+        now = time.monotonic()
+        while self._claims and self._claims[0][0] < now - BUSY_WINDOW:
+            self._claims.popleft()
+        limit = claim_limit(
+            min(free, self.settings.acquire_batch),
+            busy=self.loop_busy,
+            max_busy=self.settings.acquire_max_busy,
+            running=len(self.runners),
+            unmeasured=sum(n for _, n in self._claims),
         )
+        if limit <= 0:
+            return 0
+        leases = await self.store.acquire_pending_chats(self.worker_id, limit)
+        if leases:
+            self._claims.append((now, len(leases)))
         for lease in leases:
             runner = ChatRunner(self, lease)
             self.runners[lease.chat.id] = runner
