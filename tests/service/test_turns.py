@@ -516,3 +516,22 @@ async def test_titles_come_from_chatd_title_model_when_it_is_set(tmp_path: Path)
         chat = await live.store.get_chat(chat_id)
         assert titler.id in resolved  # the title call
         assert chat.model_config_id in resolved  # the turn, on the chat's own model
+
+
+async def test_a_fast_stream_reaches_the_log_every_256_events_not_only_on_the_tick(
+    tmp_path: Path,
+) -> None:
+    # The flush tick is a minute away: only the 256-pending trigger (spec §5.5) can
+    # write the turn's deltas to the durable log while it still streams.
+    text = " ".join(f"w{i}" for i in range(600))
+    async with running_replica(tmp_path, stream_flush_interval=60.0) as live:
+        model = await live.scripted_model("fast", delta_delay=0.01, script=[{"text": text}])
+        token = await live.token("fast")
+        async with live.client(token) as client:
+            chat = (await client.post("/api/chats", json={"message": "go", "model": model})).json()
+            async with asyncio.timeout(20):
+                while len(await live.store.read_events(chat["id"], limit=1000)) < 256:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            during = (await client.get(f"/api/chats/{chat['id']}")).json()
+            assert during["status"] == "running"
+            await wait_status(client, chat["id"], "waiting", within=30)

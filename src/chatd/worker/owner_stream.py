@@ -2,13 +2,15 @@
 
 The owner numbers events from the block its lease reserved (spec §5.1), puts each
 in the local hub at once, and writes them to the durable log in batches — with
-`commit_step` when a step commits, else every flush interval. One lock serialises
+`commit_step` when a step commits, else every flush interval or as soon as
+`FLUSH_EVENTS` are pending. One lock serialises
 the chat's writes so events reach the log in seq order.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -23,11 +25,23 @@ __all__ = ["OwnerStream"]
 _encoder = msgspec.json.Encoder()
 
 
+#: Pending events at which the owner asks for a flush before the interval is up
+#: (spec §5.5: every 50 ms or 256 events, whichever comes first).
+FLUSH_EVENTS = 256
+
+
 class OwnerStream:
     def __init__(
-        self, store: Store, hub: StreamHub, fence: Fence, first_seq: int, chat: Chat
+        self,
+        store: Store,
+        hub: StreamHub,
+        fence: Fence,
+        first_seq: int,
+        chat: Chat,
+        flush_soon: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.flush_soon = flush_soon
         self.hub = hub
         self.fence = fence
         self.chat_id = fence.chat_id
@@ -48,6 +62,8 @@ class OwnerStream:
         encoded = _encoder.encode(payload)
         self.hub.publish(self.chat_id, event_from_payload(self.chat_id, seq, type_, encoded))
         self.pending.append(StoredEvent(seq=seq, type=type_, data=payload, encoded=encoded))
+        if len(self.pending) >= FLUSH_EVENTS and self.flush_soon is not None:
+            self.flush_soon()
 
     def take_pending(self) -> list[StoredEvent]:
         events, self.pending = self.pending, []

@@ -135,7 +135,14 @@ class ChatRunner:
         self.chat = lease.chat
         self.chat_id = lease.chat.id
         self.fence = Fence(lease.chat.id, lease.runner_id, lease.lease_epoch)
-        self.stream = OwnerStream(worker.store, worker.hub, self.fence, lease.first_seq, lease.chat)
+        self.stream = OwnerStream(
+            worker.store,
+            worker.hub,
+            self.fence,
+            lease.first_seq,
+            lease.chat,
+            flush_soon=worker.flush_wake.set,
+        )
         self.interrupt = Interrupt()
         self.partial: PersistedStep | None = None
         self.partial_step_id = new_id()

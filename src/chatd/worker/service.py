@@ -110,6 +110,8 @@ class Worker:
         # Extra server-side tools for every chat (an embedding application's own tools).
         self.server_tools: Callable[[Chat], list[Tool]] | None = None
         self.wake = asyncio.Event()
+        # Set by an owner with a full batch of events: flush now, not at the tick.
+        self.flush_wake = asyncio.Event()
         self.draining = False
         # How late the event loop runs timers (seconds, decaying max of the samples).
         self.loop_lag = 0.0
@@ -447,12 +449,16 @@ class Worker:
                 self.wake.set()  # a slot is free, and the chat may be pending again
 
     async def _flush_loop(self) -> None:
-        """Every flush interval, all owned chats' new events in one transaction (§5.5)."""
+        """Every flush interval (or once an owner has a full batch), all owned chats'
+        new events in one transaction (§5.5)."""
         interval = self.settings.stream_flush_interval
         loop = asyncio.get_running_loop()
         folded_at = loop.time()
         while not self.draining:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.flush_wake.wait()
+            self.flush_wake.clear()
             try:
                 await self.flush_events()
                 if loop.time() - folded_at >= TAIL_FOLD_INTERVAL:
