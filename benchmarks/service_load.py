@@ -215,6 +215,36 @@ def _start_floor(port: int) -> subprocess.Popen[bytes]:
     )
 
 
+def _stop(server: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds (a saturated server may not drain)."""
+    server.terminate()
+    try:
+        server.wait(grace)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(10)
+
+
+def _window_figures(
+    streams: list[Stream], start: float, end: float, usage: tuple[float, float, int, float]
+) -> dict[str, Any]:
+    """Latency, parts/s and CPU of the deltas received between `start` and `end`."""
+    window = end - start
+    server_cpu, own_cpu, _, loop_cpu = usage
+    latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
+    delivered = len(latencies)
+    p50, p99 = _percentiles(latencies)
+    return {
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "parts_per_s": delivered / window,
+        "server_cpu_cores": server_cpu / window,
+        "loop_cpu_cores": loop_cpu / window,
+        "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
+        "client_cpu_cores": own_cpu / window,
+    }
+
+
 class Sampler:
     """A server process's CPU, main-thread CPU and RSS (and this process's CPU), every 0.25 s."""
 
@@ -299,12 +329,7 @@ class Bench:
         self.sampler.stop()
         await self.client.aclose()
         assert self.server is not None
-        self.server.terminate()
-        try:
-            self.server.wait(60)
-        except subprocess.TimeoutExpired:
-            self.server.kill()  # a saturated server may not drain in time
-            self.server.wait(10)
+        _stop(self.server, grace=60)
 
     async def start_chat(self, semaphore: asyncio.Semaphore, stream: Stream) -> str:
         async with semaphore:
@@ -371,13 +396,9 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
         semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
         ramp_start = time.time()
         starting = asyncio.gather(*(bench.start_chat(semaphore, s) for s in streams))
-        await _ramp(streams, ramp_start + ramp_timeout)
-        ramp = time.time() - ramp_start
-        start = time.time() + settle
-        end = start + window
-        await asyncio.sleep(end - time.time() + 0.5)
-        # Every chat streamed through the window? (A turn that ended early would not.)
-        streaming = sum(1 for s in streams if s.last >= end)
+        ramp, start, end, streaming = await _ramp_and_window(
+            streams, ramp_start, ramp_timeout, settle, window
+        )
 
         refused: list[str] = []
 
@@ -405,39 +426,39 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
             if s.done is not None and not s.done.done():
                 s.error = "the turn did not end after its interrupt"
                 s.committed = []  # nothing to check it against
-        server_cpu, own_cpu, peak_rss, loop_cpu = bench.sampler.usage_between(start, end)
+        usage = bench.sampler.usage_between(start, end)
         created = len(bench.chat_ids)
-    latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
-    delivered = len(latencies)
-    p50, p99 = _percentiles(latencies)
     lost, duplicated = _check(streams)
     return {
         "chats": n,
         "streaming": streaming,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "parts_per_s": delivered / window,
         "lost": lost,
         "duplicated": duplicated,
         "errors": sum(1 for s in streams if s.error) + len(refused),
-        "rss_per_chat_kib": (peak_rss - rss_before) / max(created, 1) / 1024,
-        "server_cpu_cores": server_cpu / window,
-        "loop_cpu_cores": loop_cpu / window,
-        "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
-        "client_cpu_cores": own_cpu / window,
+        "rss_per_chat_kib": (usage[2] - rss_before) / max(created, 1) / 1024,
         "ramp_s": ramp,
+        **_window_figures(streams, start, end, usage),
     }
 
 
-async def _ramp(streams: list[Stream], deadline: float) -> None:
-    """Until every stream has had its first delta, or the deadline (a saturated server
-    never gets every chat streaming: it is measured with what it has)."""
+async def _ramp_and_window(
+    streams: list[Stream], ramp_start: float, ramp_timeout: float, settle: float, window: float
+) -> tuple[float, float, float, int]:
+    """Wait until every stream has had its first delta (or the ramp timeout: a saturated
+    server never gets every chat streaming, and is measured with what it has), then
+    `settle` and `window` seconds. Returns the ramp's seconds, the window's start and
+    end, and how many chats streamed through it (a turn that ended early would not)."""
     n = len(streams)
     while (waiting := sum(1 for s in streams if s.first == 0.0 and not s.error)) and (
-        time.time() < deadline
+        time.time() < ramp_start + ramp_timeout
     ):
         _progress(f"{n} chats: {n - waiting} streaming, waiting for {waiting}")
         await asyncio.sleep(0.05)
+    ramp = time.time() - ramp_start
+    start = time.time() + settle
+    end = start + window
+    await asyncio.sleep(end - time.time() + 0.5)
+    return ramp, start, end, sum(1 for s in streams if s.last >= end)
 
 
 async def floor(n: int, settle: float, window: float, ramp_timeout: float) -> dict[str, Any]:
@@ -457,13 +478,10 @@ async def floor(n: int, settle: float, window: float, ramp_timeout: float) -> di
         streams = [Stream() for _ in range(n)]
         ramp_start = time.time()
         transports = [await _follow(port, f"floor{i}", s) for i, s in enumerate(streams)]
-        await _ramp(streams, ramp_start + ramp_timeout)
-        ramp = time.time() - ramp_start
-        start = time.time() + settle
-        end = start + window
-        await asyncio.sleep(end - time.time() + 0.5)
-        streaming = sum(1 for s in streams if s.last >= end)
-        server_cpu, own_cpu, peak_rss, loop_cpu = sampler.usage_between(start, end)
+        ramp, start, end, streaming = await _ramp_and_window(
+            streams, ramp_start, ramp_timeout, settle, window
+        )
+        usage = sampler.usage_between(start, end)
         sampler.stop()
         for s, transport in zip(streams, transports, strict=True):
             if s.done is not None and not s.done.done():
@@ -471,31 +489,17 @@ async def floor(n: int, settle: float, window: float, ramp_timeout: float) -> di
             transport.close()
         await asyncio.sleep(0.5)  # the closes happen on the loop's next turns
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-    latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
-    delivered = len(latencies)
-    p50, p99 = _percentiles(latencies)
+        _stop(server, grace=30)
     return {
         "chats": n,
         "streaming": streaming,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "parts_per_s": delivered / window,
         # Each stream numbers its parts from 1: a gap is a lost part.
         "lost": sum(max(s.seqs, default=0) - len(set(s.seqs)) for s in streams),
         "duplicated": sum(len(s.seqs) - len(set(s.seqs)) for s in streams),
         "errors": sum(1 for s in streams if s.error),
-        "rss_per_chat_kib": (peak_rss - rss_before) / n / 1024,
-        "server_cpu_cores": server_cpu / window,
-        "loop_cpu_cores": loop_cpu / window,
-        "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
-        "client_cpu_cores": own_cpu / window,
+        "rss_per_chat_kib": (usage[2] - rss_before) / n / 1024,
         "ramp_s": ramp,
+        **_window_figures(streams, start, end, usage),
     }
 
 
