@@ -2,9 +2,9 @@
 
 The owner numbers events from the block its lease reserved (spec §5.1), puts each
 in the local hub at once, and writes them to the durable log in batches — with
-`commit_step` when a step commits, else every flush interval or as soon as
-`FLUSH_EVENTS` are pending. One lock serialises
-the chat's writes so events reach the log in seq order.
+`commit_step` when a step commits, else every flush interval, or sooner once
+`FLUSH_EVENTS` are pending. One lock serialises the chat's writes so events reach
+the log in seq order.
 """
 
 from __future__ import annotations
