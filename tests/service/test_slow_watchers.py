@@ -14,12 +14,15 @@ from tests.service.test_turns import wait_status
 async def test_a_client_that_stops_reading_is_disconnected_over_either_http_protocol(
     tmp_path: Path,
 ) -> None:
-    # 2 MB/s of deltas for 5 s: the stalled client's socket buffers (~3 MB on
-    # loopback) fill within two seconds; from then on its socket takes no write.
+    # 1.3 MB/s of deltas for 7.5 s: the stalled client's socket buffers (~3 MB on
+    # loopback) fill within ~2.5 s; from then on its socket takes no write, and it is
+    # dropped a deadline later, seconds before the turn ends.
     text = " ".join(["x" * 20_000] * 500)
     for http in ("httptools", "h11"):
         async with running_replica(tmp_path / http, http=http, sse_write_deadline=1.0) as live:
-            model = await live.scripted_model("firehose", delta_delay=0.01, script=[{"text": text}])
+            model = await live.scripted_model(
+                "firehose", delta_delay=0.015, script=[{"text": text}]
+            )
             token = await live.token("stall")
             async with live.client(token) as client:
                 chat = (
