@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck unit bench lock clean postgres chromium screenshots
+.PHONY: run demo test lint typecheck unit bench lock clean postgres chromium bubblewrap screenshots
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +54,20 @@ chromium:
 	    exit 1; \
 	  fi; }
 
-unit: $(STAMP) postgres chromium
+# Built-in tools run in a bubblewrap sandbox (docs/tools.md); the sandbox tests need it
+# and fail without it. Install it when missing, as root, non-interactively.
+bubblewrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing bubblewrap (apt-get install bubblewrap)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "bwrap missing: run 'sudo apt-get install bubblewrap'" >&2; \
+	    exit 1; \
+	  fi; }
+
+unit: $(STAMP) postgres chromium bubblewrap
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
@@ -76,10 +89,11 @@ $(BENCH_STAMP): requirements/bench.txt pyproject.toml
 	$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) $(STAMP) postgres
+bench: $(BENCH_STAMP) $(STAMP) postgres bubblewrap
 	$(BENCH_BIN)/python -m benchmarks.loop_overhead
 	$(BENCH_BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.store_commit
+	$(BIN)/python -m benchmarks.sandbox_execute
 	$(BIN)/python -m benchmarks.service_load --chats 100 1000
 	$(BIN)/python -m benchmarks.replicas
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,3 +46,15 @@ def _loopback_only() -> Any:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    """pytest's tmp_path, searchable (never listable) by other users up to /tmp: when the
+    tests run as root, the sandbox runs commands as its own user, which must reach the
+    workspaces inside (docs/tools.md, "The sandbox")."""
+    for directory in (tmp_path, *tmp_path.parents):
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if not mode & 0o001:
+            os.chmod(directory, mode | 0o001)
+    return tmp_path

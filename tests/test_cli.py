@@ -73,3 +73,43 @@ def test_users_create_and_token_create(tmp_path: Path, monkeypatch: pytest.Monke
     token = runner.invoke(app, ["token", "create", "ann"])
     assert token.exit_code == 0
     assert token.output.count("\n") == 1 and token.output.startswith("chatd_")
+
+
+def test_users_tools_grants_restricts_and_lists_tool_policies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("CHATD_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CHATD_BUILTIN_TOOLS", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["users", "create", "ann"]).exit_code == 0
+    assert runner.invoke(app, ["users", "create", "bob", "--admin"]).exit_code == 0
+
+    granted = runner.invoke(app, ["users", "tools", "ann", "all"])
+    assert granted.exit_code == 0, granted.output
+    assert granted.output.count("\n") == 1
+    assert granted.output.startswith("ann: tool policy all") and "execute" in granted.output
+    listed = runner.invoke(app, ["users", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines() == [
+        "USER\tROLE\tTOOL POLICY\tEFFECTIVE",
+        "ann\tuser\tall\tall",
+        "bob\tadmin\tdefault\tall",
+    ]
+
+    none = runner.invoke(app, ["users", "tools", "bob", "none"])
+    assert none.exit_code == 0 and "may enable no built-in tool" in none.output
+    back = runner.invoke(app, ["users", "tools", "ann", "default"])
+    assert back.exit_code == 0 and "execute" not in back.output and "read_file" in back.output
+    monkeypatch.setenv("CHATD_BUILTIN_TOOLS", "none")
+    assert runner.invoke(app, ["users", "list"]).output.splitlines()[1:] == [
+        "ann\tuser\tdefault\tnone",
+        "bob\tadmin\tnone\tnone",
+    ]
+
+    unknown = runner.invoke(app, ["users", "tools", "zed", "all"])
+    assert unknown.exit_code == 1 and "no user named 'zed'" in unknown.output
+    bad = runner.invoke(app, ["users", "tools", "ann", "root"])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1
+    for result in (unknown, bad):
+        assert "Traceback" not in result.output

@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from rich.console import Console, Group
@@ -266,6 +266,74 @@ def users_create(
         raise typer.Exit(1) from None
 
 
+@users_app.command("list")
+def users_list() -> None:
+    """List users: name, role, tool policy override and the effective policy."""
+    from chatd.store import Store
+    from chatd.tools import effective_tool_policy
+
+    settings = _settings_or_exit("chatd users list")
+
+    async def read() -> list[Any]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        try:
+            return await store.list_users()
+        finally:
+            await store.close()
+
+    accounts = asyncio.run(read())
+    typer.echo("USER\tROLE\tTOOL POLICY\tEFFECTIVE")
+    for account in accounts:
+        effective = effective_tool_policy(
+            account.tool_policy, is_admin=account.is_admin, default=settings.builtin_tools
+        )
+        role = "admin" if account.is_admin else "user"
+        typer.echo(f"{account.username}\t{role}\t{account.tool_policy or 'default'}\t{effective}")
+
+
+@users_app.command("tools")
+def users_tools(
+    user: str = typer.Argument(..., help="User name."),
+    policy: str = typer.Argument(
+        ..., metavar="none|files|all|default", help="The built-in tools USER may enable."
+    ),
+) -> None:
+    """Set which built-in tools USER may enable; `default` follows CHATD_BUILTIN_TOOLS."""
+    from chatd.config import TOOL_POLICIES
+    from chatd.store import NotFound, Store
+    from chatd.tools import allowed_builtin_tools, effective_tool_policy
+
+    if policy not in (*TOOL_POLICIES, "default"):
+        typer.echo(
+            f"chatd users tools: the policy is one of {', '.join(TOOL_POLICIES)}, default "
+            f"(got {policy!r})",
+            err=True,
+        )
+        raise typer.Exit(2)
+    settings = _settings_or_exit("chatd users tools")
+
+    async def set_policy() -> Any:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        try:
+            account = await store.get_user_by_name(user)
+            return await store.set_tool_policy(account.id, None if policy == "default" else policy)
+        finally:
+            await store.close()
+
+    try:
+        account = asyncio.run(set_policy())
+    except NotFound:
+        typer.echo(f"chatd users tools: no user named {user!r}", err=True)
+        raise typer.Exit(1) from None
+    effective = effective_tool_policy(
+        account.tool_policy, is_admin=account.is_admin, default=settings.builtin_tools
+    )
+    names = ", ".join(sorted(allowed_builtin_tools(effective))) or "no built-in tool"
+    typer.echo(f"{user}: tool policy {policy}, may enable {names}")
+
+
 def _settings_or_exit(command: str) -> Any:
     from chatd.config import ConfigError, load_settings
 
@@ -297,6 +365,13 @@ def chat(
         help="API token (default: the admin token in $CHATD_DATA_DIR/admin.token).",
     ),
     model: str | None = typer.Option(None, help="Model for new messages (see /models)."),
+    tools: Literal["none", "files", "all"] | None = typer.Option(
+        None,
+        "--tools",
+        show_default=False,
+        help="Built-in tools of a new chat: none (the default), files (read, write, attach) "
+        "or all (also run commands in the sandbox); a CHAT_ID keeps its own (see /tools).",
+    ),
 ) -> None:
     """Chat with a chatd server in the terminal; Ctrl-C interrupts the running turn."""
     from chatd.client import ApiClient, ApiError, ChatSession
@@ -313,7 +388,7 @@ def chat(
     async def session() -> None:
         api = ApiClient(url, token)
         try:
-            await ChatSession(api, Console(), chat_id=chat_id, model=model).run()
+            await ChatSession(api, Console(), chat_id=chat_id, model=model, tools=tools).run()
         finally:
             await api.aclose()
 

@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["SANDBOX_KINDS", "TOOL_POLICIES", "ConfigError", "Settings", "load_settings"]
+
+# CHATD_SANDBOX: where built-in tools run (docs/tools.md, "The sandbox").
+SANDBOX_KINDS = ("bubblewrap", "unsandboxed")
+# CHATD_BUILTIN_TOOLS and a user's override: which built-in tools may be enabled.
+TOOL_POLICIES = ("none", "files", "all")
 
 
 class ConfigError(ValueError):
@@ -56,6 +61,25 @@ class Settings:
     workspace_root: Path | None = None  # None: data_dir / "workspaces"
     execute_timeout: float = 10.0
     execute_max_timeout: float = 4 * 3600.0
+    # The OS sandbox every built-in tool runs in (docs/tools.md): "bubblewrap", or
+    # "unsandboxed" for a single-user laptop (commands then run as the server's user).
+    sandbox: str = "bubblewrap"
+    # When the server runs as root, sandboxed commands run as this otherwise unused host
+    # uid/gid (never as root: a root-mapped sandbox could read root's 0600 files).
+    sandbox_uid: int = 60000
+    sandbox_gid: int = 60000
+    # Per-sandbox limits (setrlimit): processes of the sandbox user, address space per
+    # process, CPU seconds per process, open files per process, bytes the workspace may
+    # hold (also the largest file), and the size of the private /tmp (memory).
+    sandbox_processes: int = 256
+    sandbox_memory_mb: int = 2048
+    sandbox_cpu_seconds: int = 3600
+    sandbox_open_files: int = 1024
+    sandbox_disk_mb: int = 1024
+    sandbox_tmp_mb: int = 256
+    # Which built-in tools non-admin users may enable ("none", "files" or "all"); an
+    # admin can grant or restrict one user (PATCH /api/users/{id}, `chatd users tools`).
+    builtin_tools: str = "files"
     secret_key: str | None = None  # None: the generated key file in data_dir
     default_model: str = "scripted:default"
     # Ask each new chat's model for a title (one extra model call per chat)...
@@ -95,6 +119,15 @@ class Settings:
                 "CHATD_ACQUIRE_MAX_BUSY is a share of one core, between 0 (off) and 1 "
                 f"(got {self.acquire_max_busy})"
             )
+        if self.sandbox not in SANDBOX_KINDS:
+            raise ConfigError(
+                f"CHATD_SANDBOX must be one of {', '.join(SANDBOX_KINDS)} (got {self.sandbox!r})"
+            )
+        if self.builtin_tools not in TOOL_POLICIES:
+            raise ConfigError(
+                f"CHATD_BUILTIN_TOOLS must be one of {', '.join(TOOL_POLICIES)} "
+                f"(got {self.builtin_tools!r})"
+            )
         if self.execute_timeout > self.execute_max_timeout:
             raise ConfigError("CHATD_EXECUTE_TIMEOUT must not exceed CHATD_EXECUTE_MAX_TIMEOUT")
         return self
@@ -124,6 +157,16 @@ _ENV = {
     "workspace_root": "CHATD_WORKSPACE_ROOT",
     "execute_timeout": "CHATD_EXECUTE_TIMEOUT",
     "execute_max_timeout": "CHATD_EXECUTE_MAX_TIMEOUT",
+    "sandbox": "CHATD_SANDBOX",
+    "sandbox_uid": "CHATD_SANDBOX_UID",
+    "sandbox_gid": "CHATD_SANDBOX_GID",
+    "sandbox_processes": "CHATD_SANDBOX_PROCESSES",
+    "sandbox_memory_mb": "CHATD_SANDBOX_MEMORY_MB",
+    "sandbox_cpu_seconds": "CHATD_SANDBOX_CPU_SECONDS",
+    "sandbox_open_files": "CHATD_SANDBOX_OPEN_FILES",
+    "sandbox_disk_mb": "CHATD_SANDBOX_DISK_MB",
+    "sandbox_tmp_mb": "CHATD_SANDBOX_TMP_MB",
+    "builtin_tools": "CHATD_BUILTIN_TOOLS",
     "secret_key": "CHATD_SECRET_KEY",
     "default_model": "CHATD_DEFAULT_MODEL",
     "generate_titles": "CHATD_GENERATE_TITLES",

@@ -30,6 +30,7 @@ from chatd.providers import resolve
 from chatd.providers.scripted import InjectedError, ScriptedModel, ScriptedReply
 from chatd.store import Chat, InvalidRequest, NotFound, PgPubSub, Store, StoreConfig
 from chatd.store import ModelConfig as StoredModelConfig
+from chatd.tools import Sandbox, SandboxUnavailable, sandbox_for_settings
 from chatd.worker import StreamHub
 from chatd.worker.service import Worker
 
@@ -191,6 +192,7 @@ class Replica:
             metrics=self.metrics,
             sse_keepalive=settings.sse_keepalive,
             sse_write_deadline=settings.sse_write_deadline,
+            builtin_tools=settings.builtin_tools,
             list_watch=self.worker.list_watch,
             follow_chat=self.worker.relay.follow,
             identity={"replica_id": settings.replica_id, "worker_id": self.worker.worker_id},
@@ -235,8 +237,44 @@ class Replica:
         await self.store.close()
 
 
+def _make_private_dirs(settings: Settings, sandbox: Sandbox) -> None:
+    """The data dir and the workspace root: 0700, or 0711 when the sandbox runs as a
+    user of its own, which must pass through (never list) them to reach a workspace."""
+    mode = 0o711 if sandbox.file_owner is not None else 0o700
+    for directory in (settings.data_dir, settings.effective_workspace_root):
+        directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):  # not ours: the admin chose its mode
+            os.chmod(directory, mode)
+
+
+def announce_sandbox(replica: Replica) -> None:
+    """Say at start where built-in tools run; without a working sandbox, `execute`
+    and the process tools are refused (the reason is the API's 422)."""
+    sandbox = replica.worker.workspaces.sandbox
+    try:
+        sandbox.check()
+    except SandboxUnavailable as err:
+        replica.state.sandbox_error = f"{err}"
+        print(f"chatd: execute and the process tools are off: {err}", file=sys.stderr)
+        return
+    if not sandbox.confined:
+        print(
+            f"chatd: WARNING: CHATD_SANDBOX=unsandboxed: built-in tools run commands as "
+            f"this server's user (uid {os.geteuid()}) and see everything it sees. Meant "
+            "for a single-user laptop only.",
+            file=sys.stderr,
+        )
+        return
+    owner = sandbox.file_owner
+    who = f"uid {owner[0]}" if owner is not None else "this server's uid, unprivileged"
+    print(
+        f"chatd: built-in tools run in the {sandbox.kind} sandbox ({who}, no network)",
+        file=sys.stderr,
+    )
+
+
 async def build(settings: Settings) -> Replica:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _make_private_dirs(settings, sandbox_for_settings(settings))
     store = await Store.open(
         settings.effective_database_url,
         data_dir=settings.data_dir,
@@ -279,7 +317,10 @@ class _Server(uvicorn.Server):
 
 
 async def serve(settings: Settings) -> None:
+    # Every file the server makes (database, keys, tokens, workspaces) is its own alone.
+    os.umask(0o077)
     replica = await build(settings)
+    announce_sandbox(replica)
     token = await ensure_admin_token(replica.store, settings)
     if token is not None:
         print(

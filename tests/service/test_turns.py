@@ -342,7 +342,7 @@ async def test_builtin_tools_are_opt_in_and_run_in_the_chats_workspace(
         assert result["tool_name"] == "write_file"
         assert result["result"]["type"] == "text", result
         root = live.replica.settings.effective_workspace_root
-        assert any(path.name == "example" for path in root.rglob("example"))
+        assert any(path.is_file() for path in root.rglob("hello.txt"))
 
         bad = await client.post(
             "/api/chats", json={"message": "x", "tools": {"builtin": ["rm_rf"]}}

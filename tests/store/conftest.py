@@ -87,6 +87,16 @@ class Backend:
         await postgres.execute(_EMPTY, DATABASE)
         return postgres.url(DATABASE)
 
+    async def empty_url(self) -> str:
+        """A database with no schema at all (for migration tests); on PostgreSQL a new
+        database in the session's cluster, dropped with it."""
+        number = next(_names)
+        if self.name == "sqlite":
+            return f"sqlite+aiosqlite:///{self._tmp}/empty-{number}.db"
+        postgres = self._postgres()
+        await postgres.execute(f'CREATE DATABASE "empty_{number}"')
+        return postgres.url(f"empty_{number}")
+
     async def new_store(self, clock: FakeClock | None = None) -> Store:
         return Store(
             Database(await self.new_url()),

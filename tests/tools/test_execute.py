@@ -12,7 +12,7 @@ from chatd.loop import Tool
 from chatd.tools import BuiltinToolsConfig, Workspace, builtin_tools
 
 from .conftest import CONFIG
-from .helpers import call, error, is_gone, result
+from .helpers import call, error, is_gone_from, result
 
 
 async def test_runs_a_command_and_interleaves_stdout_and_stderr(tools: dict[str, Tool]) -> None:
@@ -40,7 +40,7 @@ async def test_timeout_kills_the_process_tree(tools: dict[str, Tool], workspace:
     assert got["output"] == "started\n"  # the output so far
     assert got["error"] == "command timed out after 1 s; its process group was terminated"
     child = int((workspace.root / "child.pid").read_text())
-    assert is_gone(child)
+    assert is_gone_from(workspace, child)
 
 
 async def test_a_tree_that_ignores_sigterm_is_killed_after_the_grace(
@@ -52,7 +52,7 @@ async def test_a_tree_that_ignores_sigterm_is_killed_after_the_grace(
     elapsed = time.monotonic() - started
     assert "timed out" in json.loads(error(response))["error"]
     assert elapsed >= 1 + CONFIG.kill_grace
-    assert is_gone(int((workspace.root / "child.pid").read_text()))
+    assert is_gone_from(workspace, int((workspace.root / "child.pid").read_text()))
 
 
 async def test_output_over_32_kib_keeps_head_and_tail_and_says_so(tools: dict[str, Tool]) -> None:
@@ -72,8 +72,9 @@ async def test_children_left_running_are_stopped(
     command = "sleep 30 & echo $! > child.pid; echo done"
     got = result(await call(tools, "execute", command=command))
     assert got["output"] == "done\n"
-    assert "left running were stopped" in got["note"]
-    assert is_gone(int((workspace.root / "child.pid").read_text()))
+    # bubblewrap ends the whole sandbox with its command, before anyone could look.
+    assert workspace.sandbox.confined or "left running were stopped" in got["note"]
+    assert is_gone_from(workspace, int((workspace.root / "child.pid").read_text()))
 
 
 async def test_environment_is_non_interactive_and_hides_chatd_settings(
@@ -83,6 +84,24 @@ async def test_environment_is_non_interactive_and_hides_chatd_settings(
     command = 'echo "$CHATD_CHAT_ID $GIT_EDITOR $PAGER $TERM ${CHATD_SECRET_KEY:-unset}"'
     got = result(await call(tools, "execute", command=command))
     assert got["output"] == "chat-1 true cat dumb unset\n"
+
+
+async def test_environment_is_an_allowlist_never_the_servers(
+    tools: dict[str, Tool], workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README tells admins to export provider keys for the server: commands never see them.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-do-not-leak")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    got = result(await call(tools, "execute", command="env"))
+    names = {line.split("=", 1)[0] for line in got["output"].splitlines()}
+    assert "do-not-leak" not in got["output"]
+    assert names <= {
+        *("PATH", "HOME", "LANG", "TMPDIR", "USER", "LOGNAME", "CHATD_CHAT_ID", "PWD", "SHLVL"),
+        *("GIT_EDITOR", "GIT_SEQUENCE_EDITOR", "EDITOR", "VISUAL", "GIT_TERMINAL_PROMPT"),
+        *("NO_COLOR", "TERM", "PAGER", "GIT_PAGER", "_"),
+    }
+    assert f"HOME={workspace.root}" in got["output"].splitlines()
 
 
 async def test_workdir_is_resolved_inside_the_workspace(

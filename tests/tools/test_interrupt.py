@@ -24,7 +24,7 @@ from chatd.types import FinishReason, ToolCallPart, ToolResultError, ToolResultP
 from tests.loop.helpers import Recorder, finish, text, tool_call
 
 from .conftest import CONFIG
-from .helpers import is_gone, pid_in
+from .helpers import is_gone_from, pid_in
 
 
 async def test_interrupt_stops_a_running_command_and_persists_the_partial_step(
@@ -57,7 +57,7 @@ async def test_interrupt_stops_a_running_command_and_persists_the_partial_step(
     with pytest.raises(ChatInterrupted):
         await asyncio.wait_for(task, 10)
 
-    assert is_gone(child)
+    assert is_gone_from(workspace, child)
     [step] = persist.steps
     calls = [p for p in step.content if isinstance(p, ToolCallPart)]
     results = {p.tool_call_id: p for p in step.content if isinstance(p, ToolResultPart)}
@@ -89,7 +89,7 @@ async def test_an_interrupt_while_the_shell_is_being_started_still_stops_its_chi
     released.set()
     await asyncio.wait([task])
     assert task.cancelled()
-    assert is_gone(child)
+    assert is_gone_from(workspace, child)
 
 
 async def _read_pid(path: Path) -> int:

@@ -10,7 +10,7 @@ from chatd.loop import Tool
 from chatd.tools import Workspace, Workspaces, builtin_tools
 from chatd.tools._processes import MAX_BACKGROUND_PROCESSES
 
-from .helpers import call, error, is_gone, result
+from .helpers import call, error, is_gone_from, result
 
 
 async def start(tools: dict[str, Tool], command: str) -> str:
@@ -63,7 +63,7 @@ async def test_signals_reach_the_whole_group(tools: dict[str, Tool], workspace: 
     finished = result(await call(tools, "process_output", process_id=process_id))
     assert finished["exit_code"] == 128 + 15
     assert finished["success"] is False
-    await _until_gone(child)  # a signal is delivered asynchronously
+    await _until_gone(workspace, child)  # a signal is delivered asynchronously
     message = error(await call(tools, "process_signal", process_id=process_id, signal="kill"))
     assert message == f"Process {process_id} has already exited."
 
@@ -110,7 +110,7 @@ async def test_closing_the_workspace_terminates_its_processes(
     await start(tools, "sleep 30 & echo $! > child.pid; wait")
     child = await _read_pid(workspace, "child.pid")
     await workspace.close(grace=0.3)
-    assert is_gone(child)
+    assert is_gone_from(workspace, child)
     [entry] = workspace.processes.entries()
     assert not entry.running
     message = error(await call(tools, "execute", command="true", run_in_background=True))
@@ -127,7 +127,7 @@ async def test_interrupting_process_output_stops_the_process(
     waiting.cancel()
     await asyncio.wait([waiting])
     assert waiting.cancelled()
-    assert is_gone(child)
+    assert is_gone_from(workspace, child)
     [entry] = json.loads((await call(tools, "process_list")).content)
     assert entry["status"] == "exited"
 
@@ -142,9 +142,9 @@ async def _read_pid(workspace: Workspace, name: str) -> int:
     raise AssertionError(f"{name} was never written")
 
 
-async def _until_gone(pid: int) -> None:
+async def _until_gone(workspace: Workspace, pid: int) -> None:
     for _ in range(500):
-        if is_gone(pid):
+        if is_gone_from(workspace, pid):
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"process {pid} is still running")
@@ -162,9 +162,9 @@ async def test_workspaces_keep_one_workspace_per_chat_until_released(tmp_path: P
         await start(tools, "sleep 30 & echo $! > child.pid; wait")
         pids.append(await _read_pid(workspace, "child.pid"))
     await workspaces.release("chat-a", grace=0.3)
-    assert is_gone(pids[0])
-    assert not is_gone(pids[1])
+    assert is_gone_from(first, pids[0])
+    assert not is_gone_from(other, pids[1])
     assert workspaces.get("chat-a") is not first  # a fresh one, same directory
     await workspaces.aclose(grace=0.3)
-    assert is_gone(pids[1])
+    assert is_gone_from(other, pids[1])
     await workspaces.release("never-opened")

@@ -6,15 +6,15 @@ their last four characters, never the key.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatd.api.app import current_user, store_of
-from chatd.api.auth import Principal
+from chatd.api.app import store_of
 from chatd.api.chats import _json, _store_errors
+from chatd.api.deps import Admin
 from chatd.api.errors import ApiError
 from chatd.providers import PROVIDERS
 from chatd.store import ModelConfig, ProviderKey
@@ -23,15 +23,6 @@ from chatd.worker.wire import timestamp
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/chats", tags=["admin"])
-
-
-async def require_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
-    if not user.is_admin:
-        raise ApiError(403, "forbidden", "This route needs an admin token.")
-    return user
-
-
-Admin = Annotated[Principal, Depends(require_admin)]
 
 
 class _Strict(BaseModel):

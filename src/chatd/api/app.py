@@ -14,9 +14,9 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
@@ -29,7 +29,7 @@ from prometheus_client import (
 from starlette.types import Receive, Scope, Send
 
 from chatd import __version__
-from chatd.api.auth import Principal
+from chatd.api.deps import User, current_user
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.loop.metrics import Metrics
@@ -83,6 +83,12 @@ class AppState:
     follow_chat: Callable[[str], Awaitable[None]] | None = None
     # Shown by /readyz: which replica and worker answered.
     identity: dict[str, str] = field(default_factory=dict)
+    # Which built-in tools users may enable by default (CHATD_BUILTIN_TOOLS; admins and
+    # users with an override excepted, see chatd.tools.effective_tool_policy).
+    builtin_tools: str = "files"
+    # Why the OS sandbox is unusable, if it is: chats asking for execute or the process
+    # tools are then refused (422 sandbox_unavailable).
+    sandbox_error: str | None = None
 
     def __post_init__(self) -> None:
         if self.metrics is None:
@@ -99,23 +105,6 @@ def _state(request: Request) -> AppState:
 def store_of(request: Request) -> Store:
     """The store of the app serving `request`."""
     return _state(request).store
-
-
-async def current_user(request: Request) -> Principal:
-    """The caller, from `Authorization: Bearer …` (or `?access_token=` on SSE routes)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header and request.url.path.endswith(("/stream", "/watch")):
-        token, scheme = request.query_params.get("access_token", ""), "bearer"
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError.unauthorized("missing bearer token")
-    user = await _state(request).store.authenticate_token(token.strip())
-    if user is None:
-        raise ApiError.unauthorized("unknown or revoked token")
-    return Principal(user.id, user.username, user.is_admin)
-
-
-User = Annotated[Principal, Depends(current_user)]
 
 
 class SseResponse(Response):
@@ -300,19 +289,16 @@ def create_app(state: AppState) -> FastAPI:
             raise ApiError.unauthorized("this deployment protects /metrics with a token")
         return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/users/me", tags=["users"])
-    async def me(user: User) -> dict[str, object]:
-        """Who the token belongs to."""
-        return {"id": user.user_id, "username": user.username, "is_admin": user.is_admin}
-
     from chatd.api.admin import router as admin_router
     from chatd.api.chats import router as chats_router
     from chatd.api.mcp_servers import router as mcp_servers_router
+    from chatd.api.users import router as users_router
 
     # Admin collections first: their paths would otherwise match /api/chats/{chat_id}.
     app.include_router(admin_router)
     app.include_router(mcp_servers_router)
     app.include_router(chats_router)
+    app.include_router(users_router)
 
     @app.get("/", include_in_schema=False)
     async def web_ui() -> FileResponse:

@@ -16,3 +16,5 @@ class Principal:
     user_id: str
     username: str
     is_admin: bool = False
+    # The admin's override of the deployment's built-in tool policy (None: the default).
+    tool_policy: str | None = None

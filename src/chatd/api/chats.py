@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from chatd.api.app import SSE_RETRY_MS, AppState, SseResponse, User, _state, sse_response
+from chatd.api.auth import Principal
 from chatd.api.errors import ApiError
 from chatd.store import (
     BusyBehavior,
@@ -25,8 +26,13 @@ from chatd.store import (
     NotFound,
     TransitionRejected,
 )
+from chatd.tools import (
+    PROCESS_TOOL_NAMES,
+    ToolConfigError,
+    allowed_builtin_tools,
+    effective_tool_policy,
+)
 from chatd.tools import ToolConfig as ToolSelectionConfig
-from chatd.tools import ToolConfigError
 from chatd.types import (
     TextPart,
     ToolResultError,
@@ -188,6 +194,34 @@ async def _check_mcp_servers(state: AppState, slugs: list[str]) -> None:
         )
 
 
+def _check_builtin(state: AppState, user: Principal, names: tuple[str, ...]) -> None:
+    """The caller's effective tool policy allows every built-in the chat asks for, and
+    the tools that run commands have a usable sandbox (422 otherwise)."""
+    policy = effective_tool_policy(
+        user.tool_policy, is_admin=user.is_admin, default=state.builtin_tools
+    )
+    allowed = allowed_builtin_tools(policy)
+    refused = [name for name in names if name not in allowed]
+    if refused:
+        raise ApiError(
+            422,
+            "tool_not_allowed",
+            f"You may not enable {', '.join(refused)}; leave them out of tools.builtin, or "
+            f"ask an admin to grant them (`chatd users tools {user.username} all`).",
+            f"refused built-in tools {refused}: the tool policy {policy!r} allows "
+            f"{sorted(allowed)}",
+        )
+    commands = [name for name in names if name in PROCESS_TOOL_NAMES]
+    if commands and state.sandbox_error is not None:
+        raise ApiError(
+            422,
+            "sandbox_unavailable",
+            state.sandbox_error,
+            f"{', '.join(commands)} run commands in the OS sandbox, which is unusable on "
+            "this server; leave them out of tools.builtin",
+        )
+
+
 NO_USAGE: dict[str, int | None] = {
     "input_tokens": 0,
     "output_tokens": 0,
@@ -248,11 +282,13 @@ async def create_chat(body: CreateChat, request: Request, user: User) -> Respons
     tools = body.tools.model_dump(exclude_none=True) if body.tools is not None else None
     if tools is not None:
         try:
-            ToolSelectionConfig.from_json(tools)
+            selection = ToolSelectionConfig.from_json(tools)
         except ToolConfigError as err:
             raise ApiError(
                 422, "invalid_request", "Fix the chat's tools and retry.", str(err)
             ) from None
+        if "builtin" in tools:  # opt-in: without the key the chat gets no built-in
+            _check_builtin(state, user, selection.builtin_names())
         if tools.get("mcp_servers"):
             await _check_mcp_servers(state, tools["mcp_servers"])
     with _store_errors():

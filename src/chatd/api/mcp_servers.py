@@ -15,9 +15,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from chatd.api.admin import Admin
 from chatd.api.app import store_of
 from chatd.api.chats import McpSlug, _json, _store_errors
+from chatd.api.deps import Admin
 from chatd.api.errors import ApiError
 from chatd.store import McpServer
 from chatd.worker.wire import timestamp

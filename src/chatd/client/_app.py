@@ -3,8 +3,9 @@
 Reads a line, sends it, and renders the turn live (rich `Live`) from the chat's SSE
 stream until the chat is idle again. Ctrl-C during a turn interrupts the turn (POST
 …/interrupt), never the client; at the prompt it only reminds how to leave. Lines
-starting with `/` are commands (`/help`). Everything goes through the public HTTP
-API; this module owns the terminal, `_http` the wire, `_state` the chat.
+starting with `/` are commands (`/help`). A new chat asks for the built-in tools of
+`--tools` (`_tools`). Everything goes through the public HTTP API; this module owns
+the terminal, `_http` the wire, `_state` the chat.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.text import Text
 
 from chatd.client._http import ApiClient, ApiError
 from chatd.client._state import ChatView, render_message, render_preview, tool_result_line
+from chatd.client._tools import BUILTIN_TOOLS, builtin_label, tools_for_level
 
 __all__ = ["ChatSession"]
 
@@ -30,6 +32,7 @@ HELP = """Commands:
   /queue          show the queued messages
   /models         list the models; /model NAME picks one for the next messages
   /compact        summarise the history now
+  /tools          show the chat's built-in tools (chatd chat --tools picks a new chat's)
   /new            start a new chat
   /help           this help
   /quit           leave (Ctrl-D too)
@@ -44,6 +47,7 @@ class ChatSession:
     console: Console
     chat_id: str | None = None
     model: str | None = None
+    tools: str | None = None  # built-in tools level of new chats: none (None), files, all
     view: ChatView | None = None
     _stream_task: asyncio.Task[None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -59,6 +63,11 @@ class ChatSession:
                 f"chatd at {self.api.url} — signed in as [bold]{me['username']}[/bold]. "
                 "/help lists the commands."
             )
+            if self.chat_id is not None and self.tools is not None:
+                self.console.print(
+                    "note: --tools is for new chats (/new); this chat keeps its own tools, "
+                    "/tools shows them."
+                )
             if self.chat_id is not None:
                 last_seq = await self._open(self.chat_id, show_history=True)
                 view = self.view
@@ -114,6 +123,8 @@ class ChatSession:
                 body: dict[str, Any] = {"message": line}
                 if self.model:
                     body["model"] = self.model
+                if builtin := tools_for_level(self.tools or "none"):
+                    body["tools"] = {"builtin": builtin}
                 chat = await self.api.request("POST", "/api/chats", body)
                 await self._open(chat["id"], show_history=False)
             else:
@@ -147,6 +158,8 @@ class ChatSession:
                 self.console.print(f"Model for the next messages: {self.model or 'the default'}")
             elif name == "/queue":
                 await self._queue()
+            elif name == "/tools":
+                await self._show_tools()
             elif name == "/compact":
                 if self.chat_id is None:
                     self.console.print("No chat yet.")
@@ -189,6 +202,22 @@ class ChatSession:
         for n, item in enumerate(queue, start=1):
             text = " ".join(p.get("text", "") for p in item["parts"] if p["type"] == "text")
             self.console.print(f"{n}. {text}")
+
+    async def _show_tools(self) -> None:
+        if self.chat_id is None:
+            level = self.tools or "none"
+            names = ", ".join(tools_for_level(level)) or "no built-in tools"
+            self.console.print(Text(f"No chat yet; your next message starts one with {names}."))
+            return
+        chat = await self.api.request("GET", f"/api/chats/{self.chat_id}")
+        tools = chat.get("tools")
+        label = builtin_label(tools)
+        if not label:
+            self.console.print("This chat has no built-in tools.")
+            return
+        builtin = tools["builtin"]
+        names = ", ".join(BUILTIN_TOOLS if builtin == "all" else builtin)
+        self.console.print(Text(f"tools: {names if label == names else f'{label} ({names})'}"))
 
     async def _answer_action(self) -> None:
         assert self.view is not None and self.view.action is not None
@@ -304,4 +333,6 @@ class ChatSession:
 
     def _error(self, err: ApiError) -> None:
         status = f" HTTP {err.status}" if err.status else ""
-        self.console.print(Text(f"error [{err.kind}]{status}: {err.message}", style="red"))
+        # One logical line however long the message: the terminal wraps it, not rich.
+        line = " ".join(f"error [{err.kind}]{status}: {err.message}".split())
+        self.console.print(Text(line, style="red"), soft_wrap=True)

@@ -1,9 +1,14 @@
 """`scripted`: a deterministic, offline model for demos, `make run` and tests.
 
 It streams replies from a script of `ScriptedReply` entries (text, reasoning, tool
-calls, pauses, injected provider errors, mid-stream disconnects). Without a script
-it answers any message with a short reply and, when tools are offered and none has
-run yet this turn, calls the first tool once before answering. No network, no keys.
+calls, pauses, injected provider errors, mid-stream disconnects). Without a script it
+answers any message with a short reply. When the last user message is exactly
+`/call TOOL {JSON arguments}` (arguments optional), it calls that offered tool once
+with those arguments verbatim and answers with the tool's result, so any tool can be
+driven through the real API without a provider key. Otherwise, when tools are offered
+and none has run yet this turn, it makes one call that works in a fresh workspace
+(`execute` of a harmless command, else `write_file` of `hello.txt`, else the first
+tool with sample arguments) before answering. It never touches the network or a key.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatd.loop import Call, GenerateResponse
+from chatd.loop import Call, GenerateResponse, ToolDefinition
 from chatd.titles import TITLE_PROMPT
 from chatd.types import (
     FinishReason,
@@ -26,6 +31,9 @@ from chatd.types import (
     StreamPart,
     StreamPartType,
     TextPart,
+    ToolResultError,
+    ToolResultMedia,
+    ToolResultOutput,
     ToolResultPart,
     ToolResultText,
     Usage,
@@ -123,21 +131,24 @@ class ScriptedModel:
         return GenerateResponse(content=[TextPart(f"Summary: {summary[:2000]}")])
 
     def default_reply(self, call: Call) -> ScriptedReply:
-        """Call the first offered tool once per turn, then answer in a sentence or two."""
+        """Obey a `/call` directive, or call one offered tool once per turn, then answer."""
         last_user = _last_user_text(call.prompt)
         results = _tool_results_this_turn(call.prompt)
+        directive = _parse_call_directive(last_user)
+        if directive is not None:
+            return self._directive_reply(directive, call, results)
         if call.tools and not results:
-            tool = call.tools[0]
+            tool, args = _first_call(call.tools)
             return ScriptedReply(
-                reasoning=f"The user asked: {last_user!r}. I will call {tool.name} first.",
+                reasoning=f"The user asked: {last_user!r}. I will call {tool} first.",
                 text="Let me check that.",
-                tool_calls=[(tool.name, json.dumps(_example_args(tool.input_schema)))],
+                tool_calls=[(tool, args)],
                 delta_delay=self.delta_delay,
             )
         if results:
             return ScriptedReply(
-                text=f"The tool answered: {results[-1]}. That is all I needed to reply "
-                f"to {last_user!r}.",
+                text=f"The tool answered: {_describe(results[-1])}. That is all I needed "
+                f"to reply to {last_user!r}.",
                 delta_delay=self.delta_delay,
             )
         return ScriptedReply(
@@ -145,6 +156,26 @@ class ScriptedModel:
             text=f"You said: {last_user!r}. I am chatd's offline scripted model, so this is "
             "a canned reply — configure a real provider to get real answers.",
             delta_delay=self.delta_delay,
+        )
+
+    def _directive_reply(
+        self, directive: _CallDirective, call: Call, results: list[ToolResultPart]
+    ) -> ScriptedReply:
+        """One call of exactly the named tool, then its result as the answer."""
+        if results:
+            return ScriptedReply(text=_answer(results[-1]), delta_delay=self.delta_delay)
+        if directive.problem:
+            return ScriptedReply(text=directive.problem, delta_delay=self.delta_delay)
+        offered = [t.name for t in call.tools]
+        if directive.tool not in offered:
+            listing = ", ".join(offered) if offered else "none"
+            return ScriptedReply(
+                text=f"/call: this chat does not offer a tool named {directive.tool!r}. "
+                f"Offered tools: {listing}.",
+                delta_delay=self.delta_delay,
+            )
+        return ScriptedReply(
+            tool_calls=[(directive.tool, directive.arguments)], delta_delay=self.delta_delay
         )
 
     def _log_call(self, call: Call, phase: str) -> None:
@@ -243,16 +274,110 @@ def _last_user_text(messages: Sequence[Message]) -> str:
     return ""
 
 
-def _tool_results_this_turn(messages: Sequence[Message]) -> list[str]:
-    results: list[str] = []
+def _tool_results_this_turn(messages: Sequence[Message]) -> list[ToolResultPart]:
+    results: list[ToolResultPart] = []
     for message in reversed(messages):
         if message.role == Role.USER:
             break
-        for part in message.content:
-            if isinstance(part, ToolResultPart):
-                output = part.output
-                results.append(output.text if isinstance(output, ToolResultText) else "an error")
+        results.extend(p for p in reversed(message.content) if isinstance(p, ToolResultPart))
     return results[::-1]
+
+
+def _describe(result: ToolResultPart) -> str:
+    """A tool result in a few words, for the default reply."""
+    output = result.output
+    if isinstance(output, ToolResultText):
+        return output.text
+    if isinstance(output, ToolResultError):
+        return f"an error ({output.error})" if output.error else "an error"
+    return _describe_other(output)
+
+
+def _answer(result: ToolResultPart) -> str:
+    """The reply to a `/call`: the result's own text, or its error's."""
+    output, name = result.output, result.tool_name or "the tool"
+    if isinstance(output, ToolResultText):
+        return output.text or f"{name} returned no text."
+    if isinstance(output, ToolResultError):
+        return f"{name} failed: {output.error or 'no detail given'}"
+    return f"{name} returned {_describe_other(output)}."
+
+
+def _describe_other(output: ToolResultOutput | None) -> str:
+    if isinstance(output, ToolResultMedia):
+        # Decoded size of the base64 text (4 characters carry 3 bytes; padding carries none).
+        size = len(output.data.rstrip("=")) * 3 // 4
+        media = f"{output.media_type or 'media'} ({size} bytes)"
+        return f"{media}: {output.text}" if output.text else media
+    return "no output"
+
+
+@dataclass(frozen=True, slots=True)
+class _CallDirective:
+    """`/call TOOL {JSON}` parsed; `problem` is the reply when it cannot be obeyed."""
+
+    tool: str = ""
+    arguments: str = "{}"
+    problem: str = ""
+
+
+_DIRECTIVE = "/call"
+_DIRECTIVE_USAGE = 'Use: /call TOOL_NAME {JSON arguments}, e.g. /call execute {"command": "ls"}.'
+
+
+def _parse_call_directive(text: str) -> _CallDirective | None:
+    """The directive when the whole message is one, else `None` (an ordinary message)."""
+    text = text.strip()
+    rest = text.removeprefix(_DIRECTIVE)
+    if rest == text or (rest and not rest[0].isspace()):
+        return None  # not `/call`, or a word such as `/callback`
+    words = rest.split(maxsplit=1)
+    tool = words[0] if words else ""
+    arguments = words[1].strip() if len(words) > 1 else ""
+    if not tool:
+        return _CallDirective(problem=f"/call needs a tool name. {_DIRECTIVE_USAGE}")
+    if not arguments:
+        return _CallDirective(tool=tool)
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError as err:
+        return _CallDirective(
+            tool=tool,
+            problem=f"/call {tool}: the arguments are not valid JSON ({err}). {_DIRECTIVE_USAGE}",
+        )
+    if not isinstance(parsed, dict):
+        return _CallDirective(
+            tool=tool,
+            problem=f"/call {tool}: the arguments must be a JSON object, not "
+            f"{_json_kind(parsed)} ({arguments}). {_DIRECTIVE_USAGE}",
+        )
+    # The text as the user wrote it: re-serialising could reorder keys or change numbers.
+    return _CallDirective(tool=tool, arguments=arguments)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "null" if value is None else "a number"
+
+
+# The default first call: one that succeeds in a fresh workspace and shows where it ran.
+_EXECUTE_ARGS = {"command": 'echo "hello from $(pwd)" && uname -sr && id -u'}
+_WRITE_FILE_ARGS = {"path": "hello.txt", "content": "hello from chatd's scripted model\n"}
+
+
+def _first_call(tools: Sequence[ToolDefinition]) -> tuple[str, str]:
+    """The default turn's one tool call: `execute`, else `write_file`, else the first tool."""
+    names = {t.name for t in tools}
+    if "execute" in names:
+        return "execute", json.dumps(_EXECUTE_ARGS)
+    if "write_file" in names:
+        return "write_file", json.dumps(_WRITE_FILE_ARGS)
+    return tools[0].name, json.dumps(_example_args(tools[0].input_schema))
 
 
 def _example_args(schema: dict[str, object]) -> dict[str, object]:

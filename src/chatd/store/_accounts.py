@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from chatd.config import TOOL_POLICIES
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._ids import new_id, sha256_hex
@@ -49,6 +50,27 @@ class Accounts(StoreBase):
                 sa.update(users).where(users.c.id == user_id).values(is_admin=is_admin)
             )
         return await self.get_user(user_id)
+
+    async def set_tool_policy(self, user_id: str, policy: str | None) -> User:
+        """Set the user's built-in tool policy ("none", "files", "all"); None returns
+        them to the default. NotFound for an unknown user."""
+        if policy is not None and policy not in TOOL_POLICIES:
+            raise InvalidRequest(
+                "invalid_request", f"A tool policy is one of {', '.join(TOOL_POLICIES)}."
+            )
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                sa.update(users).where(users.c.id == user_id).values(tool_policy=policy)
+            )
+        if result.rowcount == 0:
+            raise NotFound("user", user_id)
+        return await self.get_user(user_id)
+
+    async def list_users(self) -> list[User]:
+        """Every user, by name."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(sa.select(users).order_by(users.c.username))
+            return [User(**row._asdict()) for row in rows]
 
     async def get_user(self, user_id: str) -> User:
         async with self.db.read() as conn:
@@ -107,7 +129,11 @@ class Accounts(StoreBase):
                     sa.update(api_tokens).where(t.id == row.token_id).values(last_used_at=now)
                 )
         return User(
-            id=row.id, username=row.username, is_admin=row.is_admin, created_at=row.created_at
+            id=row.id,
+            username=row.username,
+            is_admin=row.is_admin,
+            created_at=row.created_at,
+            tool_policy=row.tool_policy,
         )
 
     async def revoke_api_token(self, token_id: str) -> None:

@@ -38,6 +38,7 @@ class StoreBase:
         self.config = config or StoreConfig()
         self.clock = clock or utcnow
         self._listeners: list[ChatListener] = []
+        self._delete_listeners: list[ChatListener] = []
         # Other replicas hear of commits through this (PostgreSQL NOTIFY); by default
         # no one else is told: one SQLite process has only in-process listeners.
         self.notifier = Notifier()
@@ -50,6 +51,15 @@ class StoreBase:
     def add_listener(self, listener: ChatListener) -> None:
         """Call `listener(chat)` after every committed transition (in-process wake-ups)."""
         self._listeners.append(listener)
+
+    def add_delete_listener(self, listener: ChatListener) -> None:
+        """Call `listener(chat)` after a chat was deleted in this process."""
+        self._delete_listeners.append(listener)
+
+    def _deleted(self, chat: Chat) -> None:
+        for listener in self._delete_listeners:
+            listener(chat)
+        self.notifier.chat_deleted(chat)
 
     def _committed(self, chat: Chat) -> None:
         for listener in self._listeners:

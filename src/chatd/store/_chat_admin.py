@@ -145,5 +145,5 @@ class ChatAdministration(StoreBase):
                 tx.require(ChatStatus.WAITING, ChatStatus.ERROR)
             chat = tx.chat
             await tx.conn.execute(sa.delete(chats).where(chats.c.id == chat_id))
-        self.notifier.chat_deleted(chat)
+        self._deleted(chat)
         return chat

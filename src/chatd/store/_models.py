@@ -227,6 +227,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     username: str
     is_admin: bool
     created_at: datetime
+    # An admin's override of the deployment's built-in tool policy; None: the default.
+    tool_policy: str | None = None
 
 
 class ApiToken(msgspec.Struct, frozen=True, kw_only=True):

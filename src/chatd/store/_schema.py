@@ -102,6 +102,9 @@ users = sa.Table(
     sa.Column("username", sa.String(64), nullable=False, unique=True),
     sa.Column("is_admin", sa.Boolean(), nullable=False, default=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Which built-in tools the user may enable ("none", "files", "all"); NULL: the
+    # deployment's CHATD_BUILTIN_TOOLS (admins: "all"). See chatd.tools._policy.
+    sa.Column("tool_policy", sa.String(16), nullable=True),
 )
 
 api_tokens = sa.Table(

@@ -14,10 +14,18 @@ run the loop, persist anything or speak HTTP. See docs/tools.md.
 """
 
 from chatd.tools._builtin import BUILTIN_TOOL_NAMES, builtin_tools
-from chatd.tools._config import BuiltinToolsConfig
+from chatd.tools._config import BuiltinToolsConfig, sandbox_for_settings
 from chatd.tools._mcp import McpConnections
 from chatd.tools._mcp_config import McpServerConfig, McpToolInfo, mcp_tool_name
 from chatd.tools._output import MODEL_OUTPUT_CAP
+from chatd.tools._policy import PROCESS_TOOL_NAMES, allowed_builtin_tools, effective_tool_policy
+from chatd.tools._sandbox import (
+    Bubblewrap,
+    Sandbox,
+    SandboxLimits,
+    SandboxUnavailable,
+    Unsandboxed,
+)
 from chatd.tools._selection import (
     DynamicToolSpec,
     ToolConfig,
@@ -32,19 +40,28 @@ from chatd.tools._workspace import Workspace, Workspaces
 __all__ = [
     "BUILTIN_TOOL_NAMES",
     "MODEL_OUTPUT_CAP",
+    "PROCESS_TOOL_NAMES",
+    "Bubblewrap",
     "BuiltinToolsConfig",
     "DynamicToolSpec",
     "McpConnections",
     "McpServerConfig",
     "McpToolInfo",
+    "Sandbox",
+    "SandboxLimits",
+    "SandboxUnavailable",
     "ToolConfig",
     "ToolConfigError",
     "ToolSelection",
+    "Unsandboxed",
     "Workspace",
     "Workspaces",
+    "allowed_builtin_tools",
     "builtin_tools",
     "dynamic_tool",
+    "effective_tool_policy",
     "mcp_tool_name",
+    "sandbox_for_settings",
     "select_mcp_servers",
     "select_tools",
 ]

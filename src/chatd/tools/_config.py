@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 from chatd.config import Settings
 from chatd.tools._processes import KILL_GRACE
+from chatd.tools._sandbox import Bubblewrap, Sandbox, SandboxLimits, Unsandboxed
 
-__all__ = ["BuiltinToolsConfig"]
+__all__ = ["BuiltinToolsConfig", "sandbox_for_settings"]
+
+_MIB = 1024 * 1024
 
 # 10 s / 4 h: upstream's defaultTimeout and maxExecuteTimeout (chattool/execute.go).
 DEFAULT_EXECUTE_TIMEOUT = 10.0
@@ -42,3 +45,24 @@ class BuiltinToolsConfig:
             execute_timeout=settings.execute_timeout,
             execute_max_timeout=settings.execute_max_timeout,
         )
+
+
+def sandbox_for_settings(settings: Settings) -> Sandbox:
+    """The sandbox `CHATD_SANDBOX` names, with the `CHATD_SANDBOX_*` limits. The data
+    dir is hidden from it even where a system directory would show it."""
+    limits = SandboxLimits(
+        processes=settings.sandbox_processes,
+        memory_bytes=settings.sandbox_memory_mb * _MIB,
+        cpu_seconds=settings.sandbox_cpu_seconds,
+        open_files=settings.sandbox_open_files,
+        disk_bytes=settings.sandbox_disk_mb * _MIB,
+        tmp_bytes=settings.sandbox_tmp_mb * _MIB,
+    )
+    if settings.sandbox == "unsandboxed":
+        return Unsandboxed(limits)
+    return Bubblewrap(
+        limits,
+        host_uid=settings.sandbox_uid,
+        host_gid=settings.sandbox_gid,
+        hidden=(settings.data_dir, settings.effective_workspace_root),
+    )

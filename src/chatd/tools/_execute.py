@@ -19,12 +19,8 @@ from chatd.loop import ToolResponse
 from chatd.tools._args import Arguments, ToolInputError, format_seconds, json_text
 from chatd.tools._config import BuiltinToolsConfig
 from chatd.tools._output import CappedText, OutputCapture
-from chatd.tools._processes import (
-    BackgroundProcess,
-    RunningProcess,
-    exit_status,
-    process_environment,
-)
+from chatd.tools._processes import BackgroundProcess, RunningProcess, exit_status
+from chatd.tools._sandbox import SandboxUnavailable, SpawnSpec
 from chatd.tools._workspace import Workspace
 
 __all__ = ["ProcessTools"]
@@ -84,17 +80,28 @@ class ProcessTools:
                 f"workdir {self.workspace.display_path(workdir)} is not a directory"
             )
         intent = args.text("model_intent", default="")[:_MODEL_INTENT_CHARS]
-        env = process_environment(self.workspace.chat_id)
         if background:
-            response = await self._start_background(command, workdir, env)
+            response = await self._start_background(command, workdir)
         else:
-            response = await self._run_foreground(command, workdir, env, timeout, notes)
+            response = await self._run_foreground(command, workdir, timeout, notes)
         return response.with_metadata({"model_intent": intent}) if intent else response
 
-    async def _start_background(
-        self, command: str, workdir: Path, env: dict[str, str]
-    ) -> ToolResponse:
-        entry = await self.workspace.processes.start(command, cwd=workdir, env=env)
+    def _spec(self, command: str, workdir: Path) -> SpawnSpec:
+        try:
+            return self.workspace.spawn_spec(command, cwd=workdir, env=self.workspace.environment())
+        except SandboxUnavailable as err:
+            raise ToolInputError(f"Commands cannot run: {err}.") from None
+
+    def _disk_note(self) -> str:
+        limit = self.workspace.sandbox.limits.disk_bytes // (1024 * 1024)
+        return (
+            f"the workspace grew past its {limit} MiB disk limit, so its commands were "
+            "stopped; delete files to make room"
+        )
+
+    async def _start_background(self, command: str, workdir: Path) -> ToolResponse:
+        entry = await self.workspace.processes.start(command, lambda: self._spec(command, workdir))
+        self.workspace.watch(entry.process)
         return ToolResponse.text(
             json_text(
                 {
@@ -106,11 +113,13 @@ class ProcessTools:
         )
 
     async def _run_foreground(
-        self, command: str, workdir: Path, env: dict[str, str], limit: float, notes: list[str]
+        self, command: str, workdir: Path, limit: float, notes: list[str]
     ) -> ToolResponse:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        process = await RunningProcess.start(command, cwd=workdir, env=env, capture=OutputCapture())
+        self.workspace.disk_exceeded = False
+        process = await RunningProcess.start(self._spec(command, workdir), capture=OutputCapture())
+        self.workspace.watch(process)
         timed_out = False
         try:
             async with asyncio.timeout(limit):
@@ -121,13 +130,16 @@ class ProcessTools:
             if process.running:  # timed out, or the call was cancelled (an interrupt)
                 await asyncio.shield(process.terminate(self.config.kill_grace))
             process.close_output()
+            self.workspace.unwatch(process)
         if process.group_running():
-            # Children left running would be invisible to process_list: stop them.
+            # Children left running would be invisible to process_list: stop them. (A
+            # sandbox ends with its command; what is left there is only being torn down.)
             await process.terminate(self.config.kill_grace)
-            notes.append(
-                "processes the command left running were stopped; "
-                "use run_in_background to keep a process running"
-            )
+            if not process.wrapped:
+                notes.append(
+                    "processes the command left running were stopped; "
+                    "use run_in_background to keep a process running"
+                )
         code = exit_status(await process.process.wait())
         result: dict[str, Any] = {
             "success": code == 0 and not timed_out,
@@ -139,6 +151,10 @@ class ProcessTools:
             notes.append("To read a file, prefer read_file: it numbers lines and reads ranges.")
         if notes:
             result["note"] = "; ".join(notes)
+        if self.workspace.disk_exceeded:
+            result["success"] = False
+            result["error"] = self._disk_note()
+            return ToolResponse.error(json_text(result))
         if timed_out:
             result["error"] = (
                 f"command timed out after {format_seconds(limit)} s; "
@@ -162,8 +178,7 @@ class ProcessTools:
                 raise
         return ToolResponse.text(json_text(self._describe(entry, notes)))
 
-    @staticmethod
-    def _describe(entry: BackgroundProcess, notes: list[str]) -> dict[str, Any]:
+    def _describe(self, entry: BackgroundProcess, notes: list[str]) -> dict[str, Any]:
         result: dict[str, Any] = {
             "success": entry.exit_code == 0,
             "exit_code": entry.exit_code,
@@ -172,6 +187,8 @@ class ProcessTools:
         }
         if entry.running:
             notes.insert(0, "process is still running")
+        elif self.workspace.disk_exceeded:
+            notes.append(self._disk_note())
         if notes:
             result["note"] = "; ".join(notes)
         return result

@@ -15,23 +15,22 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from chatd.tools._args import ToolInputError
 from chatd.tools._output import OutputCapture
+from chatd.tools._sandbox import SpawnSpec
 
 __all__ = [
     "BACKGROUND_OUTPUT_BYTES",
     "KILL_GRACE",
     "MAX_BACKGROUND_PROCESSES",
-    "NONINTERACTIVE_ENV",
     "BackgroundProcess",
     "ProcessTable",
     "RunningProcess",
-    "process_environment",
 ]
 
 # 2 s: spec §7.3, a timed-out command's group gets SIGTERM, then SIGKILL 2 s later.
@@ -51,37 +50,24 @@ _POLL = 0.02
 _KILL_LANDS = 5.0
 _PROC = Path("/proc")
 
-# Upstream's list: nothing a command runs may wait for a terminal or an editor.
-NONINTERACTIVE_ENV: Mapping[str, str] = {
-    "GIT_EDITOR": "true",
-    "GIT_SEQUENCE_EDITOR": "true",
-    "EDITOR": "true",
-    "VISUAL": "true",
-    "GIT_TERMINAL_PROMPT": "0",
-    "NO_COLOR": "1",
-    "TERM": "dumb",
-    "PAGER": "cat",
-    "GIT_PAGER": "cat",
-}
-
-
-def process_environment(chat_id: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a chat's commands: the server's, minus its own `CHATD_*`
-    settings (the secret key, the database URL), plus the non-interactive variables."""
-    source = os.environ if base is None else base
-    env = {k: v for k, v in source.items() if not k.startswith("CHATD_")}
-    env.update(NONINTERACTIVE_ENV)
-    env["CHATD_CHAT_ID"] = chat_id
-    return env
-
 
 def exit_status(returncode: int) -> int:
     """A shell-style exit code: 128 + N for a process killed by signal N."""
     return returncode if returncode >= 0 else 128 - returncode
 
 
-def _signal_group(pgid: int, signum: int) -> bool:
-    """Send `signum` to a process group; False when the group no longer exists."""
+def _signal_group(pgid: int, signum: int, *, spare_leader: bool = False) -> bool:
+    """Send `signum` to a process group; False when the group no longer exists.
+
+    `spare_leader`: every member but the leader (a sandbox's own monitor process, which
+    would take the whole sandbox down at once instead of letting it end gracefully).
+    """
+    if spare_leader and signum != signal.SIGKILL and _PROC.is_dir():
+        members = [pid for pid in _group_members(pgid) if pid != pgid]
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+        return bool(members) or _group_exists(pgid)
     try:
         os.killpg(pgid, signum)
     except ProcessLookupError:
@@ -103,19 +89,16 @@ class _Pipe(asyncio.Protocol):
         self.closed.set()
 
 
-async def _spawn(
-    command: str, *, cwd: str | os.PathLike[str], env: Mapping[str, str], output_fd: int
-) -> asyncio.subprocess.Process:
+async def _spawn(spec: SpawnSpec, *, output_fd: int) -> asyncio.subprocess.Process:
     spawning = asyncio.ensure_future(
         asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
+            *spec.argv,
             stdin=subprocess.DEVNULL,
             stdout=output_fd,
             stderr=output_fd,
-            cwd=cwd,
-            env=dict(env),
+            cwd=spec.cwd,
+            env=spec.env,
+            pass_fds=spec.pass_fds,
             start_new_session=True,  # its own process group, so a timeout kills the tree
         )
     )
@@ -128,13 +111,15 @@ async def _spawn(
         with contextlib.suppress(Exception):
             await _kill_group(await spawning)
         raise
+    finally:
+        spec.close()
 
 
 class RunningProcess:
-    """One `sh -c <command>` in a new process group; stdout and stderr interleaved into
-    `capture`. Await `wait()` or `terminate()` before dropping it."""
+    """One command (as its sandbox starts it) in a new process group; stdout and stderr
+    interleaved into `capture`. Await `wait()` or `terminate()` before dropping it."""
 
-    __slots__ = ("_pipe", "_transport", "capture", "process")
+    __slots__ = ("_pipe", "_transport", "capture", "process", "wrapped")
 
     def __init__(
         self,
@@ -142,24 +127,22 @@ class RunningProcess:
         transport: asyncio.ReadTransport,
         pipe: _Pipe,
         capture: OutputCapture,
+        *,
+        wrapped: bool = False,
     ) -> None:
         self.process = process
         self.capture = capture
         self._transport = transport
         self._pipe = pipe
+        # The leader is a sandbox's monitor, not the command: signals other than SIGKILL
+        # go to the command and its children, and the sandbox ends when the command does.
+        self.wrapped = wrapped
 
     @classmethod
-    async def start(
-        cls,
-        command: str,
-        *,
-        cwd: str | os.PathLike[str],
-        env: Mapping[str, str],
-        capture: OutputCapture,
-    ) -> RunningProcess:
+    async def start(cls, spec: SpawnSpec, *, capture: OutputCapture) -> RunningProcess:
         read_fd, write_fd = os.pipe()
         try:
-            process = await _spawn(command, cwd=cwd, env=env, output_fd=write_fd)
+            process = await _spawn(spec, output_fd=write_fd)
         except BaseException:
             os.close(read_fd)
             raise
@@ -173,7 +156,7 @@ class RunningProcess:
             reader.close()
             await _kill_group(process)
             raise
-        return cls(process, transport, pipe, capture)
+        return cls(process, transport, pipe, capture, wrapped=spec.wrapped)
 
     @property
     def pid(self) -> int:
@@ -201,7 +184,7 @@ class RunningProcess:
 
     def signal(self, signum: int) -> bool:
         """Signal the whole process group; False when nothing of it is left."""
-        return _signal_group(self.pid, signum)
+        return _signal_group(self.pid, signum, spare_leader=self.wrapped)
 
     async def terminate(self, grace: float = KILL_GRACE) -> None:
         """SIGTERM the group, SIGKILL what is left after `grace`, reap the shell.
@@ -209,7 +192,8 @@ class RunningProcess:
         Returns once nothing of the group runs (or a last short wait for SIGKILL to
         land ran out). Safe to call on an exited process, and while being cancelled.
         """
-        if _signal_group(self.pid, signal.SIGTERM) and not await _group_ends(self.process, grace):
+        terminated = _signal_group(self.pid, signal.SIGTERM, spare_leader=self.wrapped)
+        if terminated and not await _group_ends(self.process, grace):
             await _kill_group(self.process)
         await self.process.wait()
         self.close_output()
@@ -239,11 +223,16 @@ def _group_exists(pgid: int) -> bool:
     signal 0 would report it alive for ever."""
     if not _PROC.is_dir():
         return _signal_group(pgid, 0)
+    with contextlib.closing(_group_members(pgid)) as members:
+        return next(members, None) is not None
+
+
+def _group_members(pgid: int) -> Generator[int, None, None]:
+    """The pids of the group's running (not zombie) processes, read from /proc."""
     with os.scandir(_PROC) as entries:
         for entry in entries:
             if entry.name.isdigit() and _in_group(entry.path, pgid):
-                return True
-    return False
+                yield int(entry.name)
 
 
 def _in_group(proc_dir: str, pgid: int) -> bool:
@@ -293,9 +282,7 @@ class ProcessTable:
         self._ids = itertools.count(1)
         self._closed = False
 
-    async def start(
-        self, command: str, *, cwd: str | os.PathLike[str], env: Mapping[str, str]
-    ) -> BackgroundProcess:
+    async def start(self, command: str, make_spec: Callable[[], SpawnSpec]) -> BackgroundProcess:
         if self._closed:
             raise ToolInputError("this chat's workspace is closed; no process can start")
         self._forget_exited(older_than=FORGET_EXITED_AFTER)
@@ -308,7 +295,7 @@ class ProcessTable:
                 "stop one with process_signal before starting another."
             )
         capture = OutputCapture(tail=BACKGROUND_OUTPUT_BYTES)
-        running = await RunningProcess.start(command, cwd=cwd, env=env, capture=capture)
+        running = await RunningProcess.start(make_spec(), capture=capture)
         entry = BackgroundProcess(
             process_id=f"proc_{next(self._ids)}",
             command=command,

@@ -57,8 +57,12 @@ export class Api {
     return this.request("GET", `/api/chats?${params}`);
   }
 
-  createChat(message, model) {
-    return this.request("POST", "/api/chats", model ? { message, model } : { message });
+  /** A new chat; `builtinTools` names the built-in tools it gets (none: no `tools` key). */
+  createChat(message, model, builtinTools = []) {
+    const body = { message };
+    if (model) body.model = model;
+    if (builtinTools.length) body.tools = { builtin: builtinTools };
+    return this.request("POST", "/api/chats", body);
   }
 
   chat(id) {

@@ -1,14 +1,17 @@
 // chatd's browser UI: a thin client of the public HTTP API and the SSE stream.
 // Sign in with a token, list chats, watch one live, send / queue / interrupt / edit,
-// answer client-tool requests. State per chat lives in ChatState (chatstate.js);
-// this module wires the DOM to it.
+// answer client-tool requests, pick the built-in tools of a new chat. State per chat
+// lives in ChatState (chatstate.js); this module wires the DOM to it.
 
 import { Api } from "./api.js";
 import { ChatState, retrySecondsLeft } from "./chatstate.js";
 import { ChatStream } from "./stream.js";
+import { allowedLevels, builtinLabel, builtinNames, toolsForLevel } from "./tools.js";
 import { h, renderMessages, renderPreview } from "./view.js";
 
 const TOKEN_KEY = "chatd.token";
+// The tools level for new chats: kept for the tab's session, not per chat.
+const TOOLS_KEY = "chatd.tools";
 const LIST_POLL_MS = 4000;
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +19,8 @@ const $ = (id) => document.getElementById(id);
 const app = {
   api: null,
   models: [],
+  allowedTools: [], // built-in tool names this user may enable (GET /api/users/me)
+  toolLevel: sessionStorage.getItem(TOOLS_KEY) || "off",
   chat: null, // ChatState of the open chat
   stream: null,
   connection: "closed",
@@ -33,16 +38,29 @@ const app = {
 
 async function signIn(token) {
   const api = new Api(token);
-  const me = await api.me();
+  const me = await whoAmI(api);
   app.api = api;
   localStorage.setItem(TOKEN_KEY, token);
-  $("whoami").textContent = `Signed in as ${me.username}`;
+  $("whoami").textContent = me ? `Signed in as ${me.username}` : "Signed in";
+  // A server without the field lets no one enable built-in tools from here.
+  app.allowedTools = me && Array.isArray(me.builtin_tools) ? me.builtin_tools : [];
   await loadModels();
   await refreshList();
   await route();
   // Shown once routed: a model picked before the first route would be reset by it.
   $("signin").hidden = true;
   $("app").hidden = false;
+}
+
+/** The token's user; null from a server without /api/users/me (the token is checked anyway). */
+async function whoAmI(api) {
+  try {
+    return await api.me();
+  } catch (err) {
+    if (err.status !== 404) throw err;
+  }
+  await api.models(); // a refused token throws here instead
+  return null;
 }
 
 function showSignIn(message = "") {
@@ -282,6 +300,7 @@ function render() {
   }
   $("archive").hidden = !state;
   $("compact").hidden = !state;
+  renderTools(state);
   if (state) {
     $("archive").textContent = state.archived ? "Unarchive" : "Archive";
   }
@@ -304,6 +323,45 @@ function render() {
   renderComposer(state);
   if (nearBottom) conversation.scrollTop = conversation.scrollHeight;
 }
+
+/** A new chat: the tools picker (levels this user may enable); an open chat: its tools. */
+function renderTools(state) {
+  const levels = allowedLevels(app.allowedTools);
+  // Only "off" to offer: the user may enable no built-in tool, so there is no choice.
+  $("tools-picker").hidden = Boolean(state) || levels.length < 2;
+  const select = $("tools-select");
+  const key = levels.join(",");
+  if (select.dataset.levels !== key) {
+    select.dataset.levels = key;
+    select.replaceChildren(
+      ...levels.map((level) =>
+        h("option", {
+          value: level,
+          text: level,
+          title: level === "off" ? "No built-in tools" : toolsForLevel(level).join(", "),
+        }),
+      ),
+    );
+  }
+  select.value = levels.includes(app.toolLevel) ? app.toolLevel : "off";
+
+  const badge = $("chat-builtin-tools");
+  const label = state ? builtinLabel(state.builtinTools) : "";
+  badge.hidden = !label;
+  badge.textContent = label ? `tools: ${label}` : "";
+  badge.title = label ? `Built-in tools: ${builtinNames(state.builtinTools).join(", ")}` : "";
+}
+
+/** The built-in tool names a new chat asks for: the chosen level, if this user may pick it. */
+function chosenTools() {
+  const level = app.toolLevel;
+  return allowedLevels(app.allowedTools).includes(level) ? toolsForLevel(level) : [];
+}
+
+$("tools-select").addEventListener("change", (event) => {
+  app.toolLevel = event.target.value;
+  sessionStorage.setItem(TOOLS_KEY, app.toolLevel);
+});
 
 function chip(text, kind = "") {
   return h("span", { class: `chip ${kind}`, text });
@@ -506,7 +564,7 @@ async function submitMessage(busyBehavior) {
   };
   const state = app.chat;
   if (!state) {
-    const chat = await act(() => app.api.createChat(text, selectedModel(null)));
+    const chat = await act(() => app.api.createChat(text, selectedModel(null), chosenTools()));
     if (chat) location.hash = `#/chat/${chat.id}`;
     else restore();
     return;

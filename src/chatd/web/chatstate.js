@@ -12,6 +12,7 @@ export class ChatState {
     this.status = chat.status;
     this.archived = chat.archived;
     this.modelConfigId = chat.model_config_id;
+    this.builtinTools = chat.tools ? chat.tools.builtin : null; // "all", a list, or null
     this.queue = chat.queued_messages || [];
     this.retry = chat.retry_state;
     this.retryReceivedAt = Date.now();

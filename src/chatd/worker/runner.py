@@ -50,7 +50,13 @@ from chatd.store import (
     StaleFence,
     new_id,
 )
-from chatd.tools import ToolConfig, ToolConfigError, select_tools
+from chatd.tools import (
+    ToolConfig,
+    ToolConfigError,
+    allowed_builtin_tools,
+    effective_tool_policy,
+    select_tools,
+)
 from chatd.types import (
     MessagePart,
     ReasoningPart,
@@ -284,8 +290,19 @@ class ChatRunner:
             error = ClassifiedError(kind="config", message=f"The chat's tools are invalid: {err}")
             await self._end(self.store.finish_error(self.fence, error))
             return
-        # Built-in tools act on the server's files and processes: only when asked for.
-        builtin = self.worker.builtin_tools(chat) if "builtin" in chat.tool_config else []
+        # Built-in tools act on the server's files and processes: only when asked for,
+        # and only those the owner may enable now (an admin may have narrowed it since).
+        builtin: list[Tool] = []
+        if "builtin" in chat.tool_config:
+            owner = await self.store.get_user(chat.owner_id)
+            allowed = allowed_builtin_tools(
+                effective_tool_policy(
+                    owner.tool_policy,
+                    is_admin=owner.is_admin,
+                    default=self.worker.settings.builtin_tools,
+                )
+            )
+            builtin = [tool for tool in self.worker.builtin_tools(chat) if tool.name in allowed]
         extra = self.worker.server_tools(chat) if self.worker.server_tools is not None else []
         if tool_config.mcp_servers:  # opt-in: other chats never read the mcp_servers table
             extra = [*extra, *await self._connect_mcp(tool_config.mcp_servers)]

@@ -27,7 +27,7 @@ from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
 from chatd.store import NO_TEXT_TITLE, Chat, ChatStatus, Store, StoreError, StreamEvent
 from chatd.titles import generate_title
-from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools
+from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools, sandbox_for_settings
 from chatd.types import Role, TextPart
 from chatd.worker.events import derive_events, pending_tool_calls
 from chatd.worker.hub import StreamEvent as HubEvent
@@ -106,7 +106,9 @@ class Worker:
         self.runners: dict[str, ChatRunner] = {}
         self.list_watch = ChatListWatch()
         self.relay = Relay(store, hub, self.runners.__contains__, settings.sync_interval)
-        self.workspaces = Workspaces(settings.effective_workspace_root)
+        self.workspaces = Workspaces(
+            settings.effective_workspace_root, sandbox=sandbox_for_settings(settings)
+        )
         # Extra server-side tools for every chat (an embedding application's own tools).
         self.server_tools: Callable[[Chat], list[Tool]] | None = None
         self.wake = asyncio.Event()
@@ -143,6 +145,10 @@ class Worker:
         return builtin_tools(
             self.workspaces.get(chat.id), BuiltinToolsConfig.from_settings(self.settings)
         )
+
+    def chat_deleted(self, chat_id: str) -> None:
+        """A chat is gone: stop every process of its sandbox and remove its workspace."""
+        self._spawn(self.workspaces.release(chat_id, remove=True))
 
     def request_sync(self, chat_id: str) -> None:
         """Bring an unowned chat's stream up to date, in the background.
@@ -212,6 +218,7 @@ class Worker:
             chat_id, owner_id = str(data.get("c")), str(data.get("u"))
             self.hub.close_chat(chat_id, "deleted")
             self.list_watch.publish_deleted(owner_id, chat_id)
+            self.chat_deleted(chat_id)
         elif channel == "chatd_chat":
             chat_id = str(data.get("c"))
             if data.get("s") == ChatStatus.PENDING:
@@ -314,6 +321,7 @@ class Worker:
 
     def start(self) -> None:
         self.store.add_listener(self.on_commit)
+        self.store.add_delete_listener(lambda chat: self.chat_deleted(chat.id))
         self._tasks = [
             asyncio.create_task(self._acquire_loop(), name="chatd-acquire"),
             asyncio.create_task(self._heartbeat_loop(), name="chatd-heartbeat"),
@@ -438,8 +446,11 @@ class Worker:
             await runner.run()
         except asyncio.CancelledError:
             # Lost lease or shutdown: the runner stops without writing; the chat is
-            # re-acquired (by us or another replica) after its lease expires.
+            # re-acquired (by us or another replica) after its lease expires. Its
+            # sandbox's processes end with it (shutdown closes every workspace).
             log.info("chat %s: runner cancelled", runner.chat_id)
+            if not self.draining:
+                self._spawn(self.workspaces.release(runner.chat_id))
         except Exception:
             log.exception("chat %s: runner failed", runner.chat_id)
         finally:
