@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ClassifiedError, ClassifiedException
@@ -190,7 +191,7 @@ class ChatRunner:
         try:
             await self.stream.derive(self.chat)
             if self.chat.status == ChatStatus.INTERRUPTING:
-                await self._end(self.store.finish_interruption(self.fence, None))
+                await self._end(partial(self.store.finish_interruption, self.fence, None))
                 return
             await self._generate()
         except StaleFence:
@@ -273,12 +274,12 @@ class ChatRunner:
         chat = self.chat
         history = await self.store.load_history(self.chat_id)
         if _ends_with_pending_dynamic_calls(history.messages, chat):
-            await self._end(self.store.enter_requires_action(self.fence))
+            await self._end(partial(self.store.enter_requires_action, self.fence))
             return
         try:
             model = await self.worker.resolve_model(chat)
         except ClassifiedException as err:
-            await self._end(self.store.finish_error(self.fence, err.classified))
+            await self._end(partial(self.store.finish_error, self.fence, err.classified))
             return
         self.model_provider, self.model_name = model.provider, model.model
         if chat.compaction_requested_at is not None:
@@ -288,7 +289,7 @@ class ChatRunner:
             tool_config = ToolConfig.from_json(chat.tool_config or None)
         except ToolConfigError as err:
             error = ClassifiedError(kind="config", message=f"The chat's tools are invalid: {err}")
-            await self._end(self.store.finish_error(self.fence, error))
+            await self._end(partial(self.store.finish_error, self.fence, error))
             return
         # Built-in tools act on the server's files and processes: only when asked for,
         # and only those the owner may enable now (an admin may have narrowed it since).
@@ -327,7 +328,8 @@ class ChatRunner:
             await run(options)
         except (ChatInterrupted, ChatIsInterrupting):
             await self._end(
-                self.store.finish_interruption(
+                partial(
+                    self.store.finish_interruption,
                     self.fence,
                     self.partial,
                     step_id=self.partial_step_id,
@@ -337,10 +339,10 @@ class ChatRunner:
             )
             return
         except DynamicToolCall:
-            await self._end(self.store.enter_requires_action(self.fence))
+            await self._end(partial(self.store.enter_requires_action, self.fence))
             return
         except StreamError as err:
-            await self._end(self.store.finish_error(self.fence, err.classified))
+            await self._end(partial(self.store.finish_error, self.fence, err.classified))
             return
         except PersistStepError as err:
             if isinstance(err.__cause__, StaleFence):
@@ -350,7 +352,7 @@ class ChatRunner:
             log.debug("chat %s: a stop-after tool ended the turn", self.chat_id)
         finally:
             gauge.dec()
-        await self._end(self.store.finish_turn(self.fence))
+        await self._end(partial(self.store.finish_turn, self.fence))
 
     async def _connect_mcp(self, slugs: Sequence[str]) -> list[Tool]:
         self._mcp = contextlib.AsyncExitStack()
@@ -390,11 +392,11 @@ class ChatRunner:
                 message="The compaction failed; the history is unchanged. Try again later.",
                 detail=str(err),
             )
-            await self._end(self.store.finish_error(self.fence, error))
+            await self._end(partial(self.store.finish_error, self.fence, error))
             return
         self.worker.metrics.record_compaction(self.model_provider, self.model_name, True, None)
         await self._persist_compaction(result)
-        await self._end(self.store.finish_turn(self.fence))
+        await self._end(partial(self.store.finish_turn, self.fence))
 
     async def _reload(self) -> list[Any]:
         return list((await self.store.load_history(self.chat_id)).messages)
@@ -405,12 +407,16 @@ class ChatRunner:
         )
         await self.stream.derive(chat)
 
-    async def _end(self, transition: Awaitable[Chat]) -> None:
-        """Flush this owner's events, apply the releasing transition, hand over the stream."""
+    async def _end(self, transition: Callable[[], Awaitable[Chat]]) -> None:
+        """Flush this owner's events, apply the releasing transition, hand over the stream.
+
+        The transition is passed uncalled, so a flush that fails (or a cancel) leaves
+        no coroutine behind that was never awaited.
+        """
         await self.stream.flush()
         self.releasing = True
         try:
-            chat = await transition
+            chat = await transition()
         except BaseException:
             self.releasing = False
             raise
