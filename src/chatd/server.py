@@ -30,8 +30,8 @@ from chatd.providers import resolve
 from chatd.providers.scripted import InjectedError, ScriptedModel, ScriptedReply
 from chatd.store import Chat, InvalidRequest, NotFound, PgPubSub, Store, StoreConfig
 from chatd.store import ModelConfig as StoredModelConfig
+from chatd.stream import StreamHub
 from chatd.tools import Sandbox, SandboxUnavailable, sandbox_for_settings
-from chatd.worker import StreamHub
 from chatd.worker.service import Worker
 
 __all__ = [

@@ -13,7 +13,7 @@ import uvicorn
 
 from chatd.api import AppState, create_app
 from chatd.store import Store
-from chatd.worker import StreamHub
+from chatd.stream import StreamHub
 
 
 def free_port() -> int:

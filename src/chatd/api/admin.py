@@ -18,7 +18,7 @@ from chatd.api.deps import Admin
 from chatd.api.errors import ApiError
 from chatd.providers import PROVIDERS
 from chatd.store import ModelConfig, ProviderKey
-from chatd.worker.wire import timestamp
+from chatd.stream.wire import timestamp
 
 __all__ = ["router"]
 

@@ -34,9 +34,9 @@ from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.loop.metrics import Metrics
 from chatd.store import Store
+from chatd.stream.hub import Push, StreamHub, Subscription
+from chatd.stream.watch import ChatListWatch
 from chatd.types import encode
-from chatd.worker.hub import Push, StreamHub, Subscription
-from chatd.worker.watch import ChatListWatch
 
 __all__ = [
     "AppState",

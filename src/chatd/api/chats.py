@@ -26,6 +26,9 @@ from chatd.store import (
     NotFound,
     TransitionRejected,
 )
+from chatd.stream import StoreLog
+from chatd.stream.events import pending_tool_calls
+from chatd.stream.wire import chat_json, message_json, queued_json, timestamp
 from chatd.tools import (
     PROCESS_TOOL_NAMES,
     ToolConfigError,
@@ -42,10 +45,6 @@ from chatd.types import (
     ToolResultText,
     encode,
 )
-from chatd.worker.events import pending_tool_calls
-from chatd.worker.hub import StreamEvent as HubEvent
-from chatd.worker.service import hub_event
-from chatd.worker.wire import chat_json, message_json, queued_json, timestamp
 
 __all__ = ["router"]
 
@@ -543,21 +542,6 @@ async def clear(chat_id: str, request: Request, user: User) -> Response:
     return _json({"chat": await _full(state, chat)})
 
 
-class _StoreLog:
-    """The durable stream log, as the hub reads it."""
-
-    def __init__(self, state: AppState) -> None:
-        self.store = state.store
-
-    async def stream_bounds(self, chat_id: str) -> tuple[int, int]:
-        bounds: tuple[int, int] = await self.store.stream_bounds(chat_id)
-        return bounds
-
-    async def read_events_after(self, chat_id: str, after_seq: int, limit: int) -> list[HubEvent]:
-        events = await self.store.read_events(chat_id, after_seq=after_seq, limit=limit)
-        return [hub_event(chat_id, e) for e in events]
-
-
 @router.get("/{chat_id}/stream")
 async def stream(
     chat_id: str,
@@ -587,7 +571,7 @@ async def stream(
                 f"got {raw!r}",
             )
         cursor = int(raw)
-    subscription = state.hub.subscribe(chat_id, cursor, _StoreLog(state))
+    subscription = state.hub.subscribe(chat_id, cursor, StoreLog(state.store))
     if state.follow_chat is not None:
         try:
             await state.follow_chat(chat_id)

@@ -20,7 +20,7 @@ from chatd.api.chats import McpSlug, _json, _store_errors
 from chatd.api.deps import Admin
 from chatd.api.errors import ApiError
 from chatd.store import McpServer
-from chatd.worker.wire import timestamp
+from chatd.stream.wire import timestamp
 
 __all__ = ["router"]
 

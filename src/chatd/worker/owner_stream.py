@@ -17,8 +17,8 @@ import msgspec
 
 from chatd.store import Chat, Fence, Store
 from chatd.store import StreamEvent as StoredEvent
-from chatd.worker.events import derive_events, pending_tool_calls
-from chatd.worker.hub import StreamHub, event_from_payload
+from chatd.stream.events import derive_events, pending_tool_calls
+from chatd.stream.hub import StreamHub, event_from_payload
 
 __all__ = ["OwnerStream"]
 

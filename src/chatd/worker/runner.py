@@ -51,6 +51,7 @@ from chatd.store import (
     StaleFence,
     new_id,
 )
+from chatd.stream.wire import part_json
 from chatd.tools import (
     ToolConfig,
     ToolConfigError,
@@ -70,7 +71,6 @@ from chatd.types import (
 )
 from chatd.worker.mcp_servers import connect_mcp_servers
 from chatd.worker.owner_stream import OwnerStream
-from chatd.worker.wire import part_json
 
 if TYPE_CHECKING:
     from chatd.worker.service import Worker

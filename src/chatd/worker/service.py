@@ -25,18 +25,18 @@ import msgspec
 
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
-from chatd.store import NO_TEXT_TITLE, Chat, ChatStatus, Store, StoreError, StreamEvent
+from chatd.store import NO_TEXT_TITLE, Chat, ChatStatus, Store, StoreError
+from chatd.stream.events import derive_unowned
+from chatd.stream.hub import StreamHub
+from chatd.stream.log import hub_event
+from chatd.stream.relay import Relay
+from chatd.stream.watch import ChatListWatch
 from chatd.titles import generate_title
 from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools, sandbox_for_settings
 from chatd.types import Role, TextPart
-from chatd.worker.events import derive_events, pending_tool_calls
-from chatd.worker.hub import StreamEvent as HubEvent
-from chatd.worker.hub import StreamHub, encode_event
-from chatd.worker.relay import Relay
 from chatd.worker.runner import ChatRunner
-from chatd.worker.watch import ChatListWatch
 
-__all__ = ["ResolveModel", "Worker", "hub_event"]
+__all__ = ["ResolveModel", "Worker"]
 
 log = logging.getLogger("chatd.worker")
 
@@ -52,21 +52,6 @@ LAG_SAMPLE_INTERVAL = 0.1
 BUSY_WINDOW = 2.0
 
 ResolveModel = Callable[[Chat], Awaitable[Model]]
-
-
-def hub_event(chat_id: str, event: StreamEvent) -> HubEvent:
-    return encode_event(chat_id, event.seq, event.type, event.data)
-
-
-def _derive_unowned(
-    chat: Chat,
-    emitted: dict[str, Any] | None,
-    changed: list[Any],
-    queue: list[Any] | None,
-    history: list[Any],
-) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
-    calls = pending_tool_calls(history) if chat.status == ChatStatus.REQUIRES_ACTION else []
-    return derive_events(chat, emitted, changed, queue, requires_action_calls=calls)
 
 
 def claim_limit(batch: int, *, busy: float, max_busy: float, running: int, unmeasured: int) -> int:
@@ -169,7 +154,7 @@ class Worker:
                 # Requests made before this read starts are answered by it.
                 self._syncing[chat_id] = False
                 try:
-                    events = await self.store.sync_unowned_events(chat_id, _derive_unowned)
+                    events = await self.store.sync_unowned_events(chat_id, derive_unowned)
                 except StoreError:
                     return  # deleted meanwhile
                 except Exception:

@@ -31,12 +31,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from chatd.loop.metrics import Metrics
-
 __all__ = [
     "DEFAULT_BUFFER_BYTES",
     "DEFAULT_BUFFER_EVENTS",
     "DEFAULT_WATCHER_QUEUE",
+    "DropCounter",
     "EventLog",
     "Push",
     "StreamEvent",
@@ -106,6 +105,12 @@ def reset_frame(chat_id: str, reason: str, keep_through_position: int | None = N
         }
     )
     return b"event: history_reset\ndata: %s\n\n" % data
+
+
+class DropCounter(Protocol):
+    """Where the hub counts events its rings evicted (`Metrics` is one)."""
+
+    def record_stream_buffer_dropped(self) -> None: ...
 
 
 class EventLog(Protocol):
@@ -220,7 +225,7 @@ class StreamHub:
         buffer_events: int = DEFAULT_BUFFER_EVENTS,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         watcher_queue: int = DEFAULT_WATCHER_QUEUE,
-        metrics: Metrics | None = None,
+        metrics: DropCounter | None = None,
     ) -> None:
         self.buffer_events = buffer_events
         self.buffer_bytes = buffer_bytes

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from chatd.store import Store
-from chatd.worker.hub import StreamHub, encode_event
+from chatd.stream.hub import StreamHub, encode_event
 
 __all__ = ["Relay"]
 

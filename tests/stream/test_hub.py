@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from chatd.loop import Metrics
-from chatd.worker import StreamEvent, StreamHub, encode_event
-from chatd.worker.hub import event_from_payload
+from chatd.stream import StreamEvent, StreamHub, encode_event
+from chatd.stream.hub import event_from_payload
 from tests.loop.promhelpers import gather, series
 
 CHAT = "chat-1"

@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from chatd.store import Chat, ChatStatus, QueuedMessage, StoredMessage, Visibility
+from chatd.stream.wire import message_json, queued_json, timestamp
 from chatd.types import ToolCallPart, ToolResultPart
-from chatd.worker.wire import message_json, queued_json, timestamp
 
-__all__ = ["EventDraft", "derive_events", "emitted_state_of", "pending_tool_calls"]
+__all__ = [
+    "EventDraft",
+    "derive_events",
+    "derive_unowned",
+    "emitted_state_of",
+    "pending_tool_calls",
+]
 
 EventDraft = tuple[str, dict[str, Any]]
 
@@ -139,3 +145,15 @@ def derive_events(
     if emitted is not None and chat.title != old.get("title"):
         events.append(("title", {"title": chat.title}))
     return events, new
+
+
+def derive_unowned(
+    chat: Chat,
+    emitted: dict[str, Any] | None,
+    changed: list[Any],
+    queue: list[Any] | None,
+    history: list[Any],
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """`derive_events` for a chat no runner owns (the store's `sync_unowned_events`)."""
+    calls = pending_tool_calls(history) if chat.status == ChatStatus.REQUIRES_ACTION else []
+    return derive_events(chat, emitted, changed, queue, requires_action_calls=calls)

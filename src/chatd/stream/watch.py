@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from chatd.store import Chat
+from chatd.stream.wire import chat_json
 from chatd.types import encode
-from chatd.worker.wire import chat_json
 
 __all__ = ["ChatListWatch"]
 
