@@ -14,6 +14,7 @@ pure helpers.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = [
     "FinishReason",
     "Message",
     "MessagePart",
+    "PendingToolCall",
+    "PersistedStep",
     "ReasoningPart",
     "Role",
     "SourcePart",
@@ -268,3 +271,30 @@ def decode_message(data: bytes | str) -> Message:
 
 def decode_parts(data: bytes | str) -> list[MessagePart]:
     return _parts_decoder.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingToolCall:
+    """A call the client must execute (a dynamic tool), awaiting its result."""
+
+    tool_call_id: str
+    tool_name: str
+    args: str
+
+
+@dataclass(slots=True)
+class PersistedStep:
+    """One finished (or interrupted) step, handed to `persist_step`.
+
+    `content` is the assistant's blocks followed by local tool results; the
+    persistence layer splits it by role (see `to_response_messages`).
+    """
+
+    content: list[MessagePart]
+    usage: Usage = field(default_factory=Usage)
+    context_limit: int | None = None
+    provider_response_id: str = ""
+    runtime: float = 0.0  # seconds; 0 means "not measured" (interrupted steps)
+    pending_dynamic_tool_calls: list[PendingToolCall] = field(default_factory=list)
+    tool_call_created_at: dict[str, datetime] = field(default_factory=dict)
+    tool_result_created_at: dict[str, datetime] = field(default_factory=dict)

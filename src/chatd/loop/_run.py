@@ -54,11 +54,12 @@ from chatd.types import (
     FinishReason,
     Message,
     MessagePart,
+    PendingToolCall,
+    PersistedStep,
     Role,
     ToolCallPart,
     ToolResultError,
     ToolResultPart,
-    Usage,
 )
 
 __all__ = ["PendingToolCall", "PersistedStep", "RunOptions", "run"]
@@ -72,33 +73,6 @@ INTERRUPTED_TOOL_RESULT = "tool call was interrupted before it produced a result
 # Provider option naming the stored response a request continues (OpenAI Responses).
 PREVIOUS_RESPONSE_ID = "previous_response_id"
 _ANTHROPIC = "anthropic"
-
-
-@dataclass(frozen=True, slots=True)
-class PendingToolCall:
-    """A call the client must execute (a dynamic tool), awaiting its result."""
-
-    tool_call_id: str
-    tool_name: str
-    args: str
-
-
-@dataclass(slots=True)
-class PersistedStep:
-    """One finished (or interrupted) step, handed to `persist_step`.
-
-    `content` is the assistant's blocks followed by local tool results; the
-    persistence layer splits it by role (see `to_response_messages`).
-    """
-
-    content: list[MessagePart]
-    usage: Usage = field(default_factory=Usage)
-    context_limit: int | None = None
-    provider_response_id: str = ""
-    runtime: float = 0.0  # seconds; 0 means "not measured" (interrupted steps)
-    pending_dynamic_tool_calls: list[PendingToolCall] = field(default_factory=list)
-    tool_call_created_at: dict[str, datetime] = field(default_factory=dict)
-    tool_result_created_at: dict[str, datetime] = field(default_factory=dict)
 
 
 PersistStep = Callable[[PersistedStep], Awaitable[None]]

@@ -9,9 +9,9 @@
 |                      |            | invalid_tool_results)                                     |
 | `StaleFence`         | —          | a worker write from a runner that no longer holds the     |
 |                      |            | lease, or against a history that moved; the runner stops  |
-| `ChatIsInterrupting` | —          | a worker write while an interrupt is pending; it is a     |
-|                      |            | `chatd.loop.ChatInterrupted`, so the loop persists the    |
-|                      |            | partial step through its interrupted path (spec §4.4)     |
+| `ChatIsInterrupting` | —          | a worker write while an interrupt is pending; the runner  |
+|                      |            | turns it into the loop's `ChatInterrupted`, so the loop   |
+|                      |            | persists the partial step (spec §4.4)                     |
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from chatd.loop import ChatInterrupted
 from chatd.store._models import Chat
 
 __all__ = [
@@ -111,7 +110,7 @@ class StaleFence(StoreError):
         self.reason = reason
 
 
-class ChatIsInterrupting(ChatInterrupted):
+class ChatIsInterrupting(StoreError):
     """The runner still holds the lease but the user asked for an interrupt."""
 
     def __init__(self, chat: Chat) -> None:

@@ -19,7 +19,6 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatd.loop import PersistedStep
 from chatd.store._errors import NotFound, RejectionKind, StaleFence, TransitionRejected
 from chatd.store._ids import new_id
 from chatd.store._models import (
@@ -38,6 +37,7 @@ from chatd.store._schema import (
 )
 from chatd.types import (
     MessagePart,
+    PersistedStep,
     ReasoningPart,
     Role,
     TextPart,

@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from chatd.errors import ClassifiedError
-from chatd.loop import PersistedStep
 from chatd.store._base import StoreBase
 from chatd.store._errors import ChatIsInterrupting, TransitionRejected
 from chatd.store._ids import new_id
@@ -24,7 +23,7 @@ from chatd.store._models import Chat, ChatStatus, Lease, StreamEvent, Visibility
 from chatd.store._rows import driver_timestamp, event_rows, insert_event_rows
 from chatd.store._schema import chat_heartbeats, chat_messages, chats
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, Tx, chat_from_row
-from chatd.types import Role, TextPart, ToolCallPart, ToolResultPart, ToolResultText
+from chatd.types import PersistedStep, Role, TextPart, ToolCallPart, ToolResultPart, ToolResultText
 
 __all__ = ["WorkerTransitions"]
 

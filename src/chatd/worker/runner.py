@@ -206,8 +206,9 @@ class ChatRunner:
         try:
             chat = await self.store.record_generation_attempt(self.fence)
         except ChatIsInterrupting:
+            # The loop ends through its interrupted path on its own exception.
             self.interrupt.interrupt()
-            raise
+            raise ChatInterrupted() from None
         self.chat = chat
         await self.stream.derive(chat)
 
@@ -232,7 +233,7 @@ class ChatRunner:
             except ChatIsInterrupting:
                 self.stream.restore_pending(events)
                 self.interrupt.interrupt()
-                raise
+                raise ChatInterrupted() from None
             except BaseException:
                 self.stream.restore_pending(events)
                 raise
