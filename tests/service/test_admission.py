@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from chatd.worker.service import claim_limit
+from chatd.worker.admission import claim_limit
 from tests.service.conftest import SSE, running_replica, turn_done
 
 # Low, so the hog below (which slows every request too) can stay short.

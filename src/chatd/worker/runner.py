@@ -73,7 +73,7 @@ from chatd.worker.mcp_servers import connect_mcp_servers
 from chatd.worker.owner_stream import OwnerStream
 
 if TYPE_CHECKING:
-    from chatd.worker.service import Worker
+    from chatd.worker.context import RunnerContext
 
 __all__ = ["ChatRunner"]
 
@@ -136,7 +136,7 @@ async def _client_side(_call: ToolCall) -> ToolResponse:
 
 
 class ChatRunner:
-    def __init__(self, worker: Worker, lease: Lease) -> None:
+    def __init__(self, worker: RunnerContext, lease: Lease) -> None:
         self.worker = worker
         self.store = worker.store
         self.chat = lease.chat

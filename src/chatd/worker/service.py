@@ -16,25 +16,21 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
-
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
-from chatd.store import NO_TEXT_TITLE, Chat, ChatStatus, Store, StoreError
-from chatd.stream.events import derive_unowned
+from chatd.store import Chat, ChatStatus, Store, StoreError
 from chatd.stream.hub import StreamHub
-from chatd.stream.log import hub_event
 from chatd.stream.relay import Relay
 from chatd.stream.watch import ChatListWatch
-from chatd.titles import generate_title
 from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools, sandbox_for_settings
-from chatd.types import Role, TextPart
+from chatd.worker.admission import Admission
 from chatd.worker.runner import ChatRunner
+from chatd.worker.titles import TitleWriter
+from chatd.worker.unowned import UnownedSync
 
 __all__ = ["ResolveModel", "Worker"]
 
@@ -46,31 +42,7 @@ HOUSEKEEPING_INTERVAL = 30.0
 IDLE_RING_SECONDS = 60.0
 # SQLite: the flushes' append-only tail is folded into the log this often (seconds).
 TAIL_FOLD_INTERVAL = 1.0
-# The event loop's lag is sampled this often; a spike decays by half per sample.
-LAG_SAMPLE_INTERVAL = 0.1
-# ...and its thread's CPU over windows this long (seconds).
-BUSY_WINDOW = 2.0
-
 ResolveModel = Callable[[Chat], Awaitable[Model]]
-
-
-def claim_limit(batch: int, *, busy: float, max_busy: float, running: int, unmeasured: int) -> int:
-    """How many chats one acquisition may claim: `batch`, or fewer near `max_busy`.
-
-    A chat's cost reaches the loop's busy share only once it streams, so a replica
-    that claimed a whole batch per tick would overshoot its limit (and leave nothing
-    for API calls such as interrupts). The room left is priced at the measured chats'
-    average share (everything the loop does counts, so the price errs high), less
-    the `unmeasured` chats claimed too recently to be in the measure yet; while
-    below the limit with nothing unmeasured, at least one chat is taken.
-    """
-    if max_busy <= 0 or running == 0 or busy <= 0:
-        return batch  # off, or nothing to price a chat by
-    measured = running - unmeasured if running > unmeasured else running
-    room = int((max_busy - busy) * measured / busy) - unmeasured
-    if room < 1 and unmeasured == 0 and busy < max_busy:
-        room = 1
-    return max(0, min(batch, room))
 
 
 class Worker:
@@ -100,19 +72,12 @@ class Worker:
         # Set by an owner with a full batch of events: flush now, not at the tick.
         self.flush_wake = asyncio.Event()
         self.draining = False
-        # How late the event loop runs timers (seconds, decaying max of the samples).
-        self.loop_lag = 0.0
-        # The share of a core the event loop's thread used over the last BUSY_WINDOW.
-        self.loop_busy = 0.0
-        self._admitting = True
-        # (when, how many) chats were claimed within the last BUSY_WINDOW: their cost
-        # is not in `loop_busy` yet.
-        self._claims: deque[tuple[float, int]] = deque()
+        self.admission = Admission(settings)
         self._tasks: list[asyncio.Task[None]] = []
-        self._syncing: dict[str, bool] = {}
         self._refreshing: set[str] = set()
-        self._pending_syncs: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self.unowned = UnownedSync(store, hub, self.wake, self._spawn)
+        self.titles = TitleWriter(store, settings, self.resolve_model)
         self._last_renewal = time.monotonic()
         # True when other processes commit to the same database (PostgreSQL with a
         # listener): then owned chats are also re-read every sync interval.
@@ -136,58 +101,30 @@ class Worker:
         self._spawn(self.workspaces.release(chat_id, remove=True))
 
     def request_sync(self, chat_id: str) -> None:
-        """Bring an unowned chat's stream up to date, in the background.
+        """Bring an unowned chat's stream up to date, in the background."""
+        self.unowned.request(chat_id)
 
-        At most one sync per chat runs at a time; a request while one runs makes it
-        go round once more, so the last change is never missed. The task belongs to
-        the worker, not to a runner, so a runner being cancelled cannot drop it.
-        """
-        if chat_id in self._syncing:
-            self._syncing[chat_id] = True
-            return
-        self._syncing[chat_id] = False
-        self._spawn(self._sync_unowned(chat_id))
+    @property
+    def loop_lag(self) -> float:
+        return self.admission.loop_lag
 
-    async def _sync_unowned(self, chat_id: str) -> None:
-        try:
-            while True:
-                # Requests made before this read starts are answered by it.
-                self._syncing[chat_id] = False
-                try:
-                    events = await self.store.sync_unowned_events(chat_id, derive_unowned)
-                except StoreError:
-                    return  # deleted meanwhile
-                except Exception:
-                    log.exception("chat %s: stream sync failed", chat_id)
-                    return
-                for event in events:
-                    self.hub.publish(chat_id, hub_event(chat_id, event))
-                if chat_id in self._pending_syncs:
-                    # The sync held the row lock of a pending chat, which an acquisition
-                    # running meanwhile skipped (SKIP LOCKED): look again now.
-                    self._pending_syncs.discard(chat_id)
-                    self.wake.set()
-                if not self._syncing.get(chat_id):
-                    return
-        finally:
-            self._syncing.pop(chat_id, None)
-            self._pending_syncs.discard(chat_id)
+    @property
+    def loop_busy(self) -> float:
+        return self.admission.loop_busy
 
     # --- the store's commit listener ---------------------------------------------
 
     def on_commit(self, chat: Chat) -> None:
         self.list_watch.publish(chat)
         if chat.snapshot_version == 1 and chat.title_source == "default" and self.write_titles:
-            self._spawn(self._write_title(chat))
+            self._spawn(self.titles.write(chat))
         if chat.status == ChatStatus.PENDING:
             self.wake.set()
         runner = self.runners.get(chat.id)
         if runner is not None and not runner.releasing:
             runner.on_snapshot(chat)
         elif chat.runner_id is None:
-            if chat.status == ChatStatus.PENDING:
-                self._pending_syncs.add(chat.id)
-            self.request_sync(chat.id)
+            self.unowned.request(chat.id, pending=chat.status == ChatStatus.PENDING)
 
     # --- other replicas' commits (PostgreSQL NOTIFY) ----------------------------------
 
@@ -257,46 +194,6 @@ class Worker:
             if chat.snapshot_version > runner.chat.snapshot_version:
                 self._deliver(chat)
 
-    async def _write_title(self, chat: Chat) -> None:
-        """Ask the chat's model for a title (spec §4.10); the default stays on any failure."""
-        try:
-            text = await self._first_message_text(chat)
-            if not text.strip():
-                return
-            title = await generate_title(await self._title_model(chat), text)
-            if title:
-                await self.store.update_title(
-                    chat.id, title, source="generated", only_if_source="default"
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            log.info("chat %s: no generated title (%s: %s)", chat.id, type(err).__name__, err)
-
-    async def _title_model(self, chat: Chat) -> Model:
-        """`CHATD_TITLE_MODEL` when it names an enabled config, else the chat's own model."""
-        wanted = self.settings.title_model
-        if wanted:
-            for config in await self.store.list_model_configs():
-                names = {config.id, config.name, f"{config.provider}:{config.model}"}
-                if wanted in names and config.enabled:
-                    return await self.resolve_model(
-                        msgspec.structs.replace(chat, model_config_id=config.id)
-                    )
-            log.warning("CHATD_TITLE_MODEL %r names no enabled model config", wanted)
-        return await self.resolve_model(chat)
-
-    async def _first_message_text(self, chat: Chat) -> str:
-        """The text of a new chat's first message; its default title when that is all of it."""
-        if chat.title == NO_TEXT_TITLE:
-            return ""  # no text to name the chat after (only attachments)
-        if not chat.title.endswith("…"):
-            return chat.title
-        messages = await self.store.recent_messages(chat.id, 5)
-        first = next((m for m in messages if m.role == Role.USER), None)
-        parts = first.parts if first else []
-        return " ".join(p.text for p in parts if isinstance(p, TextPart))
-
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
@@ -354,72 +251,21 @@ class Worker:
                     await self.wake.wait()
 
     async def _lag_loop(self) -> None:
-        """Sample the event loop's lag and its thread's busy share of a core."""
-        loop = asyncio.get_running_loop()
-        window_wall, window_cpu = loop.time(), time.thread_time()
-        while not self.draining:
-            start = loop.time()
-            await asyncio.sleep(LAG_SAMPLE_INTERVAL)
-            now = loop.time()
-            self.loop_lag = max(now - start - LAG_SAMPLE_INTERVAL, self.loop_lag / 2)
-            if now - window_wall >= BUSY_WINDOW:
-                cpu = time.thread_time()  # this thread runs the event loop
-                self.loop_busy = (cpu - window_cpu) / (now - window_wall)
-                window_wall, window_cpu = now, cpu
+        await self.admission.sample(lambda: not self.draining)
 
     def admitting(self) -> bool:
-        """Whether the replica takes new chats: not while its event loop is overloaded.
-
-        A replica offered more chats than its core can stream would otherwise claim
-        them all and slow every chat and API call alike. Past `acquire_max_lag` of
-        timer lag, or with the loop's thread busy more than `acquire_max_busy` of a
-        core, extra chats wait `pending` (for this replica's next tick, or another's),
-        and what is left of the core answers API calls such as interrupts.
-        """
-        max_lag, max_busy = self.settings.acquire_max_lag, self.settings.acquire_max_busy
-        lagging = max_lag > 0 and self.loop_lag > max_lag
-        busy = max_busy > 0 and self.loop_busy > max_busy
-        admitting = not lagging and not busy
-        if admitting != self._admitting:
-            self._admitting = admitting
-            if admitting:
-                log.info(
-                    "event loop lag %.0f ms, busy %.0f %%: claiming chats again",
-                    self.loop_lag * 1e3,
-                    self.loop_busy * 100,
-                )
-            else:
-                log.warning(
-                    "event loop lag %.0f ms, busy %.0f %% of a core (limits: "
-                    "CHATD_ACQUIRE_MAX_LAG %.0f ms, CHATD_ACQUIRE_MAX_BUSY %.0f %%): not "
-                    "claiming chats until it recovers (%d running)",
-                    self.loop_lag * 1e3,
-                    self.loop_busy * 100,
-                    max_lag * 1e3,
-                    max_busy * 100,
-                    len(self.runners),
-                )
-        return admitting
+        """Whether the replica takes new chats: not while its event loop is overloaded."""
+        return self.admission.admitting(len(self.runners))
 
     async def acquire_once(self) -> int:
         free = self.settings.max_concurrent_chats - len(self.runners)
-        if free <= 0 or self.draining or not self.admitting():
+        if self.draining:
             return 0
-        now = time.monotonic()
-        while self._claims and self._claims[0][0] < now - BUSY_WINDOW:
-            self._claims.popleft()
-        limit = claim_limit(
-            min(free, self.settings.acquire_batch),
-            busy=self.loop_busy,
-            max_busy=self.settings.acquire_max_busy,
-            running=len(self.runners),
-            unmeasured=sum(n for _, n in self._claims),
-        )
+        limit = self.admission.limit(free, len(self.runners))
         if limit <= 0:
             return 0
         leases = await self.store.acquire_pending_chats(self.worker_id, limit)
-        if leases:
-            self._claims.append((now, len(leases)))
+        self.admission.claimed(len(leases))
         for lease in leases:
             runner = ChatRunner(self, lease)
             self.runners[lease.chat.id] = runner
