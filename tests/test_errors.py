@@ -4,6 +4,7 @@ pre-classification, structured provider details and the user-facing sentences.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,7 @@ def test_error_kinds_are_the_stable_snake_case_strings() -> None:
         "provider_disabled",
         "content_filter",
         "missing_key",
+        "requires_action_timeout",
         "generic",
     ]
     assert ErrorKind("rate_limit") is ErrorKind.RATE_LIMIT
@@ -884,6 +886,8 @@ def test_normalized_trims_and_clamps() -> None:
         ClassifiedError(),
         ClassifiedError(kind="  ", message=" ", detail=" ", retry_after=-1.0),
         ClassifiedError(retryable=True, provider="openai", chain_broken=True),
+        # A bare generic kind says no more than no kind at all.
+        ClassifiedError(kind="generic", provider="openrouter", retryable=True),
     ],
 )
 def test_normalized_keeps_an_empty_classification_empty(raw: ClassifiedError) -> None:
@@ -915,9 +919,30 @@ def test_normalized_fills_the_terminal_message() -> None:
     )
 
 
-def test_normalized_kind_is_a_plain_string() -> None:
-    kind = ClassifiedError(kind=ErrorKind.AUTH).normalized().kind
-    assert type(kind) is str and kind == "auth"
+def test_kind_is_always_an_error_kind_and_serialises_as_its_value() -> None:
+    classified = ClassifiedError(kind="auth", message="No.")
+    assert classified.kind is ErrorKind.AUTH
+    assert classified.normalized().kind is ErrorKind.AUTH
+    assert dataclasses.replace(classified, kind="config").kind is ErrorKind.CONFIG
+    payload = classified.to_dict()
+    assert type(payload["kind"]) is str and payload["kind"] == "auth"
+    assert json.loads(json.dumps({"kind": classified.kind})) == {"kind": "auth"}
+
+
+@pytest.mark.parametrize("raw", ["", "  ", ErrorKind.GENERIC])
+def test_an_empty_kind_is_generic(raw: str) -> None:
+    assert ClassifiedError(kind=raw).kind is ErrorKind.GENERIC
+    assert ClassifiedError().kind is ErrorKind.GENERIC
+
+
+def test_a_kinds_string_is_trimmed() -> None:
+    assert ClassifiedError(kind=" rate_limit ").kind is ErrorKind.RATE_LIMIT
+
+
+@pytest.mark.parametrize("raw", ["no_such_kind", "Auth", "rate limit"])
+def test_an_unknown_kind_is_a_value_error(raw: str) -> None:
+    with pytest.raises(ValueError, match=f"unknown error kind {raw!r}; known kinds: overloaded"):
+        ClassifiedError(kind=raw)
 
 
 @pytest.mark.parametrize(
@@ -976,6 +1001,19 @@ def test_with_provider_same_provider_keeps_the_message() -> None:
 def test_with_provider_same_provider_without_message_derives_one() -> None:
     raw = ClassifiedError(kind="timeout", provider="anthropic", retryable=True)
     assert raw.with_provider("anthropic").message == "Anthropic is temporarily unavailable."
+
+
+def test_with_provider_re_derives_a_generic_message_instead_of_emptying_it() -> None:
+    classified = classify(ValueError("bad thing"))
+    assert classified.with_provider("openai") == ClassifiedError(
+        kind="generic", message="The chat request failed unexpectedly.", provider="openai"
+    )
+
+
+def test_classify_never_returns_a_bare_generic_as_empty() -> None:
+    classified = classify(Exception("internal server error"))
+    assert (classified.kind, classified.retryable) == (ErrorKind.GENERIC, True)
+    assert classified.message == "The AI provider returned an unexpected error."
 
 
 def test_with_provider_new_provider_re_derives_the_message() -> None:
@@ -1119,7 +1157,7 @@ TERMINAL_CASES = [
     ("generic", "openrouter", False, 0, "The chat request failed unexpectedly."),
     ("generic", "openrouter", True, 0, "OpenRouter returned an unexpected error."),
     ("generic", "", False, 418, "The AI provider returned an unexpected error."),
-    ("no_such_kind", "openai-compat", True, 0, "OpenAI Compatible returned an unexpected error."),
+    ("requires_action_timeout", "", False, 0, "The chat request failed unexpectedly."),
 ]
 
 
@@ -1131,7 +1169,8 @@ def test_terminal_message(
         kind=kind, provider=provider, retryable=retryable, status_code=status
     )
     assert terminal_message(classified) == expected
-    assert classified.normalized().message == expected
+    # With a detail even a bare generic kind says something, so the message is filled in.
+    assert dataclasses.replace(classified, detail="d").normalized().message == expected
 
 
 RETRY_CASES = [

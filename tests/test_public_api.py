@@ -10,6 +10,7 @@ PACKAGES = [
     "chatd",
     "chatd.types",
     "chatd.errors",
+    "chatd.protocols",
     "chatd.loop",
     "chatd.loop.retry",
     "chatd.loop.metrics",
@@ -30,6 +31,13 @@ def test_all_is_sorted_and_importable(name: str) -> None:
     assert exported == sorted(exported, key=_isort_key), f"{name}.__all__ is not sorted"
     for attribute in exported:
         assert hasattr(module, attribute), f"{name}.{attribute} is missing"
+
+
+def test_model_hooks_names_every_optional_hook() -> None:
+    from chatd.protocols import MODEL_HOOKS, ModelHooks
+
+    hooks = sorted(n for n, v in vars(ModelHooks).items() if callable(v) and n[0] != "_")
+    assert list(MODEL_HOOKS) == hooks
 
 
 def test_importing_chatd_imports_no_provider_sdk() -> None:

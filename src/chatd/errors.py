@@ -9,25 +9,31 @@ status codes never appear in its sentences (they travel in `status_code`).
 
 The kinds ("P" is the provider's display name, or "the AI provider" when unknown):
 
-| kind                   | retry | typical origin               | what the user is told          |
-|------------------------|-------|------------------------------|--------------------------------|
-| overloaded             | yes   | 529, "overloaded"            | P is temporarily overloaded    |
-| rate_limit             | yes   | 429, "rate limit"            | P is rate limiting requests    |
-| timeout                | yes*  | 408/50x, dropped connections | P is temporarily unavailable   |
-| startup_timeout        | yes   | the loop's startup guard     | P did not start responding     |
-| stream_silence_timeout | yes   | a started stream went silent | P did not send response data   |
-| usage_limit            | no    | quota / billing text         | quota exceeded; check billing  |
-| auth                   | no    | 401/403, "invalid api key"   | check the API key, permissions |
-| config                 | no    | unknown model, context size  | check the model and settings   |
-| provider_disabled      | no    | gateway "provider_disabled"  | contact your Coder admin       |
-| content_filter         | no    | provider content policy      | P blocked this response        |
-| missing_key            | no    | the chat's API key is gone   | send your message again        |
-| generic                | some* | anything else; cancellation  | P returned an unexpected error |
+| kind                    | retry | typical origin               | what the user is told          |
+|-------------------------|-------|------------------------------|--------------------------------|
+| overloaded              | yes   | 529, "overloaded"            | P is temporarily overloaded    |
+| rate_limit              | yes   | 429, "rate limit"            | P is rate limiting requests    |
+| timeout                 | yes*  | 408/50x, dropped connections | P is temporarily unavailable   |
+| startup_timeout         | yes   | the loop's startup guard     | P did not start responding     |
+| stream_silence_timeout  | yes   | a started stream went silent | P did not send response data   |
+| usage_limit             | no    | quota / billing text         | quota exceeded; check billing  |
+| auth                    | no    | 401/403, "invalid api key"   | check the API key, permissions |
+| config                  | no    | unknown model, context size  | check the model and settings   |
+| provider_disabled       | no    | gateway "provider_disabled"  | contact your Coder admin       |
+| content_filter          | no    | provider content policy      | P blocked this response        |
+| missing_key             | no    | the chat's API key is gone   | send your message again        |
+| requires_action_timeout | no    | client tools were not run    | send a message to continue     |
+| generic                 | some* | anything else; cancellation  | P returned an unexpected error |
 
 (*) A timeout from a deadline (`TimeoutError`, "context deadline exceeded") is not
 retried and reads "The request timed out before it completed." A generic error is
 retryable only for 500 / "server error" and for a broken continuation chain
 (`chain_broken`, which the loop retries with the full history).
+
+`ClassifiedError.kind` is always an `ErrorKind`; the constructor also takes a kind's
+string (`"auth"`, as stored JSON holds it), `""` meaning generic. The empty
+classification (`ClassifiedError()`: generic, with nothing to say) is what
+`classify()` returns when an error carries no text or detail at all.
 
 `classify()` weighs its rules in a fixed order (see `_RULES`); a `ClassifiedException`
 (from `with_classification()`) anywhere in the chain short-circuits them all.
@@ -82,6 +88,8 @@ class ErrorKind(enum.StrEnum):
     PROVIDER_DISABLED = "provider_disabled"
     CONTENT_FILTER = "content_filter"
     MISSING_KEY = "missing_key"
+    # The client never returned the results of its tools (the store's deadline sweeper).
+    REQUIRES_ACTION_TIMEOUT = "requires_action_timeout"
     GENERIC = "generic"
 
 
@@ -93,39 +101,61 @@ class ProviderTransportReset(Exception):
     """
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class ClassifiedError:
     """The user-facing view of a failure; hand on `normalized()` copies."""
 
-    kind: str = ""
-    message: str = ""
-    detail: str = ""
-    provider: str = ""
-    retryable: bool = False
-    status_code: int = 0
-    retry_after: float = 0.0
+    kind: ErrorKind
+    message: str
+    detail: str
+    provider: str
+    retryable: bool
+    status_code: int
+    retry_after: float
     # The provider no longer knows the previous response a chained turn pointed at:
     # the loop must drop chain mode and resend the full history before retrying.
-    chain_broken: bool = False
+    chain_broken: bool
+
+    def __init__(
+        self,
+        kind: ErrorKind | str = ErrorKind.GENERIC,
+        message: str = "",
+        detail: str = "",
+        provider: str = "",
+        retryable: bool = False,
+        status_code: int = 0,
+        retry_after: float = 0.0,
+        chain_broken: bool = False,
+    ) -> None:
+        # Written out (not generated) so callers may pass a kind's string while the
+        # field stays an `ErrorKind`: a generated `__init__` would take members only.
+        init = object.__setattr__  # the dataclass is frozen
+        init(self, "kind", _error_kind(kind))
+        init(self, "message", message)
+        init(self, "detail", detail)
+        init(self, "provider", provider)
+        init(self, "retryable", retryable)
+        init(self, "status_code", status_code)
+        init(self, "retry_after", retry_after)
+        init(self, "chain_broken", chain_broken)
 
     @property
     def is_empty(self) -> bool:
-        """Nothing to tell anyone: no kind, message, detail, status or retry-after."""
-        return not (
-            self.kind.strip()
-            or self.message.strip()
-            or self.detail.strip()
-            or self.status_code
-            or self.retry_after > 0
+        """Nothing to tell anyone: a generic kind and no message, detail, status or retry-after."""
+        return self.kind is ErrorKind.GENERIC and not (
+            self.message.strip() or self.detail.strip() or self.status_code or self.retry_after > 0
         )
 
     def normalized(self) -> ClassifiedError:
-        """Trimmed, provider id normalised, detail capped, kind and message filled in."""
+        """Trimmed, provider id normalised, detail capped, message filled in."""
         if self.is_empty:
             return ClassifiedError()
+        return self._filled()
+
+    def _filled(self) -> ClassifiedError:
+        """`normalized()` for a classification known to say something, even if generic."""
         cleaned = dataclasses.replace(
             self,
-            kind=self.kind.strip() or ErrorKind.GENERIC.value,
             message=self.message.strip(),
             detail=_cap_detail(self.detail),
             provider=signals.normalize_provider(self.provider),
@@ -142,9 +172,14 @@ class ClassifiedError:
         name; the same provider keeps an existing message.
         """
         hint = signals.normalize_provider(provider)
-        if not hint or (signals.normalize_provider(self.provider) == hint and self.message.strip()):
+        if (
+            self.is_empty
+            or not hint
+            or (signals.normalize_provider(self.provider) == hint and self.message.strip())
+        ):
             return self.normalized()
-        return dataclasses.replace(self, provider=hint, message="").normalized()
+        # Decided before the message is cleared: clearing it must not empty the error.
+        return dataclasses.replace(self, provider=hint, message="")._filled()
 
     def to_dict(self) -> dict[str, str | bool | int | float]:
         return {
@@ -157,6 +192,20 @@ class ClassifiedError:
             "retry_after": self.retry_after,
             "chain_broken": self.chain_broken,
         }
+
+
+def _error_kind(kind: ErrorKind | str) -> ErrorKind:
+    """`kind` as a member; a string is trimmed, and `""` is generic."""
+    if isinstance(kind, ErrorKind):
+        return kind
+    name = kind.strip()
+    if not name:
+        return ErrorKind.GENERIC
+    try:
+        return ErrorKind(name)
+    except ValueError:
+        known = ", ".join(k.value for k in ErrorKind)
+        raise ValueError(f"unknown error kind {kind!r}; known kinds: {known}") from None
 
 
 def _cap_detail(detail: str) -> str:
@@ -197,10 +246,11 @@ def classify(error: BaseException | None, *, provider: str = "") -> ClassifiedEr
     evidence = _Evidence.gather(chain, signals.normalize_provider(provider))
     if evidence is None:
         return ClassifiedError()
+    # There is evidence, so even a bare generic result says something (`_filled`).
     for rule in _RULES:
         if (found := rule(evidence)) is not None:
-            return found.normalized()
-    return dataclasses.replace(evidence.base, kind=ErrorKind.GENERIC).normalized()
+            return found._filled()
+    return dataclasses.replace(evidence.base, kind=ErrorKind.GENERIC)._filled()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from chatd.loop import Call, FakeModel, PersistedStep, stream_from_parts
 from chatd.types import FinishReason, StreamPart, StreamPartType, Usage
@@ -53,10 +53,16 @@ def finish(reason: FinishReason = FinishReason.STOP, usage: Usage | None = None)
     return StreamPart(T.FINISH, finish_reason=reason, usage=usage)
 
 
+M = TypeVar("M", bound=FakeModel)
+
+
 def scripted_model(
-    *steps: Sequence[StreamPart], provider: str = "fake", model: str = "fake-model"
-) -> FakeModel:
-    """A FakeModel that streams `steps[n]` on its n-th call (the last one repeats)."""
+    *steps: Sequence[StreamPart],
+    provider: str = "fake",
+    model: str = "fake-model",
+    model_type: type[M] = FakeModel,  # type: ignore[assignment]
+) -> M:
+    """A FakeModel (or subclass) that streams `steps[n]` on its n-th call (the last repeats)."""
     calls = 0
 
     def stream_fn(_call: Call) -> AsyncIterator[StreamPart]:
@@ -65,7 +71,7 @@ def scripted_model(
         calls += 1
         return stream_from_parts(parts)
 
-    return FakeModel(stream_fn=stream_fn, provider_name=provider, model_name=model)
+    return model_type(stream_fn=stream_fn, provider_name=provider, model_name=model)
 
 
 class Recorder:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -36,7 +37,7 @@ from chatd.types import (
     ToolResultError,
     ToolResultPart,
 )
-from tests.loop.helpers import Recorder, finish, reasoning, text, tool_call
+from tests.loop.helpers import Recorder, finish, reasoning, scripted_model, text, tool_call
 from tests.loop.promhelpers import gather, series
 
 RetryLog = list[tuple[int, BaseException, ClassifiedError, float]]
@@ -550,7 +551,16 @@ async def test_canceled_stream_is_not_retried() -> None:
     assert series(gather(reg)["coderd_chatd_stream_retries_total"]) == []
 
 
-async def test_chain_broken_retry_resends_full_history_without_previous_response_id() -> None:
+class ChainModel(FakeModel):
+    """A FakeModel whose provider options may continue a stored response ("resume_from")."""
+
+    def break_response_chain(self, provider_options: dict[str, Any]) -> dict[str, Any] | None:
+        if "resume_from" not in provider_options:
+            return None
+        return {k: v for k, v in provider_options.items() if k != "resume_from"}
+
+
+async def test_chain_broken_retry_resends_full_history_without_the_chain() -> None:
     calls: list[Call] = []
     disabled: list[bool] = []
 
@@ -564,7 +574,7 @@ async def test_chain_broken_retry_resends_full_history_without_previous_response
                 StreamPart(
                     StreamPartType.FINISH,
                     finish_reason=FinishReason.STOP,
-                    provider_metadata={"openai": {"response_id": "resp_2"}},
+                    provider_metadata={"fake": {"response_id": "resp_2"}},
                 ),
             ]
         )
@@ -573,9 +583,9 @@ async def test_chain_broken_retry_resends_full_history_without_previous_response
     persist = Recorder()
     await run(
         RunOptions(
-            model=FakeModel(stream_fn=stream_fn, provider_name="openai"),
+            model=ChainModel(stream_fn=stream_fn),
             persist_step=persist,
-            provider_options={"openai": {"previous_response_id": "resp_1", "store": True}},
+            provider_options={"resume_from": "resp_1", "store": True},
             on_retry=on_retry,  # type: ignore[arg-type]
             disable_chain_mode=lambda: disabled.append(True),
             clock=ManualClock(),
@@ -583,20 +593,19 @@ async def test_chain_broken_retry_resends_full_history_without_previous_response
     )
     [(_, _, classified, _)] = log
     assert classified.chain_broken and classified.retryable
-    assert calls[0].provider_options["openai"]["previous_response_id"] == "resp_1"
-    assert calls[1].provider_options == {"openai": {"store": True}}
+    assert calls[0].provider_options == {"resume_from": "resp_1", "store": True}
+    assert calls[1].provider_options == {"store": True}
+    # Left once: the step's end finds no chain any more.
     assert disabled == [True]
     assert persist.steps[0].provider_response_id == "resp_2"
 
 
 async def test_chain_mode_is_left_after_the_first_step() -> None:
-    from tests.loop.helpers import scripted_model, tool_call
-
     disabled: list[bool] = []
     model = scripted_model(
         [*tool_call("c1", "echo"), finish(FinishReason.TOOL_CALLS)],
         [*text("t", "done"), finish()],
-        provider="openai",
+        model_type=ChainModel,
     )
 
     async def echo(_call: ToolCall) -> ToolResponse:
@@ -608,10 +617,36 @@ async def test_chain_mode_is_left_after_the_first_step() -> None:
             tools=[Tool("echo", "", echo)],
             max_steps=3,
             persist_step=Recorder(),
-            provider_options={"openai": {"previous_response_id": "resp_1"}},
+            provider_options={"resume_from": "resp_1"},
             disable_chain_mode=lambda: disabled.append(True),
         )
     )
-    assert model.calls[0].provider_options == {"openai": {"previous_response_id": "resp_1"}}
-    assert model.calls[1].provider_options == {"openai": {}}
+    assert model.calls[0].provider_options == {"resume_from": "resp_1"}
+    assert model.calls[1].provider_options == {}
     assert disabled == [True]
+
+
+async def test_a_model_without_the_chain_hook_keeps_its_provider_options() -> None:
+    disabled: list[bool] = []
+    model = scripted_model(
+        [*tool_call("c1", "echo"), finish(FinishReason.TOOL_CALLS)],
+        [*text("t", "done"), finish()],
+        provider="openai",
+    )
+
+    async def echo(_call: ToolCall) -> ToolResponse:
+        return ToolResponse.text("ok")
+
+    options = {"openai": {"previous_response_id": "resp_1"}}
+    await run(
+        RunOptions(
+            model=model,
+            tools=[Tool("echo", "", echo)],
+            max_steps=3,
+            persist_step=Recorder(),
+            provider_options=options,
+            disable_chain_mode=lambda: disabled.append(True),
+        )
+    )
+    assert [c.provider_options for c in model.calls] == [options, options]
+    assert disabled == []

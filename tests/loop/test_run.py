@@ -31,6 +31,7 @@ from chatd.types import (
     FilePart,
     FinishReason,
     Message,
+    MessagePart,
     ReasoningPart,
     Role,
     SourcePart,
@@ -48,6 +49,7 @@ from tests.loop.helpers import (
     Recorder,
     finish,
     published_recorder,
+    reasoning,
     scripted_model,
     text,
     tool_call,
@@ -77,7 +79,7 @@ async def test_run_requires_model_and_persist_callback() -> None:
 
 
 async def test_run_active_tools_prepare_behavior() -> None:
-    model = scripted_model([*text("t", "done"), finish()], provider="anthropic")
+    model = scripted_model([*text("t", "done"), finish()])
     persist = Recorder()
     history = [
         Message(Role.SYSTEM, [TextPart("sys1")]),
@@ -98,16 +100,10 @@ async def test_run_active_tools_prepare_behavior() -> None:
     )
     sent = model.calls[0]
     assert [t.name for t in sent.tools] == ["read_file"]
-    marked = [i for i, m in enumerate(sent.prompt) if m.provider_options]
-    assert marked == [1, 3, 4]
-    assert sent.prompt[1].provider_options == {
-        "anthropic": {"cache_control": {"type": "ephemeral"}}
-    }
+    assert sent.prompt == history
     assert len(persist.steps) == 1
     assert persist.steps[0].context_limit == 4096
     assert persist.steps[0].runtime >= 0
-    # The caller's history is not mutated by provider-specific shaping.
-    assert all(not m.provider_options for m in history)
 
 
 async def test_run_active_tools_rejects_disallowed_execution() -> None:
@@ -640,32 +636,6 @@ async def test_execute_single_tool_media_base64_encoding() -> None:
     assert textual.output == ToolResultText("ok\ufffd")
 
 
-async def test_run_anthropic_drops_unpaired_provider_tool_before_persist() -> None:
-    persist = Recorder()
-    await run(
-        RunOptions(
-            model=scripted_model(
-                [*tool_call("p1", "web_search", provider_executed=True), finish()],
-                provider="anthropic",
-            ),
-            persist_step=persist,
-        )
-    )
-    assert persist.steps == []
-
-
-async def test_run_anthropic_sanitizes_provider_tool_before_request() -> None:
-    history = [
-        Message(
-            Role.ASSISTANT,
-            [ToolCallPart("p1", "web_search", provider_executed=True), TextPart("hi")],
-        ),
-    ]
-    model = scripted_model([*text("t", "x"), finish()], provider="anthropic")
-    await run(RunOptions(model=model, messages=history, persist_step=Recorder()))
-    assert model.calls[0].prompt[0].content == [TextPart("hi")]
-
-
 async def test_run_opening_failure_that_is_not_retryable_raises_stream_error() -> None:
     async def stream_fn(_call: Call) -> object:
         raise RuntimeError("status 401: invalid api key")
@@ -762,21 +732,92 @@ async def test_run_provider_executed_tool_result_timestamps() -> None:
     assert step.tool_result_created_at["ws1"] >= step.tool_call_created_at["ws1"]
 
 
-async def test_run_anthropic_keeps_paired_web_search_before_persist() -> None:
-    persist = Recorder()
+class ShapingModel(FakeModel):
+    """A FakeModel with the prompt and step hooks of `ModelHooks`.
+
+    Its prompts end in a "shaped" system message; its steps keep no reasoning.
+    """
+
+    def prepare_prompt(self, messages: list[Message]) -> list[Message]:
+        return [*messages, Message(Role.SYSTEM, [TextPart("shaped")])]
+
+    def persistable_content(self, content: list[MessagePart]) -> list[MessagePart]:
+        return [p for p in content if not isinstance(p, ReasoningPart)]
+
+
+def _shaped(prompt: list[Message]) -> int:
+    return sum(m.content == [TextPart("shaped")] for m in prompt)
+
+
+async def test_run_sends_the_prompt_the_model_prepares_and_keeps_its_history() -> None:
+    model = scripted_model(
+        [*tool_call("c1", "echo"), finish(TOOL_CALLS)],
+        [*text("t", "done"), finish()],
+        model_type=ShapingModel,
+    )
+    history = list(USER)
     await run(
         RunOptions(
-            model=scripted_model(
-                [*_web_search(), *text("t", "found"), finish()], provider="anthropic"
-            ),
-            persist_step=persist,
+            model=model,
+            messages=history,
+            tools=[echo_tool()],
+            max_steps=3,
+            persist_step=Recorder(),
         )
     )
-    kinds = [type(p).__name__ for p in persist.steps[0].content]
-    assert kinds == ["ToolCallPart", "ToolResultPart", "TextPart"]
+    first, second = model.calls
+    assert first.prompt == [*USER, Message(Role.SYSTEM, [TextPart("shaped")])]
+    # Prepared before every request from the loop's own history: no shaping piles up.
+    assert [m.role for m in second.prompt] == [Role.USER, Role.ASSISTANT, Role.TOOL, Role.SYSTEM]
+    assert _shaped(second.prompt) == 1
+    assert history == USER
 
 
-async def _interrupted_run(parts: list[StreamPart], provider: str) -> Recorder:
+async def test_run_persists_and_sends_back_what_the_model_keeps_of_a_step() -> None:
+    model = scripted_model(
+        [*reasoning("r", "hmm"), *tool_call("c1", "echo"), finish(TOOL_CALLS)],
+        [*reasoning("r", "hmm"), finish()],
+        model_type=ShapingModel,
+    )
+    persist = Recorder()
+    await run(RunOptions(model=model, tools=[echo_tool()], max_steps=3, persist_step=persist))
+    # The second step was reasoning only: kept nothing, so nothing was persisted.
+    [step] = persist.steps
+    assert [type(p) for p in step.content] == [ToolCallPart, ToolResultPart]
+    parts = [p for m in model.calls[1].prompt for p in m.content]
+    assert not any(isinstance(p, ReasoningPart) for p in parts)
+
+
+async def test_run_interrupted_step_keeps_what_the_model_keeps_then_closes_its_calls() -> None:
+    parts = [*reasoning("r", "hmm"), *tool_call("c1", "read_file")]
+    persist = await _interrupted_run(parts, ShapingModel)
+    [step] = persist.steps
+    assert [type(p) for p in step.content] == [ToolCallPart, ToolResultPart]
+    assert results_of(step.content)[0].is_error
+
+
+async def test_run_without_hooks_sends_and_persists_steps_as_they_are() -> None:
+    # The loop knows no provider: a name alone changes nothing.
+    model = scripted_model(
+        [*tool_call("p1", "web_search", provider_executed=True), finish()], provider="anthropic"
+    )
+    persist = Recorder()
+    history = [Message(Role.SYSTEM, [TextPart("sys")]), *USER]
+    await run(RunOptions(model=model, messages=history, persist_step=persist))
+    assert model.calls[0].prompt == history
+    assert [p.tool_call_id for p in persist.steps[0].content] == ["p1"]
+
+
+async def test_run_without_hooks_closes_an_interrupted_provider_tool_call() -> None:
+    persist = await _interrupted_run(tool_call("ws1", "web_search", provider_executed=True))
+    [step] = persist.steps
+    assert [type(p) for p in step.content] == [ToolCallPart, ToolResultPart]
+    assert results_of(step.content)[0].is_error
+
+
+async def _interrupted_run(
+    parts: list[StreamPart], model_type: type[FakeModel] = FakeModel
+) -> Recorder:
     streamed = asyncio.Event()
 
     async def partial() -> AsyncIterator[StreamPart]:
@@ -790,7 +831,7 @@ async def _interrupted_run(parts: list[StreamPart], provider: str) -> Recorder:
     task = asyncio.create_task(
         run(
             RunOptions(
-                model=FakeModel(stream_fn=lambda _c: partial(), provider_name=provider),
+                model=model_type(stream_fn=lambda _c: partial()),
                 persist_step=persist,
                 interrupt=interrupt,
             )
@@ -801,46 +842,3 @@ async def _interrupted_run(parts: list[StreamPart], provider: str) -> Recorder:
     with pytest.raises(ChatInterrupted):
         await task
     return persist
-
-
-async def test_run_anthropic_interrupted_web_search_does_not_persist_synthetic_result() -> None:
-    parts = tool_call("ws1", "web_search", provider_executed=True)
-    persist = await _interrupted_run(parts, "anthropic")
-    assert persist.steps == []
-
-
-async def test_run_anthropic_interrupted_provider_tool_keeps_local_synthetic_result() -> None:
-    parts = [
-        *tool_call("ws1", "web_search", provider_executed=True),
-        *tool_call("c1", "read_file"),
-    ]
-    persist = await _interrupted_run(parts, "anthropic")
-    [step] = persist.steps
-    calls = [p.tool_call_id for p in step.content if isinstance(p, ToolCallPart)]
-    results = results_of(step.content)
-    assert calls == ["c1"]
-    assert [r.tool_call_id for r in results] == ["c1"]
-    assert results[0].is_error
-
-
-async def test_run_anthropic_sanitizes_web_search_before_continuation() -> None:
-    model = scripted_model(
-        [
-            *tool_call("ws1", "web_search", provider_executed=True),
-            *tool_call("c1", "echo"),
-            finish(TOOL_CALLS),
-        ],
-        [*text("t", "done"), finish()],
-        provider="anthropic",
-    )
-    persist = Recorder()
-    await run(RunOptions(model=model, tools=[echo_tool()], max_steps=3, persist_step=persist))
-    first = persist.steps[0].content
-    assert [p.tool_call_id for p in first if isinstance(p, ToolCallPart)] == ["c1"]
-    prompt_calls = [
-        p.tool_call_id
-        for m in model.calls[1].prompt
-        for p in m.content
-        if isinstance(p, ToolCallPart)
-    ]
-    assert prompt_calls == ["c1"]

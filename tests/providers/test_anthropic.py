@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
 from chatd.errors import ErrorKind
-from chatd.loop import Call
+from chatd.loop import (
+    Call,
+    ChatInterrupted,
+    FakeModel,
+    Interrupt,
+    PersistedStep,
+    RunOptions,
+    Tool,
+    ToolCall,
+    ToolResponse,
+    run,
+)
 from chatd.providers import ModelConfig, resolve
 from chatd.providers.anthropic import AnthropicModel
 from chatd.types import (
     FilePart,
     FinishReason,
     Message,
+    MessagePart,
     ReasoningPart,
     Role,
     StreamPart,
@@ -22,6 +39,7 @@ from chatd.types import (
     ToolResultText,
     Usage,
 )
+from tests.loop.helpers import finish, scripted_model, text, tool_call
 from tests.providers.helpers import HELLO, WEATHER, drain, failure
 from tests.providers.replay import ReplayServer
 
@@ -392,3 +410,166 @@ async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> 
     await drain(claude(server), Call(prompt=HELLO.prompt, tools=[WEATHER], tool_choice="none"))
     body = server.requests[0].json()
     assert (len(body["tools"]), body["tool_choice"]) == (1, {"type": "none"})
+
+
+# --- the model hooks: Anthropic's quirks as the loop meets them -------------------------
+
+CACHE = {"anthropic": {"cache_control": {"type": "ephemeral"}}}
+# The hooks do no I/O: a model without a server or key is enough.
+CLAUDE = AnthropicModel(ModelConfig("anthropic", "claude-sonnet-5"))
+
+
+class ClaudeShaped(FakeModel):
+    """FakeModel's scripted streams behind AnthropicModel's hooks."""
+
+    def prepare_prompt(self, messages: list[Message]) -> list[Message]:
+        return CLAUDE.prepare_prompt(messages)
+
+    def persistable_content(self, content: list[MessagePart]) -> list[MessagePart]:
+        return CLAUDE.persistable_content(content)
+
+
+class Steps(list[PersistedStep]):
+    async def __call__(self, step: PersistedStep) -> None:
+        self.append(step)
+
+
+def _web_search(call_id: str = "ws1") -> list[StreamPart]:
+    return [
+        *tool_call(call_id, "web_search", '{"q":"x"}', provider_executed=True),
+        StreamPart(P.TOOL_RESULT, id=call_id, tool_call_name="web_search", provider_executed=True),
+    ]
+
+
+async def _echo(call: ToolCall) -> ToolResponse:
+    return ToolResponse.text(f"echo:{call.input}")
+
+
+def test_prompt_caching_marks_the_system_prefix_and_the_last_two_messages() -> None:
+    history = [
+        Message(Role.SYSTEM, [TextPart("sys1")]),
+        Message(Role.SYSTEM, [TextPart("sys2")]),
+        Message(Role.USER, [TextPart("u1")]),
+        Message(Role.ASSISTANT, [TextPart("a1")]),
+        Message(Role.USER, [TextPart("u2")]),
+    ]
+    prompt = CLAUDE.prepare_prompt(history)
+    assert [i for i, m in enumerate(prompt) if m.provider_options] == [1, 3, 4]
+    assert prompt[1].provider_options == CACHE
+    assert [m.content for m in prompt] == [m.content for m in history]
+    # The loop's history is not changed by the shaping.
+    assert all(not m.provider_options for m in history)
+
+
+async def test_the_loop_sends_cache_breakpoints_through_the_model_hook(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "text")
+    history = [Message(Role.SYSTEM, [TextPart("Be brief.")]), *HELLO.prompt]
+    await run(RunOptions(model=claude(server), messages=history, persist_step=Steps()))
+    body = server.requests[0].json()
+    mark = {"type": "ephemeral"}
+    assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": mark}]
+    assert body["messages"][-1]["content"][-1]["cache_control"] == mark
+
+
+async def test_run_drops_an_unpaired_server_tool_before_persist() -> None:
+    steps = Steps()
+    model = scripted_model(
+        [*tool_call("p1", "web_search", provider_executed=True), finish()],
+        model_type=ClaudeShaped,
+    )
+    await run(RunOptions(model=model, persist_step=steps))
+    assert steps == []
+
+
+async def test_run_keeps_a_paired_web_search_before_persist() -> None:
+    steps = Steps()
+    model = scripted_model([*_web_search(), *text("t", "found"), finish()], model_type=ClaudeShaped)
+    await run(RunOptions(model=model, persist_step=steps))
+    kinds = [type(p).__name__ for p in steps[0].content]
+    assert kinds == ["ToolCallPart", "ToolResultPart", "TextPart"]
+
+
+async def test_run_sanitizes_a_server_tool_in_history_before_the_request() -> None:
+    history = [
+        Message(
+            Role.ASSISTANT,
+            [ToolCallPart("p1", "web_search", provider_executed=True), TextPart("hi")],
+        ),
+    ]
+    model = scripted_model([*text("t", "x"), finish()], model_type=ClaudeShaped)
+    await run(RunOptions(model=model, messages=history, persist_step=Steps()))
+    assert model.calls[0].prompt[0].content == [TextPart("hi")]
+
+
+async def test_run_sanitizes_a_web_search_before_the_continuation() -> None:
+    model = scripted_model(
+        [
+            *tool_call("ws1", "web_search", provider_executed=True),
+            *tool_call("c1", "echo"),
+            finish(FinishReason.TOOL_CALLS),
+        ],
+        [*text("t", "done"), finish()],
+        model_type=ClaudeShaped,
+    )
+    steps = Steps()
+    await run(
+        RunOptions(model=model, tools=[Tool("echo", "", _echo)], max_steps=3, persist_step=steps)
+    )
+    first = steps[0].content
+    assert [p.tool_call_id for p in first if isinstance(p, ToolCallPart)] == ["c1"]
+    prompt_calls = [
+        p.tool_call_id
+        for m in model.calls[1].prompt
+        for p in m.content
+        if isinstance(p, ToolCallPart)
+    ]
+    assert prompt_calls == ["c1"]
+
+
+async def _interrupted_run(parts: list[StreamPart]) -> Steps:
+    streamed = asyncio.Event()
+
+    async def partial() -> AsyncIterator[StreamPart]:
+        for part in parts:
+            yield part
+        streamed.set()
+        await asyncio.sleep(3600)
+
+    interrupt = Interrupt()
+    steps = Steps()
+    task = asyncio.create_task(
+        run(
+            RunOptions(
+                model=ClaudeShaped(stream_fn=lambda _c: partial()),
+                persist_step=steps,
+                interrupt=interrupt,
+            )
+        )
+    )
+    await streamed.wait()
+    interrupt.interrupt()
+    with pytest.raises(ChatInterrupted):
+        await task
+    return steps
+
+
+async def test_run_interrupted_web_search_does_not_persist_a_synthetic_result() -> None:
+    steps = await _interrupted_run(tool_call("ws1", "web_search", provider_executed=True))
+    assert steps == []
+
+
+async def test_run_interrupted_server_tool_keeps_the_local_synthetic_result() -> None:
+    steps = await _interrupted_run(
+        [
+            *tool_call("ws1", "web_search", provider_executed=True),
+            *tool_call("c1", "read_file"),
+        ]
+    )
+    [step] = steps
+    calls = [p.tool_call_id for p in step.content if isinstance(p, ToolCallPart)]
+    results = [p for p in step.content if isinstance(p, ToolResultPart)]
+    assert calls == ["c1"]
+    assert [r.tool_call_id for r in results] == ["c1"]
+    assert results[0].is_error

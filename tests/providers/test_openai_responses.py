@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from chatd.errors import ErrorKind
-from chatd.loop import Call, ModelSettings
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chatd.errors import ClassifiedError, ErrorKind
+from chatd.loop import (
+    Call,
+    FakeModel,
+    ManualClock,
+    ModelSettings,
+    PersistedStep,
+    RunOptions,
+    Tool,
+    ToolCall,
+    ToolResponse,
+    run,
+    stream_from_parts,
+)
 from chatd.providers import ModelConfig, resolve
 from chatd.providers.openai_responses import OpenAIResponsesModel
 from chatd.types import (
@@ -22,6 +37,7 @@ from chatd.types import (
     ToolResultText,
     Usage,
 )
+from tests.loop.helpers import text
 from tests.providers.helpers import HELLO, WEATHER, drain, failure
 from tests.providers.replay import ReplayServer
 
@@ -397,3 +413,103 @@ async def test_raw_reasoning_text_of_open_weight_models_streams_as_reasoning(
         P.TEXT_END,
         P.FINISH,
     ]
+
+
+# --- the model hook: a caller's previous_response_id as the loop meets it ----------------
+
+# The hook does no I/O: a model without a server or key is enough.
+GPT = OpenAIResponsesModel(ModelConfig("openai", "gpt-5"))
+
+
+class GptChained(FakeModel):
+    """FakeModel's streams behind OpenAIResponsesModel's chain hook."""
+
+    def break_response_chain(self, provider_options: dict[str, Any]) -> dict[str, Any] | None:
+        return GPT.break_response_chain(provider_options)
+
+
+class Steps(list[PersistedStep]):
+    async def __call__(self, step: PersistedStep) -> None:
+        self.append(step)
+
+
+def test_break_response_chain_drops_previous_response_id_and_keeps_the_rest() -> None:
+    options: dict[str, Any] = {
+        "openai": {"previous_response_id": "resp_1", "store": True},
+        "other": {"x": 1},
+        "flag": True,
+    }
+    assert GPT.break_response_chain(options) == {
+        "openai": {"store": True},
+        "other": {"x": 1},
+        "flag": True,
+    }
+    assert options["openai"] == {"previous_response_id": "resp_1", "store": True}
+
+
+def test_break_response_chain_is_none_without_a_chain() -> None:
+    assert GPT.break_response_chain({"openai": {"store": True}, "flag": True}) is None
+    assert GPT.break_response_chain({}) is None
+
+
+async def test_chain_broken_retry_resends_full_history_without_previous_response_id() -> None:
+    calls: list[Call] = []
+    disabled: list[bool] = []
+    retries: list[ClassifiedError] = []
+
+    async def stream_fn(call: Call) -> AsyncIterator[StreamPart]:
+        calls.append(call)
+        if len(calls) == 1:
+            raise RuntimeError("Previous response with id 'resp_1' not found.")
+        return stream_from_parts(
+            [
+                *text("t", "ok"),
+                StreamPart(
+                    P.FINISH,
+                    finish_reason=FinishReason.STOP,
+                    provider_metadata={"openai": {"response_id": "resp_2"}},
+                ),
+            ]
+        )
+
+    steps = Steps()
+    await run(
+        RunOptions(
+            model=GptChained(stream_fn=stream_fn, provider_name="openai"),
+            persist_step=steps,
+            provider_options={"openai": {"previous_response_id": "resp_1", "store": True}},
+            on_retry=lambda _a, _e, classified, _d: retries.append(classified),
+            disable_chain_mode=lambda: disabled.append(True),
+            clock=ManualClock(),
+        )
+    )
+    [classified] = retries
+    assert classified.chain_broken and classified.retryable
+    assert calls[0].provider_options["openai"]["previous_response_id"] == "resp_1"
+    assert calls[1].provider_options == {"openai": {"store": True}}
+    assert disabled == [True]
+    assert steps[0].provider_response_id == "resp_2"
+
+
+async def test_a_callers_previous_response_id_is_sent_on_the_first_step_only(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "tool_calls", "answer")
+
+    async def tool(_call: ToolCall) -> ToolResponse:
+        return ToolResponse.text("ok")
+
+    await run(
+        RunOptions(
+            model=gpt(server),
+            messages=list(HELLO.prompt),
+            tools=[Tool("get_weather", "", tool), Tool("get_time", "", tool)],
+            max_steps=3,
+            persist_step=Steps(),
+            provider_options={"openai": {"previous_response_id": "resp_caller"}},
+        )
+    )
+    first, second = (r.json() for r in server.requests)
+    assert first["previous_response_id"] == "resp_caller"
+    # The second step chains on the response the first one stored, as the model does.
+    assert second["previous_response_id"] == "resp_68b1tools"

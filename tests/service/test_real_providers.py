@@ -59,6 +59,42 @@ async def test_a_chat_on_openai_with_a_stored_key(live: LiveReplica) -> None:
         await replay.stop()
 
 
+async def test_a_chat_on_anthropic_gets_the_models_prompt_hooks(live: LiveReplica) -> None:
+    # The runner wraps the model to record attempts: the wrapper must keep its hooks.
+    replay = ReplayServer()
+    await replay.start()
+    try:
+        replay.enqueue("anthropic", "text")
+        admin = await live.token("ops3", admin=True)
+        async with live.client(admin) as client:
+            key = await client.post(
+                "/api/chats/provider-keys",
+                json={"name": "a", "provider": "anthropic", "api_key": "sk-ant-stored"},
+            )
+            assert key.status_code == 201, key.text
+            config = await client.post(
+                "/api/chats/model-configs",
+                json={
+                    "name": "claude",
+                    "provider": "anthropic",
+                    "model": "claude-sonnet-5",
+                    "base_url": replay.url,
+                    "provider_key_id": key.json()["id"],
+                },
+            )
+            assert config.status_code == 201, config.text
+            chat = (
+                await client.post("/api/chats", json={"message": "hi", "model": "claude"})
+            ).json()
+            done = await wait_status(client, chat["id"], "waiting", "error")
+            assert done["status"] == "waiting", done["last_error"]
+        [request] = replay.requests
+        last_block = request.json()["messages"][-1]["content"][-1]
+        assert last_block["cache_control"] == {"type": "ephemeral"}
+    finally:
+        await replay.stop()
+
+
 async def test_a_model_without_a_key_ends_the_turn_as_missing_key(live: LiveReplica) -> None:
     admin = await live.token("ops2", admin=True)
     async with live.client(admin) as client:

@@ -10,12 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from chatd.api.app import store_of
-from chatd.api.chats import _json, _store_errors
-from chatd.api.deps import Admin
+from chatd.api.deps import Admin, store_of
 from chatd.api.errors import ApiError
+from chatd.api.schemas import Strict, json_response
 from chatd.providers import PROVIDERS
 from chatd.store import ModelConfig, ProviderKey
 from chatd.stream.wire import timestamp
@@ -25,11 +24,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/chats", tags=["admin"])
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelConfigIn(_Strict):
+class ModelConfigIn(Strict):
     name: str = Field(min_length=1, max_length=128)
     provider: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=256)
@@ -42,7 +37,7 @@ class ModelConfigIn(_Strict):
     is_default: bool = False
 
 
-class ModelConfigPatch(_Strict):
+class ModelConfigPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     model: str | None = Field(default=None, min_length=1, max_length=256)
     base_url: str | None = Field(default=None, max_length=2048)
@@ -54,7 +49,7 @@ class ModelConfigPatch(_Strict):
     is_default: bool | None = None
 
 
-class ProviderKeyIn(_Strict):
+class ProviderKeyIn(Strict):
     name: str = Field(min_length=1, max_length=128)
     provider: str = Field(min_length=1, max_length=64)
     api_key: str = Field(min_length=4, max_length=4096)
@@ -92,7 +87,7 @@ def _key_json(k: ProviderKey) -> dict[str, Any]:
 @router.get("/model-configs")
 async def list_model_configs(request: Request, _admin: Admin) -> Response:
     configs = await store_of(request).list_model_configs()
-    return _json({"model_configs": [_config_json(c) for c in configs]})
+    return json_response({"model_configs": [_config_json(c) for c in configs]})
 
 
 def _check_provider(provider: str) -> None:
@@ -108,15 +103,13 @@ def _check_provider(provider: str) -> None:
 @router.post("/model-configs", status_code=201)
 async def create_model_config(body: ModelConfigIn, request: Request, _admin: Admin) -> Response:
     _check_provider(body.provider)
-    with _store_errors("model config"):
-        config = await store_of(request).create_model_config(**body.model_dump())
-    return _json(_config_json(config), 201)
+    config = await store_of(request).create_model_config(**body.model_dump())
+    return json_response(_config_json(config), 201)
 
 
 @router.get("/model-configs/{config_id}")
 async def get_model_config(config_id: str, request: Request, _admin: Admin) -> Response:
-    with _store_errors("model config"):
-        return _json(_config_json(await store_of(request).get_model_config(config_id)))
+    return json_response(_config_json(await store_of(request).get_model_config(config_id)))
 
 
 @router.patch("/model-configs/{config_id}")
@@ -124,34 +117,30 @@ async def patch_model_config(
     config_id: str, body: ModelConfigPatch, request: Request, _admin: Admin
 ) -> Response:
     changes = body.model_dump(exclude_unset=True)
-    with _store_errors("model config"):
-        config = await store_of(request).update_model_config(config_id, **changes)
-    return _json(_config_json(config))
+    config = await store_of(request).update_model_config(config_id, **changes)
+    return json_response(_config_json(config))
 
 
 @router.delete("/model-configs/{config_id}", status_code=204)
 async def delete_model_config(config_id: str, request: Request, _admin: Admin) -> Response:
-    with _store_errors("model config"):
-        await store_of(request).delete_model_config(config_id)
+    await store_of(request).delete_model_config(config_id)
     return Response(status_code=204)
 
 
 @router.get("/provider-keys")
 async def list_provider_keys(request: Request, _admin: Admin) -> Response:
     keys = await store_of(request).list_provider_keys()
-    return _json({"provider_keys": [_key_json(k) for k in keys]})
+    return json_response({"provider_keys": [_key_json(k) for k in keys]})
 
 
 @router.post("/provider-keys", status_code=201)
 async def create_provider_key(body: ProviderKeyIn, request: Request, _admin: Admin) -> Response:
     _check_provider(body.provider)
-    with _store_errors("provider key"):
-        key = await store_of(request).create_provider_key(body.name, body.provider, body.api_key)
-    return _json(_key_json(key), 201)
+    key = await store_of(request).create_provider_key(body.name, body.provider, body.api_key)
+    return json_response(_key_json(key), 201)
 
 
 @router.delete("/provider-keys/{key_id}", status_code=204)
 async def delete_provider_key(key_id: str, request: Request, _admin: Admin) -> Response:
-    with _store_errors("provider key"):
-        await store_of(request).delete_provider_key(key_id)
+    await store_of(request).delete_provider_key(key_id)
     return Response(status_code=204)

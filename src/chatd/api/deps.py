@@ -1,34 +1,32 @@
-"""The dependencies routes share: the caller (`User`), admins only (`Admin`).
+"""What routes share per request: the app's state, its store, the caller, admins only.
 
-Routes import this module; `app.py` assembles the routers and imports nothing back
-from them. It names what it needs of the app's state as a small protocol, so it
-depends on the store, not on the app.
+Routes import this module, `schemas` and `sse`; `app.py` assembles the routers and
+nothing here imports a router or the app.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from chatd.api.auth import Principal
 from chatd.api.errors import ApiError
+from chatd.api.state import AppState
 from chatd.store import Store
 
-__all__ = ["Admin", "User", "UserState", "current_user", "require_admin", "user_state"]
+__all__ = ["Admin", "User", "app_state", "current_user", "require_admin", "store_of"]
 
 
-class UserState(Protocol):
-    """What the user routes need of `chatd.api.AppState`."""
-
-    store: Store
-    builtin_tools: str  # the deployment's built-in tool policy (CHATD_BUILTIN_TOOLS)
-
-
-def user_state(request: Request) -> UserState:
+def app_state(request: Request) -> AppState:
     """The state of the app serving `request`."""
-    state: UserState = request.app.state.chatd
+    state: AppState = request.app.state.chatd
     return state
+
+
+def store_of(request: Request) -> Store:
+    """The store of the app serving `request`."""
+    return app_state(request).store
 
 
 async def current_user(request: Request) -> Principal:
@@ -39,7 +37,7 @@ async def current_user(request: Request) -> Principal:
         token, scheme = request.query_params.get("access_token", ""), "bearer"
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError.unauthorized("missing bearer token")
-    user = await user_state(request).store.authenticate_token(token.strip())
+    user = await store_of(request).authenticate_token(token.strip())
     if user is None:
         raise ApiError.unauthorized("unknown or revoked token")
     return Principal(user.id, user.username, user.is_admin, user.tool_policy)

@@ -4,6 +4,15 @@ Every 4xx/5xx body is `{"error": {"kind", "message", "detail", ...}}` (STYLE.md,
 service spec §6.1): `kind` for programs, `message` (one sentence saying what to
 do next) for people, `detail` for the specifics. Validation errors add `fields`;
 a 500 never carries a stack trace, only the request id that is also in the log.
+The store's refusals become their HTTP answers here, once (spec §6.1, §2.6):
+
+| store raises         | status                                  | body                     |
+|----------------------|-----------------------------------------|--------------------------|
+| `NotFound`           | 404 `not_found`                         | "No such <what>; …"      |
+| `TransitionRejected` | 409, its `kind`                         | its `to_dict()` (§2.6)   |
+| `InvalidRequest`     | 409 if its kind is `conflict`, else 422 | its `kind` and `message` |
+
+Routes therefore call the store without catching anything.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatd.store import database_unreachable
+from chatd.store import InvalidRequest, NotFound, TransitionRejected, database_unreachable
 from chatd.types import encode
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
@@ -106,14 +115,32 @@ def _unavailable(exc: BaseException) -> Response:
     )
 
 
+def _answer(exc: ApiError) -> Response:
+    return error_response(
+        exc.status, exc.kind, exc.message, exc.detail, extra=exc.extra, headers=exc.headers
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through `error_response`."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:
-        return error_response(
-            exc.status, exc.kind, exc.message, exc.detail, extra=exc.extra, headers=exc.headers
-        )
+        return _answer(exc)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound) -> Response:
+        return _answer(ApiError.not_found(exc.what))
+
+    @app.exception_handler(TransitionRejected)
+    async def _rejected(_request: Request, exc: TransitionRejected) -> Response:
+        body = exc.to_dict()
+        kind, message, detail = body.pop("kind"), body.pop("message"), body.pop("detail")
+        return _answer(ApiError(409, kind, message, detail, extra=body))
+
+    @app.exception_handler(InvalidRequest)
+    async def _invalid(_request: Request, exc: InvalidRequest) -> Response:
+        return _answer(ApiError(409 if exc.kind == "conflict" else 422, exc.kind, exc.message))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:

@@ -15,10 +15,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from chatd.api.app import store_of
-from chatd.api.chats import McpSlug, _json, _store_errors
-from chatd.api.deps import Admin
+from chatd.api.deps import Admin, store_of
 from chatd.api.errors import ApiError
+from chatd.api.schemas import McpSlug, json_response
 from chatd.store import McpServer
 from chatd.stream.wire import timestamp
 
@@ -139,24 +138,24 @@ def server_json(s: McpServer) -> dict[str, Any]:
 async def list_mcp_servers(request: Request, _admin: Admin) -> Response:
     """Every configured MCP server, by slug."""
     servers = await store_of(request).list_mcp_servers()
-    return _json({"mcp_servers": [server_json(s) for s in servers]})
+    return json_response({"mcp_servers": [server_json(s) for s in servers]})
 
 
 @router.post("/mcp-servers", status_code=201)
 async def create_mcp_server(body: McpServerIn, request: Request, _admin: Admin) -> Response:
     """Add an MCP server; chats use it by naming its slug in `tools.mcp_servers`."""
     fields = body.model_dump()
-    with _store_errors("MCP server"):
-        server = await store_of(request).create_mcp_server(
-            fields.pop("slug"), fields.pop("transport"), **fields
-        )
-    return _json(server_json(server), 201, {"Location": f"/api/chats/mcp-servers/{server.id}"})
+    server = await store_of(request).create_mcp_server(
+        fields.pop("slug"), fields.pop("transport"), **fields
+    )
+    return json_response(
+        server_json(server), 201, {"Location": f"/api/chats/mcp-servers/{server.id}"}
+    )
 
 
 @router.get("/mcp-servers/{server_id}")
 async def get_mcp_server(server_id: str, request: Request, _admin: Admin) -> Response:
-    with _store_errors("MCP server"):
-        return _json(server_json(await store_of(request).get_mcp_server(server_id)))
+    return json_response(server_json(await store_of(request).get_mcp_server(server_id)))
 
 
 @router.patch("/mcp-servers/{server_id}")
@@ -164,18 +163,16 @@ async def patch_mcp_server(
     server_id: str, body: McpServerPatch, request: Request, _admin: Admin
 ) -> Response:
     """Change an MCP server; runs that already connected keep their connection."""
-    with _store_errors("MCP server"):
-        server = await store_of(request).update_mcp_server(
-            server_id, **body.model_dump(exclude_unset=True)
-        )
-    return _json(server_json(server))
+    server = await store_of(request).update_mcp_server(
+        server_id, **body.model_dump(exclude_unset=True)
+    )
+    return json_response(server_json(server))
 
 
 @router.delete("/mcp-servers/{server_id}", status_code=204)
 async def delete_mcp_server(server_id: str, request: Request, _admin: Admin) -> Response:
     """Remove an MCP server; chats that name it run without its tools."""
-    with _store_errors("MCP server"):
-        await store_of(request).delete_mcp_server(server_id)
+    await store_of(request).delete_mcp_server(server_id)
     return Response(status_code=204)
 
 

@@ -14,10 +14,8 @@ from typing import Any, Literal, get_args
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
-from chatd.api.deps import Admin, User, user_state
-from chatd.api.errors import ApiError
+from chatd.api.deps import Admin, User, app_state
 from chatd.config import TOOL_POLICIES
-from chatd.store import NotFound
 from chatd.tools import allowed_builtin_tools, effective_tool_policy
 
 __all__ = ["router"]
@@ -38,7 +36,7 @@ class UserPatch(BaseModel):
 def _user_json(
     request: Request, user_id: str, username: str, is_admin: bool, tool_policy: str | None
 ) -> dict[str, Any]:
-    default = user_state(request).builtin_tools
+    default = app_state(request).builtin_tools
     policy = effective_tool_policy(tool_policy, is_admin=is_admin, default=default)
     return {
         "id": user_id,
@@ -58,7 +56,7 @@ async def me(request: Request, user: User) -> dict[str, Any]:
 @router.get("")
 async def list_users(request: Request, _admin: Admin) -> dict[str, Any]:
     """Every user, by name."""
-    users = await user_state(request).store.list_users()
+    users = await app_state(request).store.list_users()
     return {
         "users": [_user_json(request, u.id, u.username, u.is_admin, u.tool_policy) for u in users]
     }
@@ -70,8 +68,5 @@ async def patch_user(
 ) -> dict[str, Any]:
     """Grant or restrict one user's built-in tools; `null` returns them to the default.
     Chats already created lose the tools no longer allowed at their next run."""
-    try:
-        u = await user_state(request).store.set_tool_policy(user_id, body.tool_policy)
-    except NotFound:
-        raise ApiError.not_found("user") from None
+    u = await app_state(request).store.set_tool_policy(user_id, body.tool_policy)
     return _user_json(request, u.id, u.username, u.is_admin, u.tool_policy)

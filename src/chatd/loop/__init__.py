@@ -2,7 +2,9 @@
 
 It streams a model step, runs the step's tool calls, hands the finished step to
 your `persist_step` callback, and repeats while the model asks for tools. It knows
-nothing about HTTP or databases; the chatd service is one user of it.
+nothing about HTTP or databases, nor any provider: a model's quirks reach it only
+through the optional hooks of the `Model` protocol (`chatd.protocols`, re-exported
+here). The chatd service is one user of it.
 """
 
 from chatd.loop._clock import Clock, ManualClock, SystemClock
@@ -16,20 +18,24 @@ from chatd.loop._errors import (
     StreamError,
 )
 from chatd.loop._history import find_context_limit, to_response_messages
-from chatd.loop._model import (
+from chatd.loop._model import FakeModel, stream_from_parts
+from chatd.loop._run import PendingToolCall, PersistedStep, RunOptions, run
+from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
+from chatd.protocols import (
+    MODEL_HOOKS,
     Call,
-    FakeModel,
     GenerateResponse,
     Model,
+    ModelHooks,
     ModelSettings,
+    Tool,
+    ToolCall,
     ToolDefinition,
-    stream_from_parts,
+    ToolResponse,
 )
-from chatd.loop._run import PendingToolCall, PersistedStep, RunOptions, run
-from chatd.loop._tools import Tool, ToolCall, ToolResponse
-from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
 
 __all__ = [
+    "MODEL_HOOKS",
     "Call",
     "ChatInterrupted",
     "Clock",
@@ -40,6 +46,7 @@ __all__ = [
     "ManualClock",
     "Metrics",
     "Model",
+    "ModelHooks",
     "ModelSettings",
     "NopMetrics",
     "PendingToolCall",

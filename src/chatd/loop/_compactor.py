@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from chatd.errors import ClassifiedError, ErrorKind
 from chatd.loop._errors import StreamError
-from chatd.loop._model import Model
 from chatd.loop._stream import Publish, StepState
 from chatd.loop.compaction import (
     BYTES_PER_TOKEN,
@@ -28,6 +27,7 @@ from chatd.loop.compaction import (
     should_compact,
 )
 from chatd.loop.metrics import Metrics
+from chatd.protocols import Model
 from chatd.types import (
     Message,
     Role,

@@ -1,4 +1,4 @@
-"""Pure functions over history: step content → messages, provider prompt shaping, context limit.
+"""Pure functions over history: step content → messages, and the context limit in metadata.
 
 Nothing here performs I/O or keeps state; the run module calls these between steps.
 """
@@ -6,10 +6,8 @@ Nothing here performs I/O or keeps state; the run module calls these between ste
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import msgspec
 
 from chatd.types import (
     FilePart,
@@ -23,14 +21,7 @@ from chatd.types import (
     ToolResultPart,
 )
 
-__all__ = [
-    "add_anthropic_prompt_caching",
-    "drop_unpaired_provider_calls",
-    "find_context_limit",
-    "to_response_messages",
-]
-
-_CACHE_MARK = {"anthropic": {"cache_control": {"type": "ephemeral"}}}
+__all__ = ["find_context_limit", "to_response_messages"]
 
 
 def to_response_messages(content: Sequence[MessagePart]) -> list[Message]:
@@ -58,63 +49,6 @@ def to_response_messages(content: Sequence[MessagePart]) -> list[Message]:
     if tool:
         messages.append(Message(Role.TOOL, tool))
     return messages
-
-
-def add_anthropic_prompt_caching(messages: Sequence[Message]) -> list[Message]:
-    """A copy of the prompt with Anthropic cache breakpoints.
-
-    Marks the last system message of the leading system block and the final two
-    messages: the stable prefix and the moving tail are what Anthropic can reuse.
-    """
-    marked: set[int] = set()
-    leading_system = -1
-    for index, message in enumerate(messages):
-        if message.role != Role.SYSTEM:
-            break
-        leading_system = index
-    if leading_system >= 0:
-        marked.add(leading_system)
-    marked.update(range(max(len(messages) - 2, 0), len(messages)))
-    return [
-        msgspec.structs.replace(m, provider_options=_CACHE_MARK if i in marked else {})
-        for i, m in enumerate(messages)
-    ]
-
-
-def drop_unpaired_provider_calls(content: Sequence[MessagePart]) -> list[MessagePart]:
-    """Remove provider-executed tool calls without a provider result, and orphan results.
-
-    Anthropic rejects a request whose history holds a server tool use (web search,
-    code execution) without its result, which is what an interrupted or truncated
-    step leaves behind.
-    """
-    calls = {p.tool_call_id for p in content if isinstance(p, ToolCallPart) and p.provider_executed}
-    results = {
-        p.tool_call_id for p in content if isinstance(p, ToolResultPart) and p.provider_executed
-    }
-    paired = calls & results
-    return [
-        p
-        for p in content
-        if not (isinstance(p, ToolCallPart | ToolResultPart) and p.provider_executed)
-        or p.tool_call_id in paired
-    ]
-
-
-def sanitize_anthropic_history(messages: Iterable[Message]) -> list[Message]:
-    """Apply `drop_unpaired_provider_calls` to every message, dropping ones left empty."""
-    out = []
-    for message in messages:
-        if any(
-            isinstance(p, ToolCallPart | ToolResultPart) and p.provider_executed
-            for p in message.content
-        ):
-            content = drop_unpaired_provider_calls(message.content)
-            if not content:
-                continue
-            message = msgspec.structs.replace(message, content=content)
-        out.append(message)
-    return out
 
 
 _EXACT_KEYS = frozenset(

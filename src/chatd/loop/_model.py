@@ -1,8 +1,7 @@
-"""The model interface the loop drives, and `FakeModel`, the test double shipped with it.
+"""`FakeModel`, the test double of the `Model` protocol shipped with the loop.
 
-A model turns a `Call` (prompt, tool definitions, sampling settings) into a stream
-of `StreamPart`s. Providers (`chatd.providers`) implement it over official SDKs;
-nothing here knows any provider.
+The protocol itself lives in `chatd.protocols`; providers (`chatd.providers`)
+implement it over official SDKs. Nothing here knows any provider.
 """
 
 from __future__ import annotations
@@ -10,74 +9,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
 
-from chatd.types import Message, MessagePart, StreamPart, Usage
+from chatd.protocols import Call, GenerateResponse
+from chatd.types import StreamPart
 
-__all__ = [
-    "Call",
-    "FakeModel",
-    "GenerateResponse",
-    "Model",
-    "ModelSettings",
-    "ToolDefinition",
-    "stream_from_parts",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolDefinition:
-    """A tool as the model sees it: name, description and a JSON-schema object for its input."""
-
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-    provider_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSettings:
-    """Sampling settings copied into every call; `None` leaves the provider's default."""
-
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    prompt: list[Message]
-    tools: list[ToolDefinition] = field(default_factory=list)
-    # "auto", "none", "required", or the name of one tool.
-    tool_choice: str = "auto"
-    settings: ModelSettings = field(default_factory=ModelSettings)
-    provider_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class GenerateResponse:
-    """A non-streamed answer (used for summaries and titles)."""
-
-    content: list[MessagePart]
-    usage: Usage = field(default_factory=Usage)
-
-
-@runtime_checkable
-class Model(Protocol):
-    """What the loop needs from a model. `stream` may raise while opening the stream."""
-
-    @property
-    def provider(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    async def stream(self, call: Call) -> AsyncIterator[StreamPart]: ...
-
-    async def generate(self, call: Call) -> GenerateResponse: ...
+__all__ = ["FakeModel", "stream_from_parts"]
 
 
 StreamFn = Callable[[Call], Awaitable[AsyncIterator[StreamPart]] | AsyncIterator[StreamPart]]

@@ -37,19 +37,13 @@ from chatd.loop._errors import (
     StreamError,
     _Interrupted,
 )
-from chatd.loop._history import (
-    add_anthropic_prompt_caching,
-    drop_unpaired_provider_calls,
-    find_context_limit,
-    sanitize_anthropic_history,
-    to_response_messages,
-)
-from chatd.loop._model import Call, Model, ModelSettings, ToolDefinition
+from chatd.loop._history import find_context_limit, to_response_messages
 from chatd.loop._stream import Publish, StepState, consume_stream
-from chatd.loop._tools import Tool, exclusive_policy_errors, run_tool
+from chatd.loop._tools import exclusive_policy_errors, run_tool
 from chatd.loop.compaction import CompactionOptions
 from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
 from chatd.loop.retry import OnRetry, retry
+from chatd.protocols import Call, Model, ModelSettings, Tool, ToolDefinition
 from chatd.types import (
     FinishReason,
     Message,
@@ -70,12 +64,12 @@ T = TypeVar("T")
 # as a startup timeout and retried (upstream chatloop's default).
 DEFAULT_STARTUP_TIMEOUT = 60.0
 INTERRUPTED_TOOL_RESULT = "tool call was interrupted before it produced a result"
-# Provider option naming the stored response a request continues (OpenAI Responses).
-PREVIOUS_RESPONSE_ID = "previous_response_id"
-_ANTHROPIC = "anthropic"
 
 
 PersistStep = Callable[[PersistedStep], Awaitable[None]]
+_PreparePrompt = Callable[[list[Message]], list[Message]]
+_PersistableContent = Callable[[list[MessagePart]], list[MessagePart]]
+_BreakChain = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -111,8 +105,10 @@ class RunOptions:
     publish_message_part: Publish | None = None
     prepare_messages: Callable[[list[Message]], list[Message] | None] | None = None
     on_retry: OnRetry | None = None
-    # Called once when the provider's response chain (OpenAI previous_response_id)
-    # broke; later attempts and steps send the full history.
+    # Called once when the run leaves the model's response chain (its
+    # `break_response_chain` hook dropped the chain from the provider options):
+    # after the first step, or when the chain broke. Later attempts and steps
+    # send the full history.
     disable_chain_mode: Callable[[], None] | None = None
     on_interrupted_persist_error: Callable[[BaseException], None] | None = None
     metrics: Metrics | None = None
@@ -164,6 +160,12 @@ class _Run:
         self.model = model
         self.persist = persist
         self.provider = model.provider
+        # The model's optional hooks (chatd.protocols.ModelHooks), looked up once.
+        self.prepare_prompt: _PreparePrompt | None = getattr(model, "prepare_prompt", None)
+        self.persistable_content: _PersistableContent | None = getattr(
+            model, "persistable_content", None
+        )
+        self.break_response_chain: _BreakChain | None = getattr(model, "break_response_chain", None)
         self.clock = opts.clock
         self.interrupt = opts.interrupt or Interrupt()
         self.max_steps = max(opts.max_steps, 1)
@@ -233,9 +235,7 @@ class _Run:
             replaced = o.prepare_messages(history)
             if replaced is not None:
                 history = list(replaced)
-        prepared = history
-        if self.provider == _ANTHROPIC:
-            prepared = add_anthropic_prompt_caching(sanitize_anthropic_history(history))
+        prepared = history if self.prepare_prompt is None else self.prepare_prompt(history)
         self.message_count.observe(len(prepared))
         self.prompt_size.observe(self._prompt_size(history))
         call = Call(
@@ -256,8 +256,8 @@ class _Run:
             raise ChatInterrupted() from None
 
         content = state.content
-        if self.provider == _ANTHROPIC:
-            content = drop_unpaired_provider_calls(content)
+        if self.persistable_content is not None:
+            content = self.persistable_content(content)
         if not content:
             return history, False  # the model said nothing: nothing to persist
         step = PersistedStep(
@@ -297,10 +297,14 @@ class _Run:
         return size
 
     def _leave_chain_mode(self) -> None:
-        if _has_previous_response_id(self.provider_options):
-            self.provider_options = _without_previous_response_id(self.provider_options)
-            if self.o.disable_chain_mode is not None:
-                self.o.disable_chain_mode()
+        if self.break_response_chain is None:
+            return
+        options = self.break_response_chain(self.provider_options)
+        if options is None:
+            return  # no chain (any more)
+        self.provider_options = options
+        if self.o.disable_chain_mode is not None:
+            self.o.disable_chain_mode()
 
     # --- generation -----------------------------------------------------------------
 
@@ -554,20 +558,16 @@ class _Run:
         done = {r.tool_call_id: r for r in self.results if r is not None}
         content: list[MessagePart] = [p for p in state.content if not isinstance(p, ToolResultPart)]
         content += [p for p in state.content if isinstance(p, ToolResultPart)]
+        if self.persistable_content is not None:
+            content = self.persistable_content(content)
         if not content:
             return
-        if self.provider == _ANTHROPIC:
-            content = drop_unpaired_provider_calls(content)
-            if not content:
-                return  # only an unfinished server tool: nothing the user can use
         has_result = {p.tool_call_id for p in content if isinstance(p, ToolResultPart)}
         for call in [p for p in content if isinstance(p, ToolCallPart)]:
             if not call.tool_call_id or call.tool_call_id in has_result:
                 continue
             result = done.get(call.tool_call_id)
             if result is None:
-                if call.provider_executed and self.provider == _ANTHROPIC:
-                    continue
                 result = ToolResultPart(
                     tool_call_id=call.tool_call_id,
                     tool_name=call.tool_name,
@@ -597,23 +597,6 @@ def _wants_tools(state: StepState) -> bool:
     return state.finish_reason == FinishReason.TOOL_CALLS and any(
         not c.provider_executed for c in state.tool_calls
     )
-
-
-def _has_previous_response_id(options: dict[str, Any]) -> bool:
-    return any(
-        isinstance(value, dict) and PREVIOUS_RESPONSE_ID in value for value in options.values()
-    )
-
-
-def _without_previous_response_id(options: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (
-            {k: v for k, v in value.items() if k != PREVIOUS_RESPONSE_ID}
-            if isinstance(value, dict)
-            else value
-        )
-        for key, value in options.items()
-    }
 
 
 def _response_id(metadata: dict[str, Any] | None) -> str:

@@ -1,116 +1,18 @@
-"""Tools as the loop runs them: definitions, responses, and the execution of one step's calls.
+"""Tools as the loop runs them: the execution of one step's calls and the exclusive-tool policy.
 
 Tool failures are never run failures: an unknown, inactive, crashing or erroring
 tool becomes an error result fed back to the model. Only cancellation escapes.
+The tool types themselves (`Tool`, `ToolCall`, `ToolResponse`) live in `chatd.protocols`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
 
-from chatd.types import (
-    ToolCallPart,
-    ToolResultError,
-    ToolResultMedia,
-    ToolResultOutput,
-    ToolResultText,
-)
+from chatd.protocols import Tool, ToolCall
+from chatd.types import ToolCallPart, ToolResultError, ToolResultOutput
 
-__all__ = [
-    "Tool",
-    "ToolCall",
-    "ToolResponse",
-    "exclusive_policy_errors",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """What a tool receives: the call id, its name and the raw JSON input text."""
-
-    id: str
-    name: str
-    input: str
-
-    def arguments(self) -> dict[str, Any]:
-        """The input parsed as a JSON object (`{}` for empty input); raises ValueError."""
-        if not self.input.strip():
-            return {}
-        value = json.loads(self.input)
-        if not isinstance(value, dict):
-            raise ValueError("tool input must be a JSON object")
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class ToolResponse:
-    """What a tool returns. `type` is "text", "image" or "media" (the latter two carry `data`)."""
-
-    content: str = ""
-    is_error: bool = False
-    type: str = "text"
-    data: bytes = b""
-    media_type: str = ""
-    metadata: str = ""  # JSON text for clients (client_metadata), never sent to the model
-    stop_turn: bool = False
-
-    @classmethod
-    def text(cls, content: str) -> ToolResponse:
-        return cls(content=content)
-
-    @classmethod
-    def error(cls, content: str) -> ToolResponse:
-        return cls(content=content, is_error=True)
-
-    @classmethod
-    def media(cls, data: bytes, media_type: str, caption: str = "") -> ToolResponse:
-        return cls(type="media", data=data, media_type=media_type, content=caption)
-
-    def with_metadata(self, value: object) -> ToolResponse:
-        """A copy carrying `value` JSON-encoded as client metadata (unchanged if unencodable)."""
-        try:
-            return replace(self, metadata=json.dumps(value))
-        except (TypeError, ValueError):
-            return self
-
-    def to_output(self) -> ToolResultOutput:
-        if self.is_error:
-            return ToolResultError(_valid_utf8(self.content))
-        if self.type in ("image", "media"):
-            return ToolResultMedia(
-                data=base64.b64encode(self.data).decode("ascii"),
-                media_type=self.media_type,
-                text=_valid_utf8(self.content),
-            )
-        return ToolResultText(_valid_utf8(self.content))
-
-
-@dataclass(frozen=True, slots=True)
-class Tool:
-    """A tool the loop can run locally. `input_schema` is a JSON-schema object."""
-
-    name: str
-    description: str
-    run: Callable[[ToolCall], Awaitable[ToolResponse]]
-    input_schema: dict[str, Any] = field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
-    provider_options: dict[str, Any] = field(default_factory=dict)
-
-
-def _valid_utf8(text: str) -> str:
-    # Tools may hand back text decoded with surrogateescape; the model (and JSON)
-    # needs valid UTF-8, so invalid sequences become U+FFFD.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text
+__all__ = ["exclusive_policy_errors", "run_tool"]
 
 
 async def run_tool(tool: Tool, call: ToolCallPart) -> tuple[ToolResultOutput, str]:

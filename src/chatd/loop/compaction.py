@@ -18,8 +18,8 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from chatd.loop._model import Call, Model
 from chatd.loop.metrics import estimate_prompt_size
+from chatd.protocols import Call, Model
 from chatd.types import MESSAGE_KIND_SUMMARY, Message, Role, TextPart
 
 __all__ = [

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chatd.errors import ClassifiedError, classify
-from chatd.loop import Call, Model, ModelSettings
+from chatd.protocols import Call, Model, ModelSettings
 from chatd.providers._config import ModelConfig
 from chatd.types import FinishReason, Message, Role, StreamPartType, TextPart
 

@@ -23,7 +23,7 @@ from chatd.errors import (
     display_name,
     with_classification,
 )
-from chatd.loop import Call, GenerateResponse
+from chatd.protocols import Call, GenerateResponse
 from chatd.providers._config import ModelConfig, missing_key_error
 from chatd.types import (
     MessagePart,

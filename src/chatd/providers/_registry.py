@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from chatd.loop import Model
+from chatd.protocols import Model
 from chatd.providers._config import ModelConfig
 
 __all__ = ["PROVIDERS", "Provider", "resolve"]

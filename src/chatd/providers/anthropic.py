@@ -4,9 +4,11 @@ Turns a streamed `messages.create` into chatd `StreamPart`s: text, thinking (its
 signature kept in provider metadata so it can be sent back), redacted thinking,
 tool_use with `input_json_delta` fragments, server tools (web search) as
 provider-executed calls and results, usage with cache reads and writes, and stop
-reasons. Prompts keep the loop's cache breakpoints (`cache_control`). SDK
-exceptions, including 529 overloaded and errors sent inside the stream, become
-classified errors in `_map_errors()` only; the SDK's own retries are off.
+reasons. Anthropic's quirks meet the loop through the model's hooks: every prompt
+gets cache breakpoints (`cache_control`) and loses server tool uses without their
+result, which Anthropic rejects; no step keeps such a call. SDK exceptions,
+including 529 overloaded and errors sent inside the stream, become classified
+errors in `_map_errors()` only; the SDK's own retries are off.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import anthropic
 import httpx2
+import msgspec
 from anthropic import AsyncAnthropic, AsyncStream
 from anthropic.types import RawMessageStreamEvent
 
-from chatd.loop import Call, ToolDefinition
+from chatd.protocols import Call, ToolDefinition
 from chatd.providers._common import (
     SDKModel,
     classified,
@@ -36,6 +39,7 @@ from chatd.types import (
     FilePart,
     FinishReason,
     Message,
+    MessagePart,
     ReasoningPart,
     Role,
     StreamPart,
@@ -53,6 +57,7 @@ __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicModel", "to_anthropic_messages"]
 
 P = StreamPartType
 _KEY = "anthropic"
+_CACHE_MARK = {_KEY: {"cache_control": {"type": "ephemeral"}}}
 
 # Anthropic requires max_tokens on every request; 4096 is within every Claude
 # model's output limit. Set ModelSettings.max_output_tokens for longer answers.
@@ -98,6 +103,14 @@ class AnthropicModel(SDKModel[AsyncAnthropic]):
         with _map_errors(self.provider):
             response = await client.messages.create(**request)
         return self._parts(cast("AsyncStream[RawMessageStreamEvent]", response))
+
+    def prepare_prompt(self, messages: list[Message]) -> list[Message]:
+        """Model hook: the prompt without unpaired server tool parts, with cache breakpoints."""
+        return _add_prompt_caching(_sanitize_history(messages))
+
+    def persistable_content(self, content: list[MessagePart]) -> list[MessagePart]:
+        """Model hook: a step keeps no server tool call without its result (nor the reverse)."""
+        return _drop_unpaired_provider_calls(content)
 
     def request(self, call: Call) -> dict[str, Any]:
         """The keyword arguments of `messages.create` for `call`."""
@@ -339,10 +352,67 @@ def to_anthropic_messages(
     return system, messages
 
 
+def _add_prompt_caching(messages: Sequence[Message]) -> list[Message]:
+    """A copy of the prompt with cache breakpoints (`_with_cache_mark` places them).
+
+    Marks the last system message of the leading system block and the final two
+    messages: the stable prefix and the moving tail are what Anthropic can reuse.
+    """
+    marked: set[int] = set()
+    leading_system = -1
+    for index, message in enumerate(messages):
+        if message.role != Role.SYSTEM:
+            break
+        leading_system = index
+    if leading_system >= 0:
+        marked.add(leading_system)
+    marked.update(range(max(len(messages) - 2, 0), len(messages)))
+    return [
+        msgspec.structs.replace(m, provider_options=_CACHE_MARK if i in marked else {})
+        for i, m in enumerate(messages)
+    ]
+
+
+def _drop_unpaired_provider_calls(content: Sequence[MessagePart]) -> list[MessagePart]:
+    """Remove provider-executed tool calls without a provider result, and orphan results.
+
+    Anthropic rejects a request whose history holds a server tool use (web search,
+    code execution) without its result, which is what an interrupted or truncated
+    step leaves behind.
+    """
+    calls = {p.tool_call_id for p in content if isinstance(p, ToolCallPart) and p.provider_executed}
+    results = {
+        p.tool_call_id for p in content if isinstance(p, ToolResultPart) and p.provider_executed
+    }
+    paired = calls & results
+    return [
+        p
+        for p in content
+        if not (isinstance(p, ToolCallPart | ToolResultPart) and p.provider_executed)
+        or p.tool_call_id in paired
+    ]
+
+
+def _sanitize_history(messages: Iterable[Message]) -> list[Message]:
+    """Apply `_drop_unpaired_provider_calls` to every message, dropping ones left empty."""
+    out = []
+    for message in messages:
+        if any(
+            isinstance(p, ToolCallPart | ToolResultPart) and p.provider_executed
+            for p in message.content
+        ):
+            content = _drop_unpaired_provider_calls(message.content)
+            if not content:
+                continue
+            message = msgspec.structs.replace(message, content=content)
+        out.append(message)
+    return out
+
+
 def _with_cache_mark(
     blocks: list[dict[str, Any]], options: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """The loop marks cache breakpoints per message; Anthropic wants them on a block.
+    """`_add_prompt_caching` marks breakpoints per message; Anthropic wants them on a block.
 
     The mark goes on the message's last block that may carry one (thinking
     blocks cannot).

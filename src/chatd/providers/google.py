@@ -26,7 +26,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from chatd.errors import ErrorKind, with_classification
-from chatd.loop import Call, ToolDefinition
+from chatd.protocols import Call, ToolDefinition
 from chatd.providers._common import (
     SDKModel,
     classified,

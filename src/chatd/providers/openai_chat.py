@@ -18,7 +18,7 @@ import openai
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from chatd.loop import Call, ToolDefinition
+from chatd.protocols import Call, ToolDefinition
 from chatd.providers._common import (
     SDKModel,
     classified,

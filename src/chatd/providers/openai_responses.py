@@ -7,7 +7,9 @@ model produced carries `{"openai": {"item_id", "response_id"}}` metadata, so the
 next step can chain on the stored response and send only what is new. When the
 provider has lost that response ("previous response not found", classified
 `chain_broken`), this model forgets the chain and the loop's next attempt resends
-the full history. SDK exceptions become classified errors in `_map_errors()` only.
+the full history; a `previous_response_id` the caller put in the provider options
+is dropped by the model's `break_response_chain` hook then, and after the run's
+first step. SDK exceptions become classified errors in `_map_errors()` only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from openai import AsyncOpenAI, AsyncStream
 from openai.types.responses import ResponseStreamEvent
 
 from chatd.errors import ClassifiedException
-from chatd.loop import Call, ToolDefinition
+from chatd.protocols import Call, ToolDefinition
 from chatd.providers._common import (
     SDKModel,
     classified,
@@ -51,6 +53,8 @@ __all__ = ["OpenAIResponsesModel", "ResponsesStreamError", "to_responses_input"]
 
 P = StreamPartType
 _KEY = "openai"
+# The provider option naming the stored response a request continues.
+_PREVIOUS_RESPONSE_ID = "previous_response_id"
 
 _TEXT_PARTS = ("output_text", "refusal")
 # Chain positions kept per model: plenty for the chats one worker runs at once.
@@ -96,7 +100,7 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
     async def stream(self, call: Call) -> AsyncIterator[StreamPart]:
         client = self.client()
         request = self.request(call)
-        previous = str(request.get("previous_response_id", ""))
+        previous = str(request.get(_PREVIOUS_RESPONSE_ID, ""))
         try:
             with _map_errors(self.provider):
                 response = await client.responses.create(**request)
@@ -105,6 +109,22 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
             raise
         stream = cast("AsyncStream[ResponseStreamEvent]", response)
         return self._parts(stream, previous, len(call.prompt))
+
+    def break_response_chain(self, provider_options: dict[str, Any]) -> dict[str, Any] | None:
+        """Model hook: the options without `previous_response_id`; None if they hold none."""
+        if not any(
+            isinstance(value, dict) and _PREVIOUS_RESPONSE_ID in value
+            for value in provider_options.values()
+        ):
+            return None
+        return {
+            key: (
+                {k: v for k, v in value.items() if k != _PREVIOUS_RESPONSE_ID}
+                if isinstance(value, dict)
+                else value
+            )
+            for key, value in provider_options.items()
+        }
 
     def _forget_broken_chain(self, err: ClassifiedException, previous: str) -> None:
         if previous and err.classified.chain_broken:
@@ -126,7 +146,7 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
         request: dict[str, Any] = {"model": self.config.model, "stream": True}
         if store and (chain := self._chain_point(prompt)) is not None:
             index, response_id = chain
-            request["previous_response_id"] = response_id
+            request[_PREVIOUS_RESPONSE_ID] = response_id
             prompt = prompt[index + 1 :]
         request["input"] = to_responses_input(prompt)
         if not store:

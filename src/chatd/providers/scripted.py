@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatd.loop import Call, GenerateResponse, ToolDefinition
+from chatd.protocols import Call, GenerateResponse, ToolDefinition
 from chatd.titles import TITLE_PROMPT
 from chatd.types import (
     FinishReason,

@@ -18,6 +18,7 @@ __all__ = [
     "ApiToken",
     "BusyBehavior",
     "Chat",
+    "ChatDetails",
     "ChatStatus",
     "History",
     "Lease",
@@ -183,6 +184,16 @@ class SendResult(msgspec.Struct, frozen=True, kw_only=True):
     message: StoredMessage | None = None
     queued: QueuedMessage | None = None
     replayed: bool = False  # an Idempotency-Key repeat: nothing was changed
+
+
+class ChatDetails(msgspec.Struct, frozen=True, kw_only=True):
+    """What a chat's full resource shows beyond its row (`Store.chat_details`)."""
+
+    queue: list[QueuedMessage]  # head first
+    model_config: ModelConfig | None  # the chat's (or the default's); None once deleted
+    # What the user sees, only while the chat waits for client tools (else empty).
+    messages: list[StoredMessage]
+    usage: dict[str, int | None]  # token and cost totals, as `Store.usage_totals`
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):

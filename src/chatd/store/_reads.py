@@ -2,7 +2,9 @@
 
 Reads never lock and never write. `load_history(after_position=n)` is how a
 worker that already holds a chat reads only what is new (an index range scan),
-so loading history for the next step does not grow with its length.
+so loading history for the next step does not grow with its length;
+`chat_details(chat)` is everything a chat's full resource needs beyond its row, in
+one connection, skipping what the row says is empty.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._models import (
     Chat,
+    ChatDetails,
     History,
+    ModelConfig,
     Page,
     QueuedMessage,
     StoredMessage,
@@ -31,6 +35,7 @@ from chatd.store._schema import (
     chat_stream_events,
     chat_stream_tail,
     chats,
+    model_configs,
 )
 from chatd.store._tx import chat_from_row, message_from_row, queued_from_row
 from chatd.types import MESSAGE_KIND_SUMMARY, Message, MessagePart, SourcePart
@@ -39,6 +44,15 @@ __all__ = ["Reads"]
 
 # 500 rows: one page of the durable event log (spec §5.4).
 EVENT_PAGE = 500
+# The token counters `usage_totals` adds up (spec §4.10), each 0 when no step counted it.
+_USAGE_COUNTERS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "reasoning_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+)
 
 
 def _model_parts(parts: list[MessagePart]) -> list[MessagePart]:
@@ -133,18 +147,8 @@ class Reads(StoreBase):
         Model-only rows (summaries, clear markers) are never listed; compressed and
         soft-deleted rows only with `include_hidden` (flagged on the row).
         """
-        m = chat_messages.c
-        query = (
-            sa.select(chat_messages)
-            .where(
-                m.chat_id == chat_id,
-                m.position > after_position,
-                m.visibility != Visibility.MODEL,
-            )
-            .order_by(m.position)
-        )
-        if not include_hidden:
-            query = query.where(~m.deleted, ~m.compressed)
+        query = _user_messages(chat_id, include_hidden=include_hidden)
+        query = query.where(chat_messages.c.position > after_position)
         if limit is not None:
             query = query.limit(limit)
         async with self.db.read() as conn:
@@ -210,33 +214,52 @@ class Reads(StoreBase):
         Counts hidden (compressed or edited-away) messages too: their tokens were
         spent. `cost_micros` is None when no step had a known cost.
         """
-        m = chat_messages.c
-        columns = [
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "reasoning_tokens",
-            "cache_creation_tokens",
-            "cache_read_tokens",
-        ]
-        query = sa.select(
-            *(sa.func.coalesce(sa.func.sum(getattr(m, name)), 0) for name in columns),
-            sa.func.sum(m.cost_micros),
-        ).where(m.chat_id == chat_id)
         async with self.db.read() as conn:
-            row = (await conn.execute(query)).one()
-        totals: dict[str, int | None] = {
-            name: int(v) for name, v in zip(columns, row, strict=False)
-        }
-        totals["cost_micros"] = None if row[-1] is None else int(row[-1])
-        return totals
+            row = (await conn.execute(_usage_sums(chat_id))).mappings().one()
+        return _usage_of(row)
 
     async def list_queued_messages(self, chat_id: str) -> list[QueuedMessage]:
         """The queue, head first."""
-        q = chat_queued_messages.c
-        query = sa.select(chat_queued_messages).where(q.chat_id == chat_id).order_by(q.position)
         async with self.db.read() as conn:
-            return [queued_from_row(row) for row in (await conn.execute(query)).mappings()]
+            return [queued_from_row(r) for r in (await conn.execute(_queue(chat_id))).mappings()]
+
+    async def chat_details(
+        self, chat: Chat, *, model_config: ModelConfig | None = None
+    ) -> ChatDetails:
+        """What the chat's full resource shows beyond `chat`, in one connection.
+
+        Its model config (or the default's, when the chat names none) and its usage
+        totals come from one statement; the queue and the messages (only while the chat
+        waits for client tools) from one each. What `chat` says is empty is not read:
+        no queue when `queue_length` is 0, no messages without a requires-action
+        deadline, no usage before its first step (snapshot version 1), and no model
+        config when the caller passes the chat's own as `model_config`. A chat with
+        nothing to read opens no connection.
+        """
+        known = model_config is not None and model_config.id == chat.model_config_id
+        config = model_config if known else None
+        # A chat just created has run no step: nothing to add up.
+        count_usage = chat.snapshot_version > 1
+        usage = _usage_of(None)
+        queue: list[QueuedMessage] = []
+        messages: list[StoredMessage] = []
+        query = _usage_and_config(chat, usage=count_usage, config=not known)
+        if query is None and not chat.queue_length and chat.requires_action_deadline_at is None:
+            return ChatDetails(queue=queue, model_config=config, messages=messages, usage=usage)
+        async with self.db.read() as conn:
+            if query is not None:
+                row = (await conn.execute(query)).mappings().first()
+                if row is not None and count_usage:
+                    usage = _usage_of(row)
+                if row is not None and not known and row[model_configs.c.id] is not None:
+                    config = ModelConfig(**{c.name: row[c] for c in model_configs.c})
+            if chat.queue_length:
+                rows = await conn.execute(_queue(chat.id))
+                queue = [queued_from_row(r) for r in rows.mappings()]
+            if chat.requires_action_deadline_at is not None:
+                rows = await conn.execute(_user_messages(chat.id))
+                messages = [message_from_row(r) for r in rows.mappings()]
+        return ChatDetails(queue=queue, model_config=config, messages=messages, usage=usage)
 
     async def read_new_events(
         self, cursors: Mapping[str, int], *, limit: int = 5000
@@ -272,6 +295,56 @@ class Reads(StoreBase):
         async with self.db.read() as conn:
             rows = await conn.execute(query)
             return [StreamEvent(seq=seq, type=type_, data=data) for seq, type_, data in rows]
+
+
+def _user_messages(chat_id: str, *, include_hidden: bool = False) -> sa.Select[Any]:
+    """The rows `list_messages` shows, in position order."""
+    m = chat_messages.c
+    query = (
+        sa.select(chat_messages)
+        .where(m.chat_id == chat_id, m.visibility != Visibility.MODEL)
+        .order_by(m.position)
+    )
+    return query if include_hidden else query.where(~m.deleted, ~m.compressed)
+
+
+def _queue(chat_id: str) -> sa.Select[Any]:
+    q = chat_queued_messages.c
+    return sa.select(chat_queued_messages).where(q.chat_id == chat_id).order_by(q.position)
+
+
+def _usage_sums(chat_id: str) -> sa.Select[Any]:
+    """One row: the chat's usage counters summed, and its cost (NULL when none known).
+    Hidden (compressed or edited-away) messages count too: their tokens were spent."""
+    m = chat_messages.c
+    return sa.select(
+        *(sa.func.coalesce(sa.func.sum(m[name]), 0).label(name) for name in _USAGE_COUNTERS),
+        sa.func.sum(m.cost_micros).label("cost_micros"),
+    ).where(m.chat_id == chat_id)
+
+
+def _usage_of(row: Mapping[Any, Any] | None) -> dict[str, int | None]:
+    """`_usage_sums`'s row as totals; no row: the totals of a chat that ran no step."""
+    totals: dict[str, int | None] = {
+        name: 0 if row is None else int(row[name]) for name in _USAGE_COUNTERS
+    }
+    cost = None if row is None else row["cost_micros"]
+    totals["cost_micros"] = None if cost is None else int(cost)
+    return totals
+
+
+def _usage_and_config(chat: Chat, *, usage: bool, config: bool) -> sa.Select[Any] | None:
+    """One statement for the chat's usage sums and/or its model config's row (the
+    default's when the chat names none): the sums left-joined to the config, whose
+    columns are then NULL when it is gone. None when neither is wanted."""
+    c = model_configs.c
+    which = c.is_default if chat.model_config_id is None else c.id == chat.model_config_id
+    if not config:
+        return _usage_sums(chat.id) if usage else None
+    if not usage:
+        return sa.select(model_configs).where(which)
+    sums = _usage_sums(chat.id).subquery("usage")
+    return sa.select(sums, model_configs).select_from(sums.outerjoin(model_configs, which))
 
 
 def _stream_log(where: Callable[[Any], sa.ColumnElement[bool]]) -> sa.Subquery:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ClassifiedError, ClassifiedException
 from chatd.loop import (
+    MODEL_HOOKS,
     Call,
     ChatInterrupted,
     DynamicToolCall,
@@ -103,11 +104,19 @@ def live_part(part: MessagePart) -> dict[str, Any]:
 
 
 class _AttemptRecorder:
-    """Wraps the chat's model: every stream attempt is recorded first (spec §4.6)."""
+    """Wraps the chat's model: every stream attempt is recorded first (spec §4.6).
+
+    The inner model's optional hooks (`chatd.loop.ModelHooks`) are forwarded, and
+    only the ones it has: the loop calls a hook only where one exists.
+    """
 
     def __init__(self, inner: Model, runner: ChatRunner) -> None:
         self.inner = inner
         self.runner = runner
+        for hook in MODEL_HOOKS:
+            method = getattr(inner, hook, None)
+            if method is not None:
+                setattr(self, hook, method)
 
     @property
     def provider(self) -> str:

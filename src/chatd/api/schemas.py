@@ -1,0 +1,126 @@
+"""The request bodies of the chat routes, and what every router shares to answer.
+
+Bodies validate shape only (lengths, patterns, which fields exist): rules that
+depend on state or configuration are the store's and the routes'. `McpSlug` is
+shared by the chat's tool selection and the MCP server routes; `json_response`
+encodes every JSON answer the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from chatd.types import encode
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "CreateChat",
+    "DynamicToolSpec",
+    "EditMessage",
+    "McpSlug",
+    "PatchChat",
+    "SendMessage",
+    "Strict",
+    "ToolConfig",
+    "ToolOutput",
+    "ToolResultIn",
+    "ToolResults",
+    "json_response",
+]
+
+# 256 KiB of UTF-8 per message (spec §6.6).
+MAX_MESSAGE_BYTES = 256 * 1024
+# Spec §3.2 `[a-z0-9_-]{1,32}`, without a leading '_'/'-' or a double '_': the model
+# sees `<slug>__<tool>`, which must split back unambiguously.
+McpSlug = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=32, pattern=r"^[a-z0-9](?:[a-z0-9-]|_[a-z0-9-])*_?$"
+    ),
+]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        encode(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+class Strict(BaseModel):
+    """A body that refuses fields it does not name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the message must not be empty")
+    if len(value.encode("utf-8")) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"the message must be at most {MAX_MESSAGE_BYTES} bytes")
+    return value
+
+
+class DynamicToolSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = Field(default="", max_length=4096)
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+
+class ToolConfig(Strict):
+    """Which tools the chat's runs get. Built-in tools run commands and edit files in the
+    chat's workspace on the server, so they are opt-in: `"builtin": "all"` or a list."""
+
+    builtin: Literal["all"] | list[str] | None = None
+    mcp_servers: list[McpSlug] | None = Field(default=None, max_length=64)
+    dynamic: list[DynamicToolSpec] = Field(default_factory=list, max_length=64)
+    stop_after: list[str] = Field(default_factory=list)
+    exclusive: list[str] = Field(default_factory=list)
+
+
+class CreateChat(Strict):
+    message: str
+    model: str | None = Field(default=None, max_length=256)
+    title: str | None = Field(default=None, min_length=1, max_length=256)
+    tools: ToolConfig | None = None
+    system_prompt: str | None = Field(default=None, max_length=65536)
+
+    _text = field_validator("message")(_check_text)
+
+
+class SendMessage(Strict):
+    message: str
+    busy_behavior: Literal["queue", "interrupt"] = "queue"
+    model: str | None = Field(default=None, max_length=256)
+
+    _text = field_validator("message")(_check_text)
+
+
+class EditMessage(Strict):
+    message: str
+
+    _text = field_validator("message")(_check_text)
+
+
+class ToolOutput(Strict):
+    type: Literal["text", "error", "media"]
+    text: str | None = None
+    error: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+
+
+class ToolResultIn(Strict):
+    tool_call_id: str = Field(min_length=1, max_length=256)
+    output: ToolOutput
+
+
+class ToolResults(Strict):
+    results: list[ToolResultIn] = Field(min_length=1, max_length=64)
+
+
+class PatchChat(Strict):
+    title: str | None = Field(default=None, min_length=1, max_length=256)
+    archived: bool | None = None

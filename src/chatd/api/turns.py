@@ -1,0 +1,219 @@
+"""What acts on one chat's conversation (service spec §6.4): its history, send, edit,
+interrupt, client tool results, the queue, compaction, clear, and its live stream.
+
+Every handler checks the caller owns the chat, validates its input and calls one
+store transition or read; the store's refusals become HTTP errors in
+`chatd.api.errors`. No handler compares statuses or writes SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+
+from chatd.api.deps import User, app_state
+from chatd.api.errors import ApiError
+from chatd.api.resources import chat_resource, model_config_named, owned_chat
+from chatd.api.schemas import EditMessage, SendMessage, ToolOutput, ToolResults, json_response
+from chatd.api.sse import sse_response
+from chatd.store import BusyBehavior
+from chatd.stream import StoreLog
+from chatd.stream.wire import message_json, queued_json
+from chatd.types import (
+    TextPart,
+    ToolResultError,
+    ToolResultMedia,
+    ToolResultOutput,
+    ToolResultPart,
+    ToolResultText,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/chats", tags=["chats"])
+
+
+@router.get("/{chat_id}/messages")
+async def list_messages(
+    chat_id: str,
+    request: Request,
+    user: User,
+    after_position: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    include_hidden: bool = False,
+) -> Response:
+    """History in position order, and the stream seq to resume from without gaps."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    last_seq = await state.store.last_event_seq(chat_id)
+    messages = await state.store.list_messages(
+        chat_id, include_hidden=include_hidden, after_position=after_position, limit=limit + 1
+    )
+    return json_response(
+        {
+            "messages": [message_json(m) for m in messages[:limit]],
+            "has_more": len(messages) > limit,
+            "last_seq": last_seq,
+        }
+    )
+
+
+@router.post("/{chat_id}/messages")
+async def send_message(chat_id: str, body: SendMessage, request: Request, user: User) -> Response:
+    """Send a message: it starts a turn, waits in the queue, or interrupts (busy_behavior)."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    config = await model_config_named(state, body.model)
+    result = await state.store.send_message(
+        chat_id,
+        [TextPart(body.message)],
+        busy_behavior=BusyBehavior(body.busy_behavior),
+        created_by=user.user_id,
+        model_config_id=config.id if config is not None else None,
+        request_key=request.headers.get("idempotency-key"),
+    )
+    return json_response(
+        {
+            "chat": await chat_resource(state, result.chat, config),
+            "message": message_json(result.message) if result.message else None,
+            "queued_message": queued_json(result.queued) if result.queued else None,
+        }
+    )
+
+
+@router.patch("/{chat_id}/messages/{message_id}")
+async def edit_message(
+    chat_id: str, message_id: str, body: EditMessage, request: Request, user: User
+) -> Response:
+    """Replace a user message; everything after it is dropped and the turn reruns."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    result = await state.store.edit_message(
+        chat_id, message_id, [TextPart(body.message)], created_by=user.user_id
+    )
+    return json_response(
+        {
+            "chat": await chat_resource(state, result.chat),
+            "message": message_json(result.message) if result.message else None,
+        }
+    )
+
+
+@router.post("/{chat_id}/interrupt")
+async def interrupt(chat_id: str, request: Request, user: User) -> Response:
+    """Stop the running turn; what was produced so far is kept."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    chat = await state.store.interrupt(chat_id)
+    return json_response({"chat": await chat_resource(state, chat)})
+
+
+def _output(output: ToolOutput) -> ToolResultOutput:
+    if output.type == "text":
+        return ToolResultText(output.text or "")
+    if output.type == "error":
+        return ToolResultError(output.error or "the client tool failed")
+    if not output.data or not output.media_type:
+        raise ApiError(
+            422, "invalid_tool_results", "A media result needs data (base64) and media_type."
+        )
+    return ToolResultMedia(data=output.data, media_type=output.media_type, text=output.text or "")
+
+
+@router.post("/{chat_id}/tool-results")
+async def submit_tool_results(
+    chat_id: str, body: ToolResults, request: Request, user: User
+) -> Response:
+    """Results of the client-side tool calls a requires_action chat waits for."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    results = [
+        ToolResultPart(tool_call_id=r.tool_call_id, output=_output(r.output)) for r in body.results
+    ]
+    chat = await state.store.complete_requires_action(chat_id, results)
+    return json_response({"chat": await chat_resource(state, chat)})
+
+
+@router.get("/{chat_id}/queue")
+async def get_queue(chat_id: str, request: Request, user: User) -> Response:
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    queue = await state.store.list_queued_messages(chat_id)
+    return json_response({"queued_messages": [queued_json(q) for q in queue]})
+
+
+@router.delete("/{chat_id}/queue/{queued_id}")
+async def delete_queued(chat_id: str, queued_id: str, request: Request, user: User) -> Response:
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    chat = await state.store.delete_queued_message(chat_id, queued_id)
+    return json_response({"chat": await chat_resource(state, chat)})
+
+
+@router.post("/{chat_id}/queue/{queued_id}/promote")
+async def promote_queued(chat_id: str, queued_id: str, request: Request, user: User) -> Response:
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    chat = await state.store.promote_queued_message(chat_id, queued_id)
+    return json_response({"chat": await chat_resource(state, chat)})
+
+
+@router.post("/{chat_id}/compact")
+async def compact(chat_id: str, request: Request, user: User) -> Response:
+    """Summarise the history now (the worker runs the compaction)."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    chat = await state.store.request_compaction(chat_id)
+    return json_response({"chat": await chat_resource(state, chat)})
+
+
+@router.post("/{chat_id}/clear")
+async def clear(chat_id: str, request: Request, user: User) -> Response:
+    """Start fresh: the model forgets the history, the user still sees it."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    chat = await state.store.clear_context(chat_id)
+    return json_response({"chat": await chat_resource(state, chat)})
+
+
+@router.get("/{chat_id}/stream")
+async def stream(
+    chat_id: str,
+    request: Request,
+    user: User,
+    after: str | None = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The chat's live events over SSE; resume with Last-Event-ID or ?after=SEQ."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    if state.draining:
+        raise ApiError(
+            503,
+            "unavailable",
+            "The server is shutting down; reconnect.",
+            headers={"Retry-After": "1"},
+        )
+    raw = last_event_id if last_event_id is not None else after
+    cursor = 0
+    if raw is not None:
+        if not raw.strip().isdigit():
+            raise ApiError(
+                422,
+                "invalid_request",
+                "The resume cursor must be a non-negative integer.",
+                f"got {raw!r}",
+            )
+        cursor = int(raw)
+    subscription = state.hub.subscribe(chat_id, cursor, StoreLog(state.store))
+    if state.follow_chat is not None:
+        try:
+            await state.follow_chat(chat_id)
+        except BaseException:
+            subscription.close()
+            raise
+    return sse_response(
+        subscription, keepalive=state.sse_keepalive, write_deadline=state.sse_write_deadline
+    )
