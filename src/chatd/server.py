@@ -102,10 +102,7 @@ async def resolve_model(store: Store, chat: Chat) -> Model:
     a key reference that no longer resolves, the first call fails as `missing_key`
     instead of falling back to the server's environment.
     """
-    try:
-        config = await store.get_model_config(chat.model_config_id)
-    except NotFound:
-        config = await store.get_model_config(None)
+    config = await store.get_model_config(chat.model_config_id, or_default=True)
     return await model_for_config(store, config)
 
 
@@ -183,7 +180,7 @@ class Replica:
             self.hub,
             settings,
             self.metrics,
-            self.resolve_model,
+            self.build_model,
         )
         self.state = AppState(
             store=store,
@@ -213,8 +210,8 @@ class Replica:
         self.pubsub = pubsub
         await pubsub.start()
 
-    async def resolve_model(self, chat: Chat) -> Model:
-        model = await resolve_model(self.store, chat)
+    async def build_model(self, config: StoredModelConfig) -> Model:
+        model = await model_for_config(self.store, config)
         if isinstance(model, ScriptedModel) and self.settings.scripted_call_log is not None:
             model.call_log = self.settings.scripted_call_log
             model.caller = self.settings.replica_id

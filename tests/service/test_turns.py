@@ -499,13 +499,13 @@ async def test_titles_come_from_chatd_title_model_when_it_is_set(tmp_path: Path)
         titler = await live.store.create_model_config("titler", "scripted", "titler")
         worker = live.replica.worker
         resolved: list[str | None] = []
-        resolve = worker._resolve_model
+        build = worker._build_model
 
-        async def recording(chat: Any) -> Any:
-            resolved.append(chat.model_config_id)
-            return await resolve(chat)
+        async def recording(config: Any) -> Any:
+            resolved.append(config.id)
+            return await build(config)
 
-        worker._resolve_model = recording
+        worker._build_model = recording
         token = await live.token("tic")
         async with live.client(token) as client:
             chat_id = (await client.post("/api/chats", json={"message": "name this"})).json()["id"]
@@ -515,7 +515,8 @@ async def test_titles_come_from_chatd_title_model_when_it_is_set(tmp_path: Path)
             await wait_status(client, chat_id, "waiting")
         chat = await live.store.get_chat(chat_id)
         assert titler.id in resolved  # the title call
-        assert chat.model_config_id in resolved  # the turn, on the chat's own model
+        own = await live.store.get_model_config(chat.model_config_id, or_default=True)
+        assert own.id in resolved  # the turn, on the chat's own model
 
 
 async def test_a_fast_stream_reaches_the_log_every_256_events_not_only_on_the_tick(

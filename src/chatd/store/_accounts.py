@@ -222,12 +222,24 @@ class Accounts(StoreBase):
             raise InvalidRequest("conflict", f"A model config named {name!r} exists.") from err
         return config
 
-    async def get_model_config(self, config_id: str | None = None) -> ModelConfig:
-        """A model config by id; `None` means the deployment default."""
+    async def get_model_config(
+        self, config_id: str | None = None, *, or_default: bool = False
+    ) -> ModelConfig:
+        """A model config by id; `None` means the deployment default.
+
+        `or_default`: the default when no config has that id (one query either way).
+        """
         c = model_configs.c
-        where = c.is_default if config_id is None else c.id == config_id
+        query = sa.select(model_configs)
+        if config_id is None:
+            query = query.where(c.is_default)
+        elif or_default:
+            query = query.where(sa.or_(c.id == config_id, c.is_default))
+            query = query.order_by((c.id == config_id).desc()).limit(1)
+        else:
+            query = query.where(c.id == config_id)
         async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(model_configs).where(where))).first()
+            row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound("model config", config_id or "default")
         return ModelConfig(**row._asdict())

@@ -48,6 +48,8 @@ class WorkerTransitions(StoreBase):
         `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never claim the same chat;
         on SQLite the `BEGIN IMMEDIATE` transaction excludes every other writer.
         pending → running; a taken-over running/interrupting chat keeps its status.
+        Each claim also counts the runner's first generation attempt (and clears
+        `retry_state`), so the first model call needs no transaction of its own.
         """
         if limit <= 0:
             return []
@@ -91,6 +93,11 @@ class WorkerTransitions(StoreBase):
                     seq_reserved=row["seq_reserved"] + self.config.seq_block,
                     updated_at=now,
                 )
+                # The runner's first model call is attempt +1: recorded here, in the
+                # claim's own transaction (what `record_generation_attempt` would do).
+                row["generation_attempt"] += 1
+                if row["retry_state"] is not None:
+                    row.update(retry_state=None, retry_state_version=row["snapshot_version"])
                 updates.append(row)
                 chat = chat_from_row(row)
                 leases.append(
@@ -109,6 +116,9 @@ class WorkerTransitions(StoreBase):
                 "snapshot_version",
                 "seq_reserved",
                 "updated_at",
+                "generation_attempt",
+                "retry_state",
+                "retry_state_version",
             )
             await conn.execute(
                 sa.update(chats)

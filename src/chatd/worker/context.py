@@ -13,7 +13,7 @@ from typing import Protocol
 
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
-from chatd.store import Chat, Store
+from chatd.store import Chat, ModelConfig, Store
 from chatd.stream.hub import StreamHub
 from chatd.tools import Workspaces
 
@@ -31,8 +31,12 @@ class RunnerContext(Protocol):
     # An embedding application's extra server-side tools for every chat.
     server_tools: Callable[[Chat], list[Tool]] | None
 
-    async def resolve_model(self, chat: Chat) -> Model:
-        """The chat's model, built from its config (raises ClassifiedException)."""
+    async def model_config(self, chat: Chat) -> ModelConfig:
+        """The chat's model config (read once per turn)."""
+        ...
+
+    async def build_model(self, config: ModelConfig) -> Model:
+        """The model a config describes (raises ClassifiedException)."""
         ...
 
     def builtin_tools(self, chat: Chat) -> list[Tool]:

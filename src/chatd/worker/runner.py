@@ -48,7 +48,7 @@ from chatd.store import (
     ChatStatus,
     Fence,
     Lease,
-    NotFound,
+    ModelConfig,
     StaleFence,
     new_id,
 )
@@ -163,6 +163,7 @@ class ChatRunner:
         self.partial: PersistedStep | None = None
         self.partial_step_id = new_id()
         self.releasing = False
+        self._claimed_attempt = True
         self.task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.model_provider = ""
@@ -212,6 +213,10 @@ class ChatRunner:
                 await self._mcp.aclose()  # after the releasing transition: no one waits
 
     async def record_attempt(self) -> None:
+        if self._claimed_attempt:
+            # The acquisition counted the first attempt in the claim's transaction.
+            self._claimed_attempt = False
+            return
         try:
             chat = await self.store.record_generation_attempt(self.fence)
         except ChatIsInterrupting:
@@ -286,8 +291,9 @@ class ChatRunner:
         if _ends_with_pending_dynamic_calls(history.messages, chat):
             await self._end(partial(self.store.enter_requires_action, self.fence))
             return
+        config = await self.worker.model_config(chat)
         try:
-            model = await self.worker.resolve_model(chat)
+            model = await self.worker.build_model(config)
         except ClassifiedException as err:
             await self._end(partial(self.store.finish_error, self.fence, err.classified))
             return
@@ -318,7 +324,7 @@ class ChatRunner:
         if tool_config.mcp_servers:  # opt-in: other chats never read the mcp_servers table
             extra = [*extra, *await self._connect_mcp(tool_config.mcp_servers)]
         selection = select_tools(tool_config, builtin=builtin, mcp=extra)
-        compaction = await self._compaction_options(chat)
+        compaction = self._compaction_options(config)
         options = RunOptions(
             model=_AttemptRecorder(model, self),
             messages=history.messages,
@@ -369,12 +375,8 @@ class ChatRunner:
         cwd = str(self.worker.workspaces.get(self.chat_id).root)
         return await connect_mcp_servers(self.store, self.chat_id, slugs, self._mcp, cwd=cwd)
 
-    async def _compaction_options(self, chat: Chat) -> CompactionOptions:
+    def _compaction_options(self, config: ModelConfig) -> CompactionOptions:
         """The model config's threshold (100 disables) and context-limit override."""
-        try:
-            config = await self.store.get_model_config(chat.model_config_id)
-        except NotFound:
-            config = await self.store.get_model_config(None)
         return CompactionOptions(
             threshold_percent=config.compaction_threshold_percent,
             context_limit=config.context_limit or 0,

@@ -22,7 +22,7 @@ from typing import Any
 
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
-from chatd.store import Chat, ChatStatus, Store, StoreError
+from chatd.store import Chat, ChatStatus, ModelConfig, Store, StoreError
 from chatd.stream.hub import StreamHub
 from chatd.stream.relay import Relay
 from chatd.stream.watch import ChatListWatch
@@ -32,7 +32,7 @@ from chatd.worker.runner import ChatRunner
 from chatd.worker.titles import TitleWriter
 from chatd.worker.unowned import UnownedSync
 
-__all__ = ["ResolveModel", "Worker"]
+__all__ = ["BuildModel", "Worker"]
 
 log = logging.getLogger("chatd.worker")
 
@@ -42,7 +42,7 @@ HOUSEKEEPING_INTERVAL = 30.0
 IDLE_RING_SECONDS = 60.0
 # SQLite: the flushes' append-only tail is folded into the log this often (seconds).
 TAIL_FOLD_INTERVAL = 1.0
-ResolveModel = Callable[[Chat], Awaitable[Model]]
+BuildModel = Callable[[ModelConfig], Awaitable[Model]]
 
 
 class Worker:
@@ -52,13 +52,13 @@ class Worker:
         hub: StreamHub,
         settings: Settings,
         metrics: Metrics,
-        resolve_model: ResolveModel,
+        build_model: BuildModel,
     ) -> None:
         self.store = store
         self.hub = hub
         self.settings = settings
         self.metrics = metrics
-        self._resolve_model = resolve_model
+        self._build_model = build_model
         self.worker_id = str(uuid.uuid4())
         self.runners: dict[str, ChatRunner] = {}
         self.list_watch = ChatListWatch()
@@ -77,7 +77,9 @@ class Worker:
         self._refreshing: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self.unowned = UnownedSync(store, hub, self.wake, self._spawn)
-        self.titles = TitleWriter(store, settings, self.resolve_model)
+        # Pending chats the next acquisition should claim before anyone syncs them.
+        self._claim_first: set[str] = set()
+        self.titles = TitleWriter(self)
         self._last_renewal = time.monotonic()
         # True when other processes commit to the same database (PostgreSQL with a
         # listener): then owned chats are also re-read every sync interval.
@@ -87,8 +89,15 @@ class Worker:
 
     # --- hooks for runners --------------------------------------------------------
 
+    async def model_config(self, chat: Chat) -> ModelConfig:
+        """The chat's model config; the deployment default when it has none (or it is gone)."""
+        return await self.store.get_model_config(chat.model_config_id, or_default=True)
+
+    async def build_model(self, config: ModelConfig) -> Model:
+        return await self._build_model(config)
+
     async def resolve_model(self, chat: Chat) -> Model:
-        return await self._resolve_model(chat)
+        return await self.build_model(await self.model_config(chat))
 
     def builtin_tools(self, chat: Chat) -> list[Tool]:
         """The built-in tools, confined to the chat's workspace (kept while we run it)."""
@@ -124,7 +133,20 @@ class Worker:
         if runner is not None and not runner.releasing:
             runner.on_snapshot(chat)
         elif chat.runner_id is None:
-            self.unowned.request(chat.id, pending=chat.status == ChatStatus.PENDING)
+            if chat.status == ChatStatus.PENDING and self._may_claim():
+                # The acquisition just woken will most likely claim it, and its runner
+                # derives the chat's events itself: sync only if it was not claimed.
+                self._claim_first.add(chat.id)
+            else:
+                self.unowned.request(chat.id, pending=chat.status == ChatStatus.PENDING)
+
+    def _may_claim(self) -> bool:
+        running = len(self.runners)
+        return (
+            not self.draining
+            and running < self.settings.max_concurrent_chats
+            and self.admission.admitting(running)
+        )
 
     # --- other replicas' commits (PostgreSQL NOTIFY) ----------------------------------
 
@@ -236,16 +258,25 @@ class Worker:
 
     async def _acquire_loop(self) -> None:
         interval = self.settings.acquire_interval
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         while not self.draining:
             # Cleared before the claim, so a wake-up that arrives during it is not lost.
             self.wake.clear()
+            deferred, self._claim_first = self._claim_first, set()
             try:
                 await self.acquire_once()
-                await self.store.expire_requires_action()
+                if loop.time() >= next_sweep:  # once a tick, not on every wake-up
+                    next_sweep = loop.time() + interval
+                    await self.store.expire_requires_action()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("acquisition failed; retrying next tick")
+            finally:
+                for chat_id in deferred:
+                    if chat_id not in self.runners:  # not ours: its watchers see it pending
+                        self.unowned.request(chat_id, pending=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self.wake.wait()

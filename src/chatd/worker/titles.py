@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
-import msgspec
-
-from chatd.config import Settings
 from chatd.loop import Model
-from chatd.store import NO_TEXT_TITLE, Chat, Store
+from chatd.store import NO_TEXT_TITLE, Chat
 from chatd.titles import generate_title
 from chatd.types import Role, TextPart
+from chatd.worker.context import RunnerContext
 
 __all__ = ["TitleWriter"]
 
@@ -22,15 +19,10 @@ log = logging.getLogger("chatd.worker")
 class TitleWriter:
     """Asks a model for a new chat's title; the default title stays on any failure."""
 
-    def __init__(
-        self,
-        store: Store,
-        settings: Settings,
-        resolve_model: Callable[[Chat], Awaitable[Model]],
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self.resolve_model = resolve_model
+    def __init__(self, replica: RunnerContext) -> None:
+        self.replica = replica
+        self.store = replica.store
+        self.settings = replica.settings
 
     async def write(self, chat: Chat) -> None:
         try:
@@ -54,11 +46,9 @@ class TitleWriter:
             for config in await self.store.list_model_configs():
                 names = {config.id, config.name, f"{config.provider}:{config.model}"}
                 if wanted in names and config.enabled:
-                    return await self.resolve_model(
-                        msgspec.structs.replace(chat, model_config_id=config.id)
-                    )
+                    return await self.replica.build_model(config)
             log.warning("CHATD_TITLE_MODEL %r names no enabled model config", wanted)
-        return await self.resolve_model(chat)
+        return await self.replica.build_model(await self.replica.model_config(chat))
 
     async def _first_message_text(self, chat: Chat) -> str:
         """The text of a new chat's first message; its default title when that is all of it."""
