@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
-from chatd.loop import Call, FakeModel, PersistedStep, stream_from_parts
+from chatd.loop import Call, FakeModel, PersistedStep, RunOutcome, stream_from_parts
 from chatd.types import FinishReason, StreamPart, StreamPartType, Usage
 
 T = StreamPartType
@@ -80,6 +80,7 @@ class Recorder:
     def __init__(self, fail_with: BaseException | None = None) -> None:
         self.steps: list[PersistedStep] = []
         self.fail_with = fail_with
+        self.outcome: RunOutcome | None = None  # for a caller to keep run()'s result
 
     async def __call__(self, step: PersistedStep) -> None:
         self.steps.append(step)

@@ -12,13 +12,13 @@ from prometheus_client import CollectorRegistry
 
 from chatd.loop import (
     Call,
-    ChatInterrupted,
     FakeModel,
     GenerateResponse,
     Interrupt,
     Metrics,
     PersistedStep,
     RunOptions,
+    RunOutcome,
     StreamError,
     run,
     stream_from_parts,
@@ -208,7 +208,7 @@ async def _run_two_steps(
         [_tool_step(first_step_tokens), [*text("t", "done"), finish()]]
     )
     recorder = Recorder()
-    await run(
+    recorder.outcome = await run(
         RunOptions(
             model=model,
             messages=[SYS, user("please work")],
@@ -304,8 +304,10 @@ async def test_interrupt_during_compaction_records_no_sample() -> None:
 
     model = _model_with_usage([_tool_step(69), [*text("t", "done"), finish()]])
     model.generate_fn = interrupted
-    with pytest.raises(ChatInterrupted):
-        await _run_two_steps(69, CompactionOptions(context_limit=100), reg, model, interrupt)
+    _, recorder, _ = await _run_two_steps(
+        69, CompactionOptions(context_limit=100), reg, model, interrupt
+    )
+    assert recorder.outcome is RunOutcome.INTERRUPTED
     assert series(gather(reg)["coderd_chatd_compaction_total"]) == []
 
 

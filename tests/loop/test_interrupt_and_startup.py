@@ -12,13 +12,13 @@ from prometheus_client import CollectorRegistry
 from chatd.errors import ClassifiedError, ErrorKind
 from chatd.loop import (
     Call,
-    ChatInterrupted,
     FakeModel,
     Interrupt,
     ManualClock,
     Metrics,
     PersistedStep,
     RunOptions,
+    RunOutcome,
     StreamError,
     Tool,
     ToolCall,
@@ -358,8 +358,8 @@ async def test_run_interrupted_step_persists_synthetic_tool_result() -> None:
     )
     await streamed.wait()
     interrupt.interrupt()
-    with pytest.raises(ChatInterrupted):
-        await task
+    outcome = await task
+    assert outcome is RunOutcome.INTERRUPTED
     [step] = persist.steps
     assert step.content[:2] == [TextPart("partial answer"), TextPart("still typ")]
     call = step.content[2]
@@ -406,8 +406,8 @@ async def test_run_interrupted_during_tool_execution_persists_step() -> None:
     await started.wait()
     await asyncio.sleep(0)
     interrupt.interrupt()
-    with pytest.raises(ChatInterrupted):
-        await task
+    outcome = await task
+    assert outcome is RunOutcome.INTERRUPTED
     [step] = persist.steps
     assert step.content[0] == ReasoningPart("let me look")
     assert step.content[1] == TextPart("checking")
@@ -455,8 +455,8 @@ async def test_interrupt_during_a_lone_tool_cancels_the_tool_never_the_run_task(
     )
     await started.wait()
     interrupt.interrupt()
-    with pytest.raises(ChatInterrupted):
-        await run_task
+    outcome = await run_task
+    assert outcome is RunOutcome.INTERRUPTED
     # The tool ran in a child of the run, and only that child was cancelled.
     assert tool_cancelled and tool_task is not None and tool_task is not run_task
     assert cancelling_at_persist == [0]
@@ -490,8 +490,8 @@ async def test_interrupt_during_retry_backoff_stops_at_once() -> None:
     )
     await sleeping.wait()
     interrupt.interrupt()
-    with pytest.raises(ChatInterrupted):
-        await asyncio.wait_for(task, timeout=5)
+    outcome = await asyncio.wait_for(task, timeout=5)
+    assert outcome is RunOutcome.INTERRUPTED
     assert persist.steps == []  # nothing was produced, nothing to persist
 
 
@@ -499,8 +499,8 @@ async def test_interrupt_before_run_starts_raises_without_calling_model() -> Non
     interrupt = Interrupt()
     interrupt.interrupt()
     model = FakeModel(stream_fn=lambda _c: stream_from_parts([finish()]))
-    with pytest.raises(ChatInterrupted):
-        await run(RunOptions(model=model, persist_step=Recorder(), interrupt=interrupt))
+    outcome = await run(RunOptions(model=model, persist_step=Recorder(), interrupt=interrupt))
+    assert outcome is RunOutcome.INTERRUPTED
     assert model.calls == []
 
 
@@ -527,8 +527,8 @@ async def test_interrupted_persist_failure_is_reported_not_raised() -> None:
     )
     await streamed.wait()
     interrupt.interrupt()
-    with pytest.raises(ChatInterrupted):
-        await task
+    outcome = await task
+    assert outcome is RunOutcome.INTERRUPTED
     assert [str(e) for e in errors] == ["db down"]
 
 

@@ -12,13 +12,12 @@ from prometheus_client import CollectorRegistry
 from chatd.loop import (
     Call,
     ChatInterrupted,
-    DynamicToolCall,
     FakeModel,
     Interrupt,
     Metrics,
     PersistStepError,
     RunOptions,
-    StopAfterTool,
+    RunOutcome,
     Tool,
     ToolCall,
     ToolResponse,
@@ -312,16 +311,16 @@ async def test_empty_step_is_not_persisted() -> None:
 async def test_stop_after_tool_success() -> None:
     model = scripted_model([*tool_call("c1", "finish_task"), finish(TOOL_CALLS)])
     persist = Recorder()
-    with pytest.raises(StopAfterTool):
-        await run(
-            RunOptions(
-                model=model,
-                tools=[echo_tool("finish_task")],
-                stop_after_tools={"finish_task"},
-                max_steps=5,
-                persist_step=persist,
-            )
+    outcome = await run(
+        RunOptions(
+            model=model,
+            tools=[echo_tool("finish_task")],
+            stop_after_tools={"finish_task"},
+            max_steps=5,
+            persist_step=persist,
         )
+    )
+    assert outcome is RunOutcome.STOP_AFTER_TOOL
     assert len(model.calls) == 1
     assert len(persist.steps) == 1
     assert results_of(persist.steps[0].content)[0].tool_name == "finish_task"
@@ -483,22 +482,22 @@ async def test_run_exclusive_tool_policy_blocks_mixed_with_dynamic_tool() -> Non
 
 async def test_dynamic_tool_call_persists_pending_calls_and_stops() -> None:
     persist = Recorder()
-    with pytest.raises(DynamicToolCall):
-        await run(
-            RunOptions(
-                model=scripted_model(
-                    [
-                        *tool_call("c1", "echo"),
-                        *tool_call("c2", "ask_user", '{"q":"?"}'),
-                        finish(TOOL_CALLS),
-                    ]
-                ),
-                tools=[echo_tool()],
-                dynamic_tool_names={"ask_user"},
-                max_steps=5,
-                persist_step=persist,
-            )
+    outcome = await run(
+        RunOptions(
+            model=scripted_model(
+                [
+                    *tool_call("c1", "echo"),
+                    *tool_call("c2", "ask_user", '{"q":"?"}'),
+                    finish(TOOL_CALLS),
+                ]
+            ),
+            tools=[echo_tool()],
+            dynamic_tool_names={"ask_user"},
+            max_steps=5,
+            persist_step=persist,
         )
+    )
+    assert outcome is RunOutcome.REQUIRES_ACTION
     [step] = persist.steps
     assert [(p.tool_call_id, p.tool_name, p.args) for p in step.pending_dynamic_tool_calls] == [
         ("c2", "ask_user", '{"q":"?"}')
@@ -517,10 +516,10 @@ async def test_run_persist_step_error_propagates() -> None:
 
 async def test_run_persist_step_interrupted_fallback() -> None:
     persist = Recorder(fail_with=ChatInterrupted())
-    with pytest.raises(ChatInterrupted):
-        await run(
-            RunOptions(model=scripted_model([*text("t", "x"), finish()]), persist_step=persist)
-        )
+    outcome = await run(
+        RunOptions(model=scripted_model([*text("t", "x"), finish()]), persist_step=persist)
+    )
+    assert outcome is RunOutcome.INTERRUPTED
     assert len(persist.steps) == 2  # the normal persist, then the interrupted path
 
 
@@ -839,6 +838,6 @@ async def _interrupted_run(
     )
     await streamed.wait()
     interrupt.interrupt()
-    with pytest.raises(ChatInterrupted):
-        await task
+    outcome = await task
+    assert outcome is RunOutcome.INTERRUPTED
     return persist

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import pytest
-
 from chatd.errors import ErrorKind
 from chatd.loop import (
     Call,
-    ChatInterrupted,
     FakeModel,
     Interrupt,
     PersistedStep,
     RunOptions,
+    RunOutcome,
     Tool,
     ToolCall,
     ToolResponse,
@@ -550,8 +548,8 @@ async def _interrupted_run(parts: list[StreamPart]) -> Steps:
     )
     await streamed.wait()
     interrupt.interrupt()
-    with pytest.raises(ChatInterrupted):
-        await task
+    outcome = await task
+    assert outcome is RunOutcome.INTERRUPTED
     return steps
 
 

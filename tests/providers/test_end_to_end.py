@@ -8,11 +8,11 @@ import pytest
 
 from chatd.errors import ClassifiedError, ErrorKind
 from chatd.loop import (
-    ChatInterrupted,
     Interrupt,
     ManualClock,
     PersistedStep,
     RunOptions,
+    RunOutcome,
     StreamError,
     Tool,
     ToolCall,
@@ -207,16 +207,16 @@ async def test_interrupt_mid_stream_closes_the_sdk_stream_and_persists_the_parti
         if isinstance(part, TextPart) and part.text == "Partial":
             interrupt.interrupt()
 
-    with pytest.raises(ChatInterrupted):
-        await run(
-            RunOptions(
-                model=model,
-                messages=list(USER),
-                persist_step=steps,
-                publish_message_part=publish,
-                interrupt=interrupt,
-                clock=ManualClock(),
-            )
+    outcome = await run(
+        RunOptions(
+            model=model,
+            messages=list(USER),
+            persist_step=steps,
+            publish_message_part=publish,
+            interrupt=interrupt,
+            clock=ManualClock(),
         )
+    )
+    assert outcome is RunOutcome.INTERRUPTED
     [step] = steps
     assert [p.text for p in step.content if isinstance(p, TextPart)] == ["Partial"]

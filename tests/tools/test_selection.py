@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from chatd.loop import (
-    DynamicToolCall,
     FakeModel,
     RunOptions,
+    RunOutcome,
     Tool,
     ToolCall,
     ToolResponse,
@@ -156,16 +156,16 @@ async def test_a_dynamic_tool_call_stops_the_run_for_the_client(workspace: Works
     persist = Recorder()
     parts = [*tool_call("c1", "browser", '{"url": "x"}'), finish(FinishReason.TOOL_CALLS)]
     model = FakeModel(stream_fn=lambda _c: stream_from_parts(parts))
-    with pytest.raises(DynamicToolCall):
-        await run(
-            selection.apply(
-                RunOptions(
-                    model=model,
-                    persist_step=persist,
-                    messages=[Message(Role.USER, [TextPart("open it")])],
-                )
+    outcome = await run(
+        selection.apply(
+            RunOptions(
+                model=model,
+                persist_step=persist,
+                messages=[Message(Role.USER, [TextPart("open it")])],
             )
         )
+    )
+    assert outcome is RunOutcome.REQUIRES_ACTION
     assert [d.name for d in model.calls[0].tools] == ["browser"]
     [pending] = persist.steps[0].pending_dynamic_tool_calls
     assert (pending.tool_name, pending.args) == ("browser", '{"url": "x"}')

@@ -19,7 +19,7 @@ from chatd.loop._errors import (
 )
 from chatd.loop._history import find_context_limit, to_response_messages
 from chatd.loop._model import FakeModel, stream_from_parts
-from chatd.loop._run import PendingToolCall, PersistedStep, RunOptions, run
+from chatd.loop._run import PendingToolCall, PersistedStep, RunOptions, RunOutcome, run
 from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
 from chatd.protocols import (
     MODEL_HOOKS,
@@ -53,6 +53,7 @@ __all__ = [
     "PersistStepError",
     "PersistedStep",
     "RunOptions",
+    "RunOutcome",
     "StartupTimeout",
     "StopAfterTool",
     "StreamError",

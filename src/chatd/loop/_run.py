@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ from chatd.types import (
     ToolResultPart,
 )
 
-__all__ = ["PendingToolCall", "PersistedStep", "RunOptions", "run"]
+__all__ = ["PendingToolCall", "PersistedStep", "RunOptions", "RunOutcome", "run"]
 
 T = TypeVar("T")
 
@@ -115,19 +116,35 @@ class RunOptions:
     interrupt: Interrupt | None = None
 
 
-async def run(opts: RunOptions) -> None:
+class RunOutcome(enum.StrEnum):
+    """How a run ended normally; every finished step was persisted before it returns."""
+
+    FINISHED = "finished"  # the model stopped asking for tools
+    MAX_STEPS = "max_steps"  # `max_steps` steps ran (a success: the turn ends there)
+    STOP_AFTER_TOOL = "stop_after_tool"  # a stop-after tool succeeded
+    REQUIRES_ACTION = "requires_action"  # client tools must run (the step is persisted)
+    INTERRUPTED = "interrupted"  # the partial step was persisted first
+
+
+async def run(opts: RunOptions) -> RunOutcome:
     """Run the agent loop until the model stops or `max_steps` is reached.
 
-    Returns normally on success (including running out of steps). Raises
-    `ChatInterrupted`, `DynamicToolCall` or `StopAfterTool` for the other ways a
-    turn ends, `StreamError` when the model failed for good, `PersistStepError`
-    when persisting failed, and `asyncio.CancelledError` on plain cancellation.
+    Returns how the turn ended (`RunOutcome`). Raises only for failures:
+    `StreamError` when the model failed for good, `PersistStepError` when
+    persisting failed, and `asyncio.CancelledError` on plain cancellation.
     """
     if opts.model is None:
         raise ValueError("chat model is required")
     if opts.persist_step is None:
         raise ValueError("persist step callback is required")
-    await _Run(opts, opts.model, opts.persist_step).run()
+    try:
+        return await _Run(opts, opts.model, opts.persist_step).run()
+    except ChatInterrupted:
+        return RunOutcome.INTERRUPTED
+    except DynamicToolCall:
+        return RunOutcome.REQUIRES_ACTION
+    except StopAfterTool:
+        return RunOutcome.STOP_AFTER_TOOL
 
 
 class _StartupGuard:
@@ -211,12 +228,13 @@ class _Run:
 
     # --- the step loop -----------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self) -> RunOutcome:
         history = list(self.o.messages)
         for _ in range(self.max_steps):
             history, should_continue = await self._step(history)
             if not should_continue:
-                return
+                return RunOutcome.FINISHED
+        return RunOutcome.MAX_STEPS
 
     async def _step(self, history: list[Message]) -> tuple[list[Message], bool]:
         o = self.o

@@ -21,14 +21,13 @@ from chatd.loop import (
     MODEL_HOOKS,
     Call,
     ChatInterrupted,
-    DynamicToolCall,
     GenerateResponse,
     Interrupt,
     Model,
     PersistedStep,
     PersistStepError,
     RunOptions,
-    StopAfterTool,
+    RunOutcome,
     StreamError,
     Tool,
     ToolCall,
@@ -341,22 +340,9 @@ class ChatRunner:
         gauge = self.worker.metrics.chats.labels("streaming")
         gauge.inc()
         try:
-            await run(options)
-        except (ChatInterrupted, ChatIsInterrupting):
-            await self._end(
-                partial(
-                    self.store.finish_interruption,
-                    self.fence,
-                    self.partial,
-                    step_id=self.partial_step_id,
-                    provider=self.model_provider,
-                    model=self.model_name,
-                )
-            )
-            return
-        except DynamicToolCall:
-            await self._end(partial(self.store.enter_requires_action, self.fence))
-            return
+            outcome = await run(options)
+        except ChatIsInterrupting:  # from a store call of ours the loop did not make
+            outcome = RunOutcome.INTERRUPTED
         except StreamError as err:
             await self._end(partial(self.store.finish_error, self.fence, err.classified))
             return
@@ -364,11 +350,24 @@ class ChatRunner:
             if isinstance(err.__cause__, StaleFence):
                 raise err.__cause__ from None
             raise
-        except StopAfterTool:
-            log.debug("chat %s: a stop-after tool ended the turn", self.chat_id)
         finally:
             gauge.dec()
-        await self._end(partial(self.store.finish_turn, self.fence))
+        log.debug("chat %s: the run ended: %s", self.chat_id, outcome)
+        match outcome:
+            case RunOutcome.INTERRUPTED:
+                transition = partial(
+                    self.store.finish_interruption,
+                    self.fence,
+                    self.partial,
+                    step_id=self.partial_step_id,
+                    provider=self.model_provider,
+                    model=self.model_name,
+                )
+            case RunOutcome.REQUIRES_ACTION:
+                transition = partial(self.store.enter_requires_action, self.fence)
+            case _:
+                transition = partial(self.store.finish_turn, self.fence)
+        await self._end(transition)
 
     async def _connect_mcp(self, slugs: Sequence[str]) -> list[Tool]:
         self._mcp = contextlib.AsyncExitStack()
