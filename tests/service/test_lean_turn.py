@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from chatd.store import Store
-from chatd.worker import runner as runner_module
+from chatd.worker.attempts import AttemptRecorder
 from tests.service.conftest import SSE, running_replica, turn_done
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -64,14 +64,14 @@ class ModelCall:
 @pytest.fixture
 def first_model_call(monkeypatch: pytest.MonkeyPatch) -> ModelCall:
     mark = ModelCall()
-    original = runner_module._AttemptRecorder.stream
+    original = AttemptRecorder.stream
 
     async def stream(self: Any, call: Any) -> Any:
         if mark.after is None and mark.log is not None:
             mark.after = len(mark.log)
         return await original(self, call)
 
-    monkeypatch.setattr(runner_module._AttemptRecorder, "stream", stream)
+    monkeypatch.setattr(AttemptRecorder, "stream", stream)
     return mark
 
 

@@ -28,6 +28,7 @@ from chatd.types import (
 
 __all__ = [
     "chat_json",
+    "live_part",
     "message_json",
     "part_json",
     "queued_json",
@@ -177,3 +178,25 @@ def chat_json(
     if usage is not None:
         body["usage"] = usage
     return body
+
+
+def live_part(part: MessagePart) -> dict[str, Any]:
+    """A published part in the stream's snake_case form (spec §5.2 `message_part`)."""
+    if isinstance(part, TextPart):
+        return {"type": "text_delta", "delta": part.text}
+    if isinstance(part, ReasoningPart):
+        return {"type": "reasoning_delta", "delta": part.text}
+    if isinstance(part, ToolCallPart) and part.args_delta:
+        return {
+            "type": "tool_input_delta",
+            "tool_call_id": part.tool_call_id,
+            "tool_name": part.tool_name,
+            "delta": part.args_delta,
+        }
+    if isinstance(part, ToolResultPart):
+        body = part_json(part)
+        body["is_error"] = part.is_error
+        return body
+    if isinstance(part, ToolCallPart | SourcePart):
+        return part_json(part)
+    return part_json(part)

@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ClassifiedError, ClassifiedException
 from chatd.loop import (
-    MODEL_HOOKS,
-    Call,
     ChatInterrupted,
-    GenerateResponse,
     Interrupt,
     Model,
     PersistedStep,
@@ -30,8 +27,6 @@ from chatd.loop import (
     RunOutcome,
     StreamError,
     Tool,
-    ToolCall,
-    ToolResponse,
     run,
 )
 from chatd.loop.compaction import (
@@ -51,7 +46,7 @@ from chatd.store import (
     StaleFence,
     new_id,
 )
-from chatd.stream.wire import part_json
+from chatd.stream.wire import live_part
 from chatd.tools import (
     ToolConfig,
     ToolConfigError,
@@ -61,14 +56,10 @@ from chatd.tools import (
 )
 from chatd.types import (
     MessagePart,
-    ReasoningPart,
     Role,
-    SourcePart,
-    StreamPart,
-    TextPart,
     ToolCallPart,
-    ToolResultPart,
 )
+from chatd.worker.attempts import AttemptRecorder
 from chatd.worker.mcp_servers import connect_mcp_servers
 from chatd.worker.owner_stream import OwnerStream
 
@@ -78,69 +69,6 @@ if TYPE_CHECKING:
 __all__ = ["ChatRunner"]
 
 log = logging.getLogger("chatd.worker")
-
-
-def live_part(part: MessagePart) -> dict[str, Any]:
-    """A published part in the stream's snake_case form (spec §5.2 `message_part`)."""
-    if isinstance(part, TextPart):
-        return {"type": "text_delta", "delta": part.text}
-    if isinstance(part, ReasoningPart):
-        return {"type": "reasoning_delta", "delta": part.text}
-    if isinstance(part, ToolCallPart) and part.args_delta:
-        return {
-            "type": "tool_input_delta",
-            "tool_call_id": part.tool_call_id,
-            "tool_name": part.tool_name,
-            "delta": part.args_delta,
-        }
-    if isinstance(part, ToolResultPart):
-        body = part_json(part)
-        body["is_error"] = part.is_error
-        return body
-    if isinstance(part, ToolCallPart | SourcePart):
-        return part_json(part)
-    return part_json(part)
-
-
-class _AttemptRecorder:
-    """Wraps the chat's model: every stream attempt is recorded first (spec §4.6).
-
-    The inner model's optional hooks (`chatd.loop.ModelHooks`) are forwarded, and
-    only the ones it has: the loop calls a hook only where one exists.
-    """
-
-    def __init__(self, inner: Model, runner: ChatRunner) -> None:
-        self.inner = inner
-        self.runner = runner
-        for hook in MODEL_HOOKS:
-            method = getattr(inner, hook, None)
-            if method is not None:
-                setattr(self, hook, method)
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def context_limit(self) -> int | None:
-        limit = getattr(self.inner, "context_limit", None)
-        return limit if isinstance(limit, int) else None
-
-    async def stream(self, call: Call) -> AsyncIterator[StreamPart]:
-        await self.runner.record_attempt()
-        return await self.inner.stream(call)
-
-    async def generate(self, call: Call) -> GenerateResponse:
-        return await self.inner.generate(call)
-
-
-async def _client_side(_call: ToolCall) -> ToolResponse:
-    # Dynamic tools are never run by the loop (they are in dynamic_tool_names).
-    return ToolResponse.error("this tool runs on the client")
 
 
 class ChatRunner:
@@ -325,7 +253,7 @@ class ChatRunner:
         selection = select_tools(tool_config, builtin=builtin, mcp=extra)
         compaction = self._compaction_options(config)
         options = RunOptions(
-            model=_AttemptRecorder(model, self),
+            model=AttemptRecorder(model, self.record_attempt),
             messages=history.messages,
             max_steps=self.worker.settings.max_steps,
             persist_step=self._persist_step,
