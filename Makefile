@@ -76,8 +76,10 @@ test: lint typecheck unit
 screenshots: $(STAMP) chromium
 	$(BIN)/python -m tests.web.screenshots
 
-# The benchmarks run in their own venv: the peers (pydantic-ai, openai-agents) are
-# pinned in requirements/bench.txt and are never chatd dependencies.
+# The benchmarks run in their own venv: the peers (pydantic-ai, openai-agents, the
+# LangGraph API server) are pinned in requirements/bench.txt and are never chatd
+# dependencies. service_load runs chatd from .venv and starts `langgraph dev` from
+# .venv-bench as a subprocess, beside the two bare floors.
 BENCH_VENV := .venv-bench
 BENCH_BIN := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -94,7 +96,7 @@ bench: $(BENCH_STAMP) $(STAMP) postgres bubblewrap
 	$(BENCH_BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.store_commit
 	$(BIN)/python -m benchmarks.sandbox_execute
-	$(BIN)/python -m benchmarks.service_load --chats 100 1000
+	$(BIN)/python -m benchmarks.service_load --chats 100 300 --langgraph $(BENCH_BIN)/langgraph
 	$(BIN)/python -m benchmarks.replicas
 
 # Re-pin every dependency from requirements/dev.in (needs the network).

@@ -17,179 +17,89 @@ server's on a shared 2-core machine). Two workloads per N:
   deltas. This is the cost of starting and finishing turns, which the steady
   window leaves out.
 
-Its peer, measured in the same run after each steady N: the **floor**, a bare uvicorn
-SSE server on the same stack (`benchmarks._sse_floor`: uvloop, httptools, one task
-per stream writing a stamped delta every 50 ms, nothing of chatd), read by the same
-client. The `chatd / floor` line is what chatd's real path costs per part above
-what any server on this stack and machine pays to deliver it.
+Its peers, each a subprocess read by the same client with the same concurrency and the
+same number of chats, their CPU measured over the same window (`benchmarks._service_peers`):
+
+- **floor** (steady): a bare uvicorn SSE server on the same stack (`benchmarks._sse_floor`:
+  uvloop, httptools, one task per stream writing a stamped delta every 50 ms, nothing of
+  chatd). `chatd / floor` is what chatd's real path costs per part above what any server
+  on this stack and machine pays to deliver it (target <= 1.5x).
+- **floor** (turns): the bare turn server (`benchmarks._turn_floor`): per turn the user
+  message row committed to SQLite (chatd's pragmas), the deltas streamed, the reply row
+  committed (target: chatd <= 2x its CPU per turn).
+- **langgraph** (both): the LangGraph API server (`langgraph dev`, in-memory runtime, from
+  `.venv-bench`) serving `benchmarks/_langgraph_peer/`, a graph whose fake chat model
+  streams the same deltas at the same pace; per turn a thread and a streamed run (target:
+  chatd <= 0.25x its CPU per turn).
+
+Per N the servers run one after the other, in reverse order every other time (`--rounds`
+repeats them; the ratios are of the medians). Every server is stopped at the end, on an
+error, on SIGTERM, and when `--time-limit` runs out.
 
 DESIGN.md's target for one process on 2 cores: 1,000 concurrent chats, p99 <= 100 ms,
 0 lost, server CPU <= 0.6 core.
 
-Run: `python -m benchmarks.service_load --chats 100 1000` (`--only steady|turns`,
-`--no-floor` to skip the peer).
+Run: `python -m benchmarks.service_load --chats 100 300` (`--only steady|turns`,
+`--no-peers` for chatd alone, `--no-langgraph`, `--langgraph PATH` for its CLI).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks._load_client import (
+    CREATE_CONCURRENCY,
+    Sampler,
+    Stream,
+    chatd_stream_request,
+    check_streams,
+    free_port,
+    open_stream,
+    proc_stat,
+    progress,
+    ramp_and_window,
+    run_turns,
+    spawn,
+    stop_process,
+    wait_listening,
+    window_figures,
+)
+from benchmarks._service_peers import (
+    LANGGRAPH_BIN,
+    LangGraphOptions,
+    floor_turns,
+    langgraph_steady,
+    langgraph_turns,
+)
 from chatd.store import Store
 
 PARTS_PER_TURN = 60
 DELAY = 0.05  # 20 parts/s
 # A steady turn lasts this long unless interrupted (it always is).
 STEADY_TURN_SECONDS = 600
-CREATE_CONCURRENCY = 50
+STEADY_PARTS = int(STEADY_TURN_SECONDS / DELAY)
 # A saturated server answers slowly: chats it does not interrupt in time count as errors.
 INTERRUPT_TIMEOUT = 15.0
 
-_STAMP = re.compile(rb'"type":"text_delta","delta":"([0-9. ]+)"')
-_ENDED = re.compile(rb'"type":"status","status":"(?:waiting|error)"')
-_ASSISTANT = re.compile(rb'"type":"message","message":\{[^{]*"role":"assistant"')
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _proc_stat(pid: int) -> tuple[float, float, int]:
-    """(cpu seconds, its main thread's cpu seconds, rss bytes) of a process.
-
-    The main thread runs the event loop: at ~1 core it is saturated, whatever the
-    other threads (SQLite's connections) leave of the machine."""
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def fields(path: str) -> list[str]:
-        return Path(path).read_text().rsplit(")", 1)[1].split()
-
-    process, main = fields(f"/proc/{pid}/stat"), fields(f"/proc/{pid}/task/{pid}/stat")
-    cpu = (int(process[11]) + int(process[12])) / ticks
-    main_cpu = (int(main[11]) + int(main[12])) / ticks
-    rss = int(process[21]) * os.sysconf("SC_PAGE_SIZE")
-    return cpu, main_cpu, rss
-
-
-@dataclass
-class Stream:
-    """What one chat's SSE client saw."""
-
-    seqs: list[int] = field(default_factory=list)
-    # (received wall time, latency) per delta emitted after the client connected.
-    deltas: list[tuple[float, float]] = field(default_factory=list)
-    count: int = 0  # deltas received, including any emitted before connecting
-    stamps: list[bytes] = field(default_factory=list)
-    committed: list[bytes] = field(default_factory=list)  # stamps in the assistant message
-    first: float = 0.0
-    last: float = 0.0
-    error: str = ""
-    done: asyncio.Future[None] | None = None  # set when the stream has ended
-
-
-class SseClient(asyncio.Protocol):
-    """GET /api/chats/{id}/stream over one socket; ends at the turn's closing status."""
-
-    def __init__(self, request: bytes, stream: Stream, done: asyncio.Future[None]) -> None:
-        self.request = request
-        self.stream = stream
-        self.done = done
-        self.buf = b""
-        self.body = b""
-        self.headers_done = False
-        self.connected = 0.0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.connected = time.time()
-        transport.write(self.request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.stream.error = f"connection lost: {exc}"
-            self.done.set_result(None)
-
-    def _finish(self, error: str = "") -> None:
-        self.stream.error = error
-        if not self.done.done():
-            self.done.set_result(None)
-        if self.transport is not None:
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        received = time.time()
-        self.buf += data
-        if not self.headers_done:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head, self.buf = self.buf[:end], self.buf[end + 4 :]
-            if not head.startswith(b"HTTP/1.1 200"):
-                self._finish(head.split(b"\r\n", 1)[0].decode())
-                return
-            self.headers_done = True
-        # Chunked transfer coding: <hex size>\r\n<data>\r\n ...
-        while True:
-            line_end = self.buf.find(b"\r\n")
-            if line_end < 0:
-                break
-            size = int(self.buf[:line_end], 16)
-            if len(self.buf) < line_end + 2 + size + 2:
-                break
-            self.body += self.buf[line_end + 2 : line_end + 2 + size]
-            self.buf = self.buf[line_end + 4 + size :]
-            if size == 0:
-                self._finish("stream ended before the turn did")
-                return
-        frames_end = self.body.rfind(b"\n\n")
-        if frames_end < 0:
-            return
-        frames, self.body = self.body[: frames_end + 2], self.body[frames_end + 2 :]
-        self._frames(frames, received)
-
-    def _frames(self, frames: bytes, received: float) -> None:
-        stream = self.stream
-        for frame in frames.split(b"\n\n"):
-            if not frame.startswith(b"id: "):
-                continue  # retry:, keep-alive comments, connection-level resets
-            stream.seqs.append(int(frame[4 : frame.index(b"\n")]))
-            match = _STAMP.search(frame)
-            if match is not None:
-                stamps = match.group(1).split()  # a coalesced delta carries several
-                stream.stamps += stamps
-                stream.count += len(stamps)
-                stream.first = stream.first or received
-                stream.last = received
-                stream.deltas.extend(
-                    (received, received - float(s)) for s in stamps if float(s) >= self.connected
-                )
-            elif _ASSISTANT.search(frame):
-                data = json.loads(frame[frame.index(b"data: ") + 6 :])
-                text = "".join(p.get("text", "") for p in data["message"]["parts"])
-                stream.committed += [s.encode() for s in text.split()]
-            elif _ENDED.search(frame):
-                self._finish()
-                return
+# The targets this benchmark reports (issue: the LangGraph server as a measured peer).
+TURN_VS_LANGGRAPH = 0.25  # chatd's CPU per turn at most a quarter of LangGraph's
+TURN_VS_FLOOR = 2.0  # ... and at most twice the turn floor's
+PART_VS_FLOOR = 1.5  # chatd's CPU per streamed part at most 1.5x the streaming floor's
 
 
 def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -199,7 +109,7 @@ def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "CHATD_MAX_CONCURRENT_CHATS": "2000",
         "CHATD_ACQUIRE_BATCH": "200",
     }
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "chatd.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -208,85 +118,20 @@ def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def _start_floor(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "benchmarks._sse_floor", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-def _stop(server: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds (a saturated server may not drain)."""
-    server.terminate()
-    try:
-        server.wait(grace)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(10)
-
-
-def _window_figures(
-    streams: list[Stream], start: float, end: float, usage: tuple[float, float, int, float]
-) -> dict[str, Any]:
-    """Latency, parts/s and CPU of the deltas received between `start` and `end`."""
-    window = end - start
-    server_cpu, own_cpu, _, loop_cpu = usage
-    latencies = [lat for s in streams for at, lat in s.deltas if start <= at <= end]
-    delivered = len(latencies)
-    p50, p99 = _percentiles(latencies)
-    return {
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "parts_per_s": delivered / window,
-        "server_cpu_cores": server_cpu / window,
-        "loop_cpu_cores": loop_cpu / window,
-        "cpu_us_per_part": server_cpu / max(delivered, 1) * 1e6,
-        "client_cpu_cores": own_cpu / window,
-    }
-
-
-class Sampler:
-    """A server process's CPU, main-thread CPU and RSS (and this process's CPU), every 0.25 s."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        # wall, server cpu, rss, own cpu, server main-thread cpu
-        self.samples: list[tuple[float, float, int, float, float]] = []
-        self.task = asyncio.create_task(self._sample())
-
-    def stop(self) -> None:
-        self.task.cancel()
-
-    async def _sample(self) -> None:
-        while True:
-            cpu, main_cpu, rss = _proc_stat(self.pid)
-            self.samples.append((time.time(), cpu, rss, time.process_time(), main_cpu))
-            await asyncio.sleep(0.25)
-
-    def usage_between(self, start: float, end: float) -> tuple[float, float, int, float]:
-        """(server cpu seconds, own cpu seconds, peak server rss, server main-thread cpu
-        seconds) between two wall times."""
-        inside = [s for s in self.samples if start <= s[0] <= end]
-        if len(inside) < 2:
-            return float("nan"), float("nan"), 0, float("nan")
-        first, last = inside[0], inside[-1]
-        span = last[0] - first[0]
-        scale = (end - start) / span if span > 0 else 1.0
-        return (
-            (last[1] - first[1]) * scale,
-            (last[3] - first[3]) * scale,
-            max(s[2] for s in inside),
-            (last[4] - first[4]) * scale,
-        )
-
-
 class Bench:
-    """One server and its chats for one workload."""
+    """One chatd server and its chats for one workload."""
 
     def __init__(self, words: int) -> None:
         self.words = words
         self.data_dir = Path(tempfile.mkdtemp(prefix="chatd-load-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.token = ""
         self.server: subprocess.Popen[bytes] | None = None
         self.chat_ids: list[str] = []  # in the order they were created
@@ -316,87 +161,55 @@ class Bench:
             # just as the server closes it.
             limits=httpx.Limits(max_connections=CREATE_CONCURRENCY + 10, keepalive_expiry=2),
         )
-        for _ in range(300):
-            try:
-                if (await self.client.get("/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
+        try:
+            await self._healthy()
+        except BaseException:
+            await self._close()
+            raise
         self.sampler = Sampler(self.server.pid)
         return self
 
+    async def _healthy(self) -> None:
+        assert self.server is not None
+        for _ in range(300):
+            if self.server.poll() is not None:
+                raise RuntimeError(f"chatd serve exited with {self.server.returncode}")
+            try:
+                if (await self.client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        raise TimeoutError("chatd serve did not answer /healthz in 30 s")
+
     async def __aexit__(self, *exc: object) -> None:
         self.sampler.stop()
+        await self._close()
+
+    async def _close(self) -> None:
         await self.client.aclose()
         assert self.server is not None
-        _stop(self.server, grace=60)
+        stop_process(self.server, grace=60)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    async def start_chat(self, semaphore: asyncio.Semaphore, stream: Stream) -> str:
+    async def start_turn(self, semaphore: asyncio.Semaphore, stream: Stream) -> None:
         async with semaphore:
             response = await self.client.post("/api/chats", json={"message": "go", "model": "load"})
             response.raise_for_status()
             chat_id: str = response.json()["id"]
         self.chat_ids.append(chat_id)
-        await self.follow(chat_id, stream)
-        return chat_id
-
-    async def follow(self, chat_id: str, stream: Stream) -> None:
-        await _follow(self.port, chat_id, stream, self.token)
-
-
-async def _follow(port: int, chat_id: str, stream: Stream, token: str = "") -> asyncio.Transport:
-    """Open one chat's SSE stream on its own socket; `stream.done` is set when it ends."""
-    request = (
-        f"GET /api/chats/{chat_id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
-    ).encode()
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    stream.done = done
-    transport, _ = await loop.create_connection(
-        lambda: SseClient(request, stream, done), "127.0.0.1", port
-    )
-    return transport
-
-
-_last_progress = 0.0
-
-
-def _progress(message: str) -> None:
-    """At most one line a second on stderr, so a long run shows where it is."""
-    global _last_progress
-    if time.monotonic() - _last_progress >= 1.0:
-        _last_progress = time.monotonic()
-        print(f"  … {message}", file=sys.stderr, flush=True)
-
-
-def _percentiles(latencies: list[float]) -> tuple[float, float]:
-    if not latencies:
-        return float("nan"), float("nan")
-    latencies.sort()
-    return statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99)] * 1000
-
-
-def _check(streams: list[Stream]) -> tuple[int, int]:
-    """(lost, duplicated): deltas of the committed assistant messages never received,
-    and deltas or seqs received more than once."""
-    lost = duplicated = 0
-    for stream in streams:
-        duplicated += len(stream.seqs) - len(set(stream.seqs))
-        duplicated += len(stream.stamps) - len(set(stream.stamps))
-        lost += len(set(stream.committed) - set(stream.stamps))
-    return lost, duplicated
+        await open_stream(self.port, chatd_stream_request(chat_id, self.token), stream)
 
 
 async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> dict[str, Any]:
-    async with Bench(words=int(STEADY_TURN_SECONDS / DELAY)) as bench:
+    async with Bench(words=STEADY_PARTS) as bench:
         assert bench.server is not None
-        _, _, rss_before = _proc_stat(bench.server.pid)
+        _, _, rss_before = proc_stat(bench.server.pid)
         streams = [Stream() for _ in range(n)]
         semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
         ramp_start = time.time()
-        starting = asyncio.gather(*(bench.start_chat(semaphore, s) for s in streams))
-        ramp, start, end, streaming = await _ramp_and_window(
+        starting = asyncio.gather(*(bench.start_turn(semaphore, s) for s in streams))
+        ramp, start, end, streaming = await ramp_and_window(
             streams, ramp_start, ramp_timeout, settle, window
         )
 
@@ -412,13 +225,13 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
                 except httpx.HTTPError as err:  # a saturated server may not answer in time
                     refused.append(f"{chat_id}: {err!r}")
 
-        _progress(f"{n} chats: window done, interrupting")
+        progress(f"{n} chats: window done, interrupting")
         if not starting.done():  # saturated: the chats not created yet never will be
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
         streams = [s for s in streams if s.done is not None]
         await asyncio.gather(*(interrupt(c) for c in bench.chat_ids))
-        _progress(f"{n} chats: waiting for the turns to end")
+        progress(f"{n} chats: waiting for the turns to end")
         await asyncio.wait(
             [s.done for s in streams if s.done is not None], timeout=INTERRUPT_TIMEOUT
         )
@@ -428,7 +241,7 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
                 s.committed = []  # nothing to check it against
         usage = bench.sampler.usage_between(start, end)
         created = len(bench.chat_ids)
-    lost, duplicated = _check(streams)
+    lost, duplicated = check_streams(streams)
     return {
         "chats": n,
         "streaming": streaming,
@@ -437,48 +250,26 @@ async def steady(n: int, settle: float, window: float, ramp_timeout: float) -> d
         "errors": sum(1 for s in streams if s.error) + len(refused),
         "rss_per_chat_kib": (usage[2] - rss_before) / max(created, 1) / 1024,
         "ramp_s": ramp,
-        **_window_figures(streams, start, end, usage),
+        **window_figures(streams, start, end, usage),
     }
-
-
-async def _ramp_and_window(
-    streams: list[Stream], ramp_start: float, ramp_timeout: float, settle: float, window: float
-) -> tuple[float, float, float, int]:
-    """Wait until every stream has had its first delta (or the ramp timeout: a saturated
-    server never gets every chat streaming, and is measured with what it has), then
-    `settle` and `window` seconds. Returns the ramp's seconds, the window's start and
-    end, and how many chats streamed through it (a turn that ended early would not)."""
-    n = len(streams)
-    while (waiting := sum(1 for s in streams if s.first == 0.0 and not s.error)) and (
-        time.time() < ramp_start + ramp_timeout
-    ):
-        _progress(f"{n} chats: {n - waiting} streaming, waiting for {waiting}")
-        await asyncio.sleep(0.05)
-    ramp = time.time() - ramp_start
-    start = time.time() + settle
-    end = start + window
-    await asyncio.sleep(end - time.time() + 0.5)
-    return ramp, start, end, sum(1 for s in streams if s.last >= end)
 
 
 async def floor(n: int, settle: float, window: float, ramp_timeout: float) -> dict[str, Any]:
     """The same window against the bare uvicorn SSE server (`benchmarks._sse_floor`)."""
-    port = _free_port()
+    port = free_port()
     server = _start_floor(port)
     try:
-        for _ in range(300):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        _, _, rss_before = _proc_stat(server.pid)
+        async with asyncio.timeout(30):
+            await wait_listening(port, server)
+        _, _, rss_before = proc_stat(server.pid)
         sampler = Sampler(server.pid)
         streams = [Stream() for _ in range(n)]
         ramp_start = time.time()
-        transports = [await _follow(port, f"floor{i}", s) for i, s in enumerate(streams)]
-        ramp, start, end, streaming = await _ramp_and_window(
+        transports = [
+            await open_stream(port, chatd_stream_request(f"floor{i}"), s)
+            for i, s in enumerate(streams)
+        ]
+        ramp, start, end, streaming = await ramp_and_window(
             streams, ramp_start, ramp_timeout, settle, window
         )
         usage = sampler.usage_between(start, end)
@@ -489,7 +280,7 @@ async def floor(n: int, settle: float, window: float, ramp_timeout: float) -> di
             transport.close()
         await asyncio.sleep(0.5)  # the closes happen on the loop's next turns
     finally:
-        _stop(server, grace=30)
+        stop_process(server, grace=30)
     return {
         "chats": n,
         "streaming": streaming,
@@ -499,55 +290,122 @@ async def floor(n: int, settle: float, window: float, ramp_timeout: float) -> di
         "errors": sum(1 for s in streams if s.error),
         "rss_per_chat_kib": (usage[2] - rss_before) / n / 1024,
         "ramp_s": ramp,
-        **_window_figures(streams, start, end, usage),
+        **window_figures(streams, start, end, usage),
     }
 
 
 async def turns(n: int, parts: int) -> dict[str, Any]:
     async with Bench(words=parts) as bench:
-        streams = [Stream() for _ in range(n)]
-        semaphore = asyncio.Semaphore(CREATE_CONCURRENCY)
-        started = time.time()
-        await asyncio.gather(*(bench.start_chat(semaphore, s) for s in streams))
-        await asyncio.wait_for(
-            asyncio.gather(*(s.done for s in streams if s.done is not None)),
-            timeout=600,
-        )
-        elapsed = time.time() - started
-        server_cpu, own_cpu, _, _ = bench.sampler.usage_between(started, time.time())
-    latencies = [lat for s in streams for _, lat in s.deltas]
-    p50, p99 = _percentiles(latencies)
-    _, duplicated = _check(streams)
-    delivered = sum(s.count for s in streams)
-    return {
-        "chats": n,
-        "turns_per_s": n / elapsed,
-        "cpu_ms_per_turn": server_cpu / n * 1000,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "lost": n * parts - delivered,
-        "duplicated": duplicated,
-        "errors": sum(1 for s in streams if s.error),
-        "server_cpu_cores": server_cpu / elapsed,
-        "client_cpu_cores": own_cpu / elapsed,
-        "seconds": elapsed,
-    }
+        return await run_turns(bench, n, parts)
 
 
-def _print_steady(label: str, r: dict[str, Any]) -> None:
+def _alternating(names: list[str], turn: int) -> list[str]:
+    """Every other measurement runs the servers in reverse order (A B C, C B A, ...), so
+    a drift in the machine's load does not always fall on the same server."""
+    return names if turn % 2 == 0 else names[::-1]
+
+
+def _ratio(ours: float, theirs: float, target: float | None = None, lower: str = "") -> str:
+    """`2.70×` with how it compares to a target (`≤ target`)."""
+    ratio = ours / theirs if theirs else float("nan")
+    text = f"{ratio:.2f}×"
+    if lower and ratio < 1:
+        text += f" ({1 / ratio:.1f}× {lower})"
+    if target is not None:
+        text += f" (target ≤ {target:g}×: {'met' if ratio <= target else 'MISSED'})"
+    return text
+
+
+_STEADY_HEADER = (
+    f"{'server':<10} {'chats':>5} {'live':>5} {'p50 ms':>7} {'p99 ms':>7} {'parts/s':>8} "
+    f"{'lost':>5} {'dup':>4} {'err':>4} {'KiB/chat':>8} {'cores':>6} {'loop':>5} "
+    f"{'µs/part':>8} {'client':>6} {'ramp s':>6}"
+)
+_TURNS_HEADER = (
+    f"{'server':<10} {'chats':>5} {'turns/s':>8} {'ms cpu/turn':>11} {'p50 ms':>7} "
+    f"{'p99 ms':>7} {'lost':>5} {'dup':>4} {'err':>4} {'cores':>6} {'client':>6} {'secs':>6}"
+)
+
+
+def _print_steady(name: str, r: dict[str, Any]) -> None:
     print(
-        f"{label:>6} {r['streaming']:>5} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-        f"{r['parts_per_s']:>8.0f} {r['lost']:>5} {r['duplicated']:>4} {r['errors']:>4} "
-        f"{r['rss_per_chat_kib']:>8.1f} {r['server_cpu_cores']:>6.2f} "
-        f"{r['loop_cpu_cores']:>5.2f} "
-        f"{r['cpu_us_per_part']:>8.1f} {r['client_cpu_cores']:>6.2f} {r['ramp_s']:>6.1f}",
+        f"{name:<10} {r['chats']:>5} {r['streaming']:>5} {r['p50_ms']:>7.1f} "
+        f"{r['p99_ms']:>7.1f} {r['parts_per_s']:>8.0f} {r['lost']:>5} {r['duplicated']:>4} "
+        f"{r['errors']:>4} {r['rss_per_chat_kib']:>8.1f} {r['server_cpu_cores']:>6.2f} "
+        f"{r['loop_cpu_cores']:>5.2f} {r['cpu_us_per_part']:>8.1f} "
+        f"{r['client_cpu_cores']:>6.2f} {r['ramp_s']:>6.1f}",
         flush=True,
     )
 
 
+def _print_turns(name: str, r: dict[str, Any]) -> None:
+    print(
+        f"{name:<10} {r['chats']:>5} {r['turns_per_s']:>8.1f} {r['cpu_ms_per_turn']:>11.1f} "
+        f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['lost']:>5} {r['duplicated']:>4} "
+        f"{r['errors']:>4} {r['server_cpu_cores']:>6.2f} {r['client_cpu_cores']:>6.2f} "
+        f"{r['seconds']:>6.1f}",
+        flush=True,
+    )
+
+
+Runs = dict[str, list[dict[str, Any]]]  # server -> its results at one N, one per round
+
+
+def _median(runs: Runs, name: str, key: str) -> float:
+    return statistics.median(r[key] for r in runs[name])
+
+
+def _steady_summary(runs: Runs) -> None:
+    ours = _median(runs, "chatd", "cpu_us_per_part")
+    cores = _median(runs, "chatd", "server_cpu_cores")
+    live = statistics.median(r["streaming"] for r in runs["chatd"])
+    for peer, target, lower in (("floor", PART_VS_FLOOR, ""), ("langgraph", None, "lower")):
+        if peer not in runs:
+            continue
+        per_part = _ratio(ours, _median(runs, peer, "cpu_us_per_part"), target, lower)
+        peer_cores = _ratio(cores, _median(runs, peer, "server_cpu_cores"))
+        peer_live = statistics.median(r["streaming"] for r in runs[peer])
+        print(
+            f"  chatd / {peer}: {per_part} CPU per part, {peer_cores} cores, "
+            f"{live:.0f} / {peer_live:.0f} chats streaming{_saturation(peer, runs[peer])}",
+            flush=True,
+        )
+
+
+def _saturation(name: str, results: list[dict[str, Any]]) -> str:
+    """A note when a server delivered under 95 % of the parts its chats streamed: its CPU
+    then goes partly to parts still queued, and its figure per delivered part is high."""
+    offered = statistics.median(r["chats"] for r in results) / DELAY
+    delivered = statistics.median(r["parts_per_s"] for r in results)
+    if delivered >= 0.95 * offered:
+        return ""
+    p50 = statistics.median(r["p50_ms"] for r in results)
+    return f" ({name} saturated: {delivered:,.0f} of {offered:,.0f} parts/s, p50 {p50:,.0f} ms)"
+
+
+def _turns_summary(runs: Runs) -> None:
+    ours = _median(runs, "chatd", "cpu_ms_per_turn")
+    for peer, target, lower in (
+        ("langgraph", TURN_VS_LANGGRAPH, "lower"),
+        ("floor", TURN_VS_FLOOR, ""),
+    ):
+        if peer not in runs:
+            continue
+        theirs = _median(runs, peer, "cpu_ms_per_turn")
+        print(
+            f"  chatd / {peer}: {_ratio(ours, theirs, target, lower)} CPU per turn "
+            f"({ours:.1f} / {theirs:.1f} ms)",
+            flush=True,
+        )
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chats", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--chats", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--only", choices=["steady", "turns"])
     parser.add_argument("--settle", type=float, default=2.0, help="seconds before the window")
     parser.add_argument(
@@ -559,46 +417,80 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured (steady)")
     parser.add_argument("--parts", type=int, default=PARTS_PER_TURN, help="deltas per short turn")
     parser.add_argument(
-        "--no-floor", action="store_true", help="skip the bare uvicorn SSE peer (steady)"
+        "--rounds", type=int, default=1, help="runs of every server per N, alternating order"
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="chatd only: no floor, no LangGraph"
+    )
+    parser.add_argument("--no-langgraph", action="store_true", help="skip the LangGraph peer")
+    parser.add_argument(
+        "--langgraph",
+        type=Path,
+        default=LANGGRAPH_BIN,
+        help="the `langgraph` CLI of the benchmark venv (make .venv-bench/.installed)",
+    )
+    parser.add_argument(
+        "--langgraph-as-shipped",
+        action="store_true",
+        help="`langgraph dev` defaults: file watcher, blocking-call detector, INFO logs",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=int,
+        default=3600,
+        help="seconds: a run still going then is stopped, with every server it started",
     )
     args = parser.parse_args()
+    # `kill` of the benchmark unwinds like Ctrl-C: every server it started is stopped.
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGALRM, _terminated)
+    signal.alarm(args.time_limit)
+    with_langgraph = not (args.no_peers or args.no_langgraph)
+    if with_langgraph and not args.langgraph.exists():
+        print(f"LangGraph peer skipped: {args.langgraph} not found", file=sys.stderr)
+        with_langgraph = False
+    # Absolute: the server runs in a temp dir of its own.
+    langgraph = LangGraphOptions(args.langgraph.absolute(), STEADY_PARTS, args.langgraph_as_shipped)
+    measured = 0  # measurements so far, for the alternating order
+
+    def measure(
+        workloads: dict[str, Callable[[], Awaitable[dict[str, Any]]]],
+        show: Callable[[str, dict[str, Any]], None],
+    ) -> Runs:
+        nonlocal measured
+        runs: Runs = {name: [] for name in workloads}
+        for _ in range(args.rounds):
+            for name in _alternating(list(workloads), measured):
+                result = asyncio.run(workloads[name]())
+                runs[name].append(result)
+                show(name, result)
+            measured += 1
+        return runs
+
     if args.only != "turns":
-        print(
-            f"steady: every chat streaming, {args.window:.0f} s window\n"
-            f"{'chats':>6} {'live':>5} {'p50 ms':>7} {'p99 ms':>7} {'parts/s':>8} {'lost':>5} "
-            f"{'dup':>4} {'err':>4} {'KiB/chat':>8} {'cores':>6} {'loop':>5} {'µs/part':>8} "
-            f"{'client':>6} "
-            f"{'ramp s':>6}",
-            flush=True,
-        )
+        print(f"steady: every chat streaming, {args.window:.0f} s window", flush=True)
+        print(_STEADY_HEADER, flush=True)
         for n in args.chats:
-            r = asyncio.run(steady(n, args.settle, args.window, args.ramp_timeout))
-            _print_steady(str(n), r)
-            if not args.no_floor:
-                peer = asyncio.run(floor(n, args.settle, args.window, args.ramp_timeout))
-                _print_steady("floor", peer)
-                print(
-                    f"{'':>6} chatd / floor: {r['cpu_us_per_part'] / peer['cpu_us_per_part']:.1f}× "
-                    f"CPU per part, {r['server_cpu_cores'] / peer['server_cpu_cores']:.1f}× "
-                    f"cores, {r['streaming']} / {peer['streaming']} chats streaming",
-                    flush=True,
-                )
+            window = (n, args.settle, args.window, args.ramp_timeout)
+            steady_runs = {"chatd": partial(steady, *window)}
+            if not args.no_peers:
+                steady_runs["floor"] = partial(floor, *window)
+            if with_langgraph:
+                steady_runs["langgraph"] = partial(langgraph_steady, langgraph, *window)
+            _steady_summary(measure(steady_runs, _print_steady))
     if args.only != "steady":
         print(
-            f"turns: {args.parts} deltas each, started as fast as the server takes them\n"
-            f"{'chats':>6} {'turns/s':>8} {'ms cpu/turn':>11} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'lost':>5} {'dup':>4} {'err':>4} {'cores':>6} {'client':>6} {'secs':>6}",
+            f"turns: {args.parts} deltas each, started as fast as the server takes them",
             flush=True,
         )
+        print(_TURNS_HEADER, flush=True)
         for n in args.chats:
-            r = asyncio.run(turns(n, args.parts))
-            print(
-                f"{r['chats']:>6} {r['turns_per_s']:>8.1f} {r['cpu_ms_per_turn']:>11.1f} "
-                f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['lost']:>5} {r['duplicated']:>4} "
-                f"{r['errors']:>4} {r['server_cpu_cores']:>6.2f} {r['client_cpu_cores']:>6.2f} "
-                f"{r['seconds']:>6.1f}",
-                flush=True,
-            )
+            turn_runs = {"chatd": partial(turns, n, args.parts)}
+            if not args.no_peers:
+                turn_runs["floor"] = partial(floor_turns, n, args.parts)
+            if with_langgraph:
+                turn_runs["langgraph"] = partial(langgraph_turns, langgraph, n, args.parts)
+            _turns_summary(measure(turn_runs, _print_turns))
 
 
 if __name__ == "__main__":
