@@ -19,7 +19,9 @@ This module must not import LangGraph: the load test runs in chatd's venv, the p
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -121,7 +123,7 @@ class LangGraphSseClient(SseClient):
                 return
 
 
-class _Peer:
+class _Peer(abc.ABC):
     """A server subprocess, an HTTP client for its API calls and a CPU sampler."""
 
     server: subprocess.Popen[bytes]
@@ -135,8 +137,9 @@ class _Peer:
         # Every stream opened, closed at the end (its turn is over, or cut off).
         self.streams: list[tuple[asyncio.Transport, Stream]] = []
 
+    @abc.abstractmethod
     def command(self) -> tuple[list[str], dict[str, str], Path]:
-        raise NotImplementedError
+        """The server's argv, environment and working directory."""
 
     async def ready(self) -> None:
         await wait_listening(self.port, self.server)
@@ -235,11 +238,9 @@ class LangGraph(_Peer):
         while True:
             if self.server.poll() is not None:
                 raise RuntimeError(f"exited with {self.server.returncode}")
-            try:
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
                 if (await self.client.get("/ok")).status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
             await asyncio.sleep(0.2)
 
     async def start_turn(self, semaphore: asyncio.Semaphore, stream: Stream) -> None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -174,11 +175,9 @@ class Bench:
         for _ in range(300):
             if self.server.poll() is not None:
                 raise RuntimeError(f"chatd serve exited with {self.server.returncode}")
-            try:
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
                 if (await self.client.get("/healthz")).status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
             await asyncio.sleep(0.1)
         raise TimeoutError("chatd serve did not answer /healthz in 30 s")
 

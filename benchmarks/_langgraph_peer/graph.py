@@ -47,7 +47,14 @@ class PacedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        raise NotImplementedError("async only: the server calls ainvoke")
+        # The same paced reply for a synchronous caller (the server itself calls ainvoke).
+        chunks = []
+        due = time.monotonic()
+        for index in range(self.parts):
+            chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=_delta(index))))
+            due += self.delay
+            time.sleep(max(0.0, due - time.monotonic()))
+        return generate_from_stream(iter(chunks))
 
     async def _agenerate(
         self,
@@ -72,9 +79,14 @@ class PacedChatModel(BaseChatModel):
         loop = asyncio.get_running_loop()
         due = loop.time()
         for index in range(self.parts):
-            yield ChatGenerationChunk(message=AIMessageChunk(content=f"{index}:{time.time():.6f} "))
+            yield ChatGenerationChunk(message=AIMessageChunk(content=_delta(index)))
             due += self.delay
             await asyncio.sleep(max(0.0, due - loop.time()))
+
+
+def _delta(index: int) -> str:
+    """A delta the client checks: its index and the wall-clock stamp of its emit."""
+    return f"{index}:{time.time():.6f} "
 
 
 async def reply(state: MessagesState, config: RunnableConfig) -> dict[str, list[BaseMessage]]:
