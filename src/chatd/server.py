@@ -242,6 +242,11 @@ def _make_private_dirs(settings: Settings, sandbox: Sandbox) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(PermissionError):  # not ours: the admin chose its mode
             os.chmod(directory, mode)
+    # What an older chatd, or a tool run under a looser umask, left readable to others.
+    for path in settings.data_dir.iterdir():
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077:
+            with contextlib.suppress(PermissionError):
+                os.chmod(path, 0o600)
 
 
 def announce_sandbox(replica: Replica) -> None:
