@@ -9,20 +9,16 @@ only, when the sandbox runs commands as a user of its own).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from chatd.store import Store
-from tests.api.conftest import free_port
+from tests.service.serving import chatd_serve
 
 
 async def _seed_as_an_older_chatd(data_dir: Path) -> str:
@@ -61,28 +57,10 @@ def test_the_data_dir_and_workspaces_are_private(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE((data_dir / "chatd.db").stat().st_mode) & 0o044  # the starting point
 
-    port = free_port()
-    env = {**os.environ, "CHATD_DATA_DIR": str(data_dir), "CHATD_GENERATE_TITLES": "false"}
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chatd.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_loose_umask,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "chatd serve did not start"
-            time.sleep(0.1)
+    env = {"CHATD_GENERATE_TITLES": "false"}
+    with chatd_serve(data_dir, env=env, preexec_fn=_loose_umask) as served:
         headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        with httpx.Client(base_url=served.url, headers=headers, timeout=30) as client:
             args = {"path": "notes/today.txt", "content": "private\n"}
             created = client.post(
                 "/api/chats",
@@ -98,14 +76,6 @@ def test_the_data_dir_and_workspaces_are_private(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "the turn did not end"
                 time.sleep(0.05)
         modes = _modes(data_dir)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
     written = [name for name in modes if name.endswith("notes/today.txt")]
     assert written, f"the tool wrote nothing: {sorted(modes)}"

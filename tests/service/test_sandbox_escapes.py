@@ -12,13 +12,9 @@ network test proves there is no route instead of trying one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,7 +27,7 @@ import httpx
 import pytest
 
 from chatd.store import Store
-from tests.api.conftest import free_port
+from tests.service.serving import chatd_serve
 
 # The server's environment carries provider keys, as the README tells admins to do.
 LEAKED = "sk-escape-suite-must-never-leak"
@@ -91,10 +87,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = base / "data"
     data_dir.mkdir()
     user_token, victim_token = asyncio.run(_seed(data_dir))
-    port = free_port()
     env = {
-        **os.environ,
-        "CHATD_DATA_DIR": str(data_dir),
         "CHATD_SANDBOX_DISK_MB": str(DISK_LIMIT_MB),
         # Admission sheds load by event-loop lag; here every turn must run.
         "CHATD_ACQUIRE_MAX_LAG": "0",
@@ -103,29 +96,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "OPENAI_API_KEY": LEAKED,
         "ANTHROPIC_API_KEY": LEAKED,
     }
-    log = (base / "serve.log").open("wb")  # a file: a pipe nobody reads would fill and block
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chatd.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            assert process.poll() is None, (base / "serve.log").read_text()
-            assert time.monotonic() < deadline, "chatd serve did not start"
-            time.sleep(0.1)
+    with chatd_serve(data_dir, env=env) as served:
         admin_token = (data_dir / "admin.token").read_text().strip()
         live = Server(
-            url=url,
+            url=served.url,
             data_dir=data_dir,
             workspaces=data_dir / "workspaces",
-            pid=process.pid,
+            pid=served.process.pid,
             user_token=user_token,
             victim_token=victim_token,
             admin_token=admin_token,
@@ -138,14 +115,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield live
         stop.set()
         watcher.join()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def _grant_all(server: Server, username: str) -> None:
