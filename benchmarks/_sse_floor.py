@@ -62,10 +62,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    serve_floor(app, args.port)
+
+
+def serve_floor(floor: Any, port: int) -> None:
+    """Serve a floor ASGI app as chatd is served: uvloop, httptools, no access log."""
     uvicorn.run(
-        app,
+        floor,
         host="127.0.0.1",
-        port=args.port,
+        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="off",

@@ -29,7 +29,7 @@ import time
 import uuid
 from typing import Any
 
-import uvicorn
+from benchmarks._sse_floor import serve_floor
 
 DELAY = 0.05  # 20 parts/s, as the scripted model in the load test
 PARTS = 60
@@ -134,17 +134,7 @@ def main() -> None:
     parser.add_argument("--db", required=True, help="SQLite file (created)")
     parser.add_argument("--parts", type=int, default=PARTS, help="deltas per turn")
     args = parser.parse_args()
-    uvicorn.run(
-        TurnFloor(args.db, args.parts),
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=1,
-    )
+    serve_floor(TurnFloor(args.db, args.parts), args.port)
 
 
 if __name__ == "__main__":
