@@ -194,6 +194,7 @@ class Replica:
             follow_chat=self.worker.relay.follow,
             identity={"replica_id": settings.replica_id, "worker_id": self.worker.worker_id},
             ready_check=store.ping,
+            admin_token_path=settings.data_dir / ADMIN_TOKEN_FILE,
         )
         self.app = create_app(self.state)
         self.pubsub: PgPubSub | None = None

@@ -8,11 +8,12 @@ but `chatd.api` itself.
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
@@ -29,6 +30,8 @@ __all__ = ["create_app"]
 
 # The browser UI: static files shipped in the package (no build step), public (spec §6.2).
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# Where index.html's sign-in hint names the admin token file (as CHATD_DATA_DIR/admin.token).
+_TOKEN_HINT = '<code id="admin-token-path">{}</code>'
 
 
 class _App(FastAPI):
@@ -83,10 +86,21 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(turns.router)
     app.include_router(users.router)
 
+    index = _web_index(state.admin_token_path)
+
     @app.get("/", include_in_schema=False)
-    async def web_ui() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    async def web_ui() -> HTMLResponse:
+        return HTMLResponse(index, headers={"Cache-Control": "no-cache"})
 
     app.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
     app.add_middleware(RequestMiddleware, metrics=HttpMetrics(state.registry))
     return app
+
+
+def _web_index(admin_token_path: Path | None) -> str:
+    """index.html, its sign-in hint naming where this deployment keeps the admin token."""
+    page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    if admin_token_path is None:
+        return page
+    named = _TOKEN_HINT.format(html.escape(str(admin_token_path)))
+    return page.replace(_TOKEN_HINT.format("CHATD_DATA_DIR/admin.token"), named)

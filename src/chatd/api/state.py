@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
@@ -45,6 +46,9 @@ class AppState:
     # Why the OS sandbox is unusable, if it is: chats asking for execute or the process
     # tools are then refused (422 sandbox_unavailable).
     sandbox_error: str | None = None
+    # Where the first-start admin token is kept, named by the web UI's sign-in page
+    # (None: the page names no directory).
+    admin_token_path: Path | None = None
 
     def __post_init__(self) -> None:
         if self.metrics is None:

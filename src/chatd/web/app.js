@@ -27,6 +27,9 @@ const app = {
   editing: null,
   openTools: new Set(),
   notice: null, // {kind, message, status} from a failed request
+  // The model the user picked for the open chat (or the new chat) since opening it;
+  // null: untouched, so a send leaves the chat's model as it is.
+  pickedModel: null,
   messagesDirty: true,
   renderQueued: false,
   actionKey: "",
@@ -104,20 +107,38 @@ async function loadModels() {
   }
   if (request !== modelsRequest) return; // a newer request answers instead
   app.models = models;
-  const select = $("model-select");
-  const chosen = select.value;
-  select.replaceChildren(
-    ...models.map((m) => h("option", { value: m.id, text: `${m.name} (${m.provider}:${m.model})` })),
-  );
-  const preferred = app.chat ? app.chat.modelConfigId : null;
-  const fallback = models.find((m) => m.is_default);
-  for (const id of [chosen, preferred, fallback && fallback.id]) {
-    if (id && models.some((m) => m.id === id)) {
-      select.value = id;
-      break;
-    }
-  }
+  renderModelPicker();
 }
+
+const modelLabel = (m) => `${m.name} (${m.provider}:${m.model})`;
+
+/** The picker shows the open chat's own model, or what the user picked for it since it
+ * was opened. A chat without a model of its own (and a new chat) runs on the deployment
+ * default, offered as "Default: …" (value ""); the API cannot set a chat's model back
+ * to none, so a chat with its own model is not offered it. */
+function renderModelPicker() {
+  const state = app.chat;
+  const own = state ? state.modelConfigId : null;
+  const options = app.models.map((m) => [m.id, modelLabel(m)]);
+  if (own === null) {
+    const fallback = app.models.find((m) => m.is_default);
+    options.unshift(["", fallback ? `Default: ${modelLabel(fallback)}` : "Default"]);
+  } else if (!app.models.some((m) => m.id === own)) {
+    options.unshift([own, `${state.model || "Its model"} (disabled)`]);
+  }
+  const select = $("model-select");
+  const key = JSON.stringify(options);
+  if (select.dataset.options !== key) {
+    select.dataset.options = key;
+    select.replaceChildren(...options.map(([value, text]) => h("option", { value, text })));
+  }
+  const shown = app.pickedModel ?? own ?? "";
+  select.value = options.some(([value]) => value === shown) ? shown : (own ?? "");
+}
+
+$("model-select").addEventListener("change", (event) => {
+  app.pickedModel = event.target.value;
+});
 
 let listRequest = 0;
 
@@ -201,6 +222,7 @@ function closeChat() {
   app.chat = null;
   app.editing = null;
   app.notice = null;
+  app.pickedModel = null;
   app.openTools.clear();
   app.connection = "closed";
 }
@@ -208,8 +230,7 @@ function closeChat() {
 function newChat() {
   closeChat();
   app.messagesDirty = true;
-  const preferred = app.models.find((m) => m.is_default);
-  if (preferred) $("model-select").value = preferred.id;
+  renderModelPicker();
   render();
   refreshList();
   loadModels();
@@ -236,7 +257,7 @@ async function openChat(id) {
   const state = new ChatState(chat, page.messages, busy ? 0 : page.last_seq);
   app.chat = state;
   app.messagesDirty = true;
-  if (state.modelConfigId) $("model-select").value = state.modelConfigId;
+  renderModelPicker();
   app.stream = new ChatStream(
     (after) => app.api.streamUrl(id, after),
     () => state.lastSeq,
@@ -544,12 +565,11 @@ async function act(call) {
   }
 }
 
+/** The model a send asks for: only one the user picked for this chat, and not its own. */
 function selectedModel(state) {
-  const chosen = $("model-select").value;
-  if (!chosen) return undefined;
-  if (state) return chosen !== state.modelConfigId ? chosen : undefined;
-  const preferred = app.models.find((m) => m.is_default);
-  return preferred && preferred.id === chosen ? undefined : chosen;
+  const picked = app.pickedModel;
+  if (!picked) return undefined; // untouched, or "Default" where the chat has no model
+  return state && picked === state.modelConfigId ? undefined : picked;
 }
 
 async function submitMessage(busyBehavior) {
@@ -573,7 +593,10 @@ async function submitMessage(busyBehavior) {
   if (busyBehavior === "interrupt") state.interrupted = true;
   const sent = await act(() => app.api.send(state.id, text, busyBehavior, model));
   if (!sent) restore();
-  else if (model) state.modelConfigId = model;
+  else if (model) {
+    state.modelConfigId = model;
+    if (app.chat === state) renderModelPicker();
+  }
 }
 
 $("composer").addEventListener("submit", (event) => {

@@ -11,7 +11,8 @@ export class ChatState {
     this.title = chat.title;
     this.status = chat.status;
     this.archived = chat.archived;
-    this.modelConfigId = chat.model_config_id;
+    this.modelConfigId = chat.model_config_id; // null: the deployment default
+    this.model = chat.model; // "provider:model" it runs on
     this.builtinTools = chat.tools ? chat.tools.builtin : null; // "all", a list, or null
     this.queue = chat.queued_messages || [];
     this.retry = chat.retry_state;
