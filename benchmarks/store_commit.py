@@ -26,13 +26,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._store_floor import PostgresFloor, SqliteFloor
 from chatd.loop import PersistedStep
 from chatd.store import Fence, Store, new_id
-from chatd.store.testing import TemporaryPostgres
+from chatd.store.testing import SUPERUSER, TemporaryPostgres
 from chatd.types import TextPart, ToolCallPart, ToolResultPart, ToolResultText, Usage
 
 LENGTHS = (10, 1_000, 3_000)
 ROUNDS = 200
+BARE = "bare"
+VS_BARE = 3.0  # a step commit at most 3x the bare driver's same statements (issue 20)
+LOAD_TARGET_MS = 0.3  # an incremental load that finds the new step
+Floor = SqliteFloor | PostgresFloor
 
 
 def _step(n: int) -> PersistedStep:
@@ -49,8 +54,8 @@ def _step(n: int) -> PersistedStep:
     )
 
 
-async def _prepare(store: Store, length: int) -> tuple[Fence, int]:
-    user = await store.create_user(f"bench{length}")
+async def _prepare(store: Store, length: int, name: str = "") -> tuple[Fence, int]:
+    user = await store.create_user(name or f"bench{length}")
     chat = await store.create_chat(user.id, [TextPart("hello")])
     [lease] = [
         lease
@@ -67,14 +72,26 @@ async def _prepare(store: Store, length: int) -> tuple[Fence, int]:
     return fence, history.last_position
 
 
-async def _measure(url: str, data_dir: Path, rounds: int) -> dict[int, tuple[float, float]]:
+async def _measure(
+    url: str, data_dir: Path, rounds: int, floor: Floor
+) -> dict[int | str, tuple[float, float]]:
     store = await Store.open(url, data_dir=data_dir)
+    await floor.open()
     try:
+        bare_fence, bare_position = await _prepare(store, LENGTHS[0], "bare")
         chats = {length: await _prepare(store, length) for length in LENGTHS}
-        commit: dict[int, list[float]] = {length: [] for length in LENGTHS}
-        load: dict[int, list[float]] = {length: [] for length in LENGTHS}
+        commit: dict[int | str, list[float]] = {length: [] for length in (*LENGTHS, BARE)}
+        load: dict[int | str, list[float]] = {length: [] for length in (*LENGTHS, BARE)}
         gc.collect()
         for n in range(rounds):
+            # The bare driver's same two statements' worth, on a 10-message chat of its own.
+            start = time.perf_counter()
+            position = await floor.commit(bare_fence.chat_id, bare_position, n)
+            commit[BARE].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            assert await floor.load(bare_fence.chat_id, bare_position) == 2
+            load[BARE].append(time.perf_counter() - start)
+            bare_position = position
             order = LENGTHS if n % 2 else tuple(reversed(LENGTHS))
             for length in order:
                 fence, position = chats[length]
@@ -92,31 +109,45 @@ async def _measure(url: str, data_dir: Path, rounds: int) -> dict[int, tuple[flo
                 statistics.median(commit[length]) * 1000,
                 statistics.median(load[length]) * 1000,
             )
-            for length in LENGTHS
+            for length in (*LENGTHS, BARE)
         }
     finally:
+        await floor.close()
         await store.close()
 
 
-def _report(engine: str, figures: dict[int, tuple[float, float]]) -> None:
+def _report(engine: str, figures: dict[int | str, tuple[float, float]]) -> None:
     base_commit, base_load = figures[LENGTHS[0]]
+    bare_commit, bare_load = figures[BARE]
     for length, (commit, load) in figures.items():
+        if length == BARE:
+            continue
         print(
             f"  {engine:<10} {length:>6} msgs   commit {commit:6.3f} ms "
             f"({commit / base_commit:4.2f}x)   load new {load:6.3f} ms ({load / base_load:4.2f}x)"
         )
+    print(
+        f"  {engine:<10} bare driver   commit {bare_commit:6.3f} ms: the store "
+        f"{base_commit / bare_commit:4.2f}x (target <= {VS_BARE:.0f}x)   load new "
+        f"{bare_load:6.3f} ms: the store {base_load / bare_load:4.2f}x "
+        f"(target <= {LOAD_TARGET_MS} ms)"
+    )
 
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
     print(f"store commit_step + incremental load_history, median of {rounds} interleaved rounds")
     with tempfile.TemporaryDirectory(prefix="chatd-bench-") as tmp:
-        sqlite = asyncio.run(_measure(f"sqlite+aiosqlite:///{tmp}/bench.db", Path(tmp), rounds))
+        path = f"{tmp}/bench.db"
+        sqlite = asyncio.run(
+            _measure(f"sqlite+aiosqlite:///{path}", Path(tmp), rounds, SqliteFloor(path))
+        )
         _report("sqlite", sqlite)
         cluster = TemporaryPostgres(durable=True)
         cluster.start()
         try:
-            postgres = asyncio.run(_measure(cluster.url(), Path(tmp), rounds))
+            floor = PostgresFloor(str(cluster.socket_dir), SUPERUSER, "postgres")
+            postgres = asyncio.run(_measure(cluster.url(), Path(tmp), rounds, floor))
         finally:
             cluster.stop()
         _report("postgresql", postgres)
