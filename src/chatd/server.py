@@ -204,8 +204,8 @@ class Replica:
         if self.store.db.is_sqlite:
             return
         pubsub = PgPubSub(self.store.db.url, origin=self.worker.worker_id)
-        pubsub.handler = self.worker.on_notification
-        pubsub.on_reconnect = self.worker.resync
+        pubsub.handler = self.worker.peers.on_notification
+        pubsub.on_reconnect = self.worker.peers.resync
         self.store.notifier = pubsub
         self.worker.shared_database = True
         self.pubsub = pubsub

@@ -5,8 +5,8 @@ wake-up, starts one `ChatRunner` per claimed chat, renews their leases, stops a
 runner whose lease it could not renew, sweeps expired requires_action deadlines,
 and keeps unowned chats' streams up to date (spec §4). In-process wake-ups come
 from the store's commit listener; other replicas' commits arrive as notifications
-(`on_notification`, PostgreSQL LISTEN/NOTIFY), repaired by a periodic sync of
-the owned chats and by the relay's poll of the log for watched chats.
+(PostgreSQL LISTEN/NOTIFY), repaired by a periodic sync of
+the owned chats and by the relay's poll of the log for watched chats (`peers.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from chatd.stream.relay import Relay
 from chatd.stream.watch import ChatListWatch
 from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools, sandbox_for_settings
 from chatd.worker.admission import Admission
+from chatd.worker.peers import PeerCommits
 from chatd.worker.runner import ChatRunner
 from chatd.worker.titles import TitleWriter
 from chatd.worker.unowned import UnownedSync
@@ -74,12 +75,22 @@ class Worker:
         self.draining = False
         self.admission = Admission(settings)
         self._tasks: list[asyncio.Task[None]] = []
-        self._refreshing: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self.unowned = UnownedSync(store, hub, self.wake, self._spawn)
         # Pending chats the next acquisition should claim before anyone syncs them.
         self._claim_first: set[str] = set()
         self.titles = TitleWriter(self)
+        # Other replicas' commits (PostgreSQL NOTIFY): `connect_replicas` wires them here.
+        self.peers = PeerCommits(
+            store=store,
+            hub=hub,
+            relay=self.relay,
+            list_watch=self.list_watch,
+            runners=self.runners,
+            wake=self.wake,
+            spawn=self._spawn,
+            chat_deleted=self.chat_deleted,
+        )
         self._last_renewal = time.monotonic()
         # True when other processes commit to the same database (PostgreSQL with a
         # listener): then owned chats are also re-read every sync interval.
@@ -147,74 +158,6 @@ class Worker:
             and running < self.settings.max_concurrent_chats
             and self.admission.admitting(running)
         )
-
-    # --- other replicas' commits (PostgreSQL NOTIFY) ----------------------------------
-
-    def on_notification(self, channel: str, data: dict[str, Any]) -> None:
-        """A hint from another replica (spec §5.7); versions and seqs decide what it means."""
-        if channel == "chatd_wake":
-            self.wake.set()
-        elif channel == "chatd_events":
-            for chat_id, seq in data.get("e", ()):
-                self.relay.on_events(str(chat_id), int(seq))
-        elif channel == "chatd_chat" and data.get("deleted"):
-            # Deleted on another replica: end this replica's streams and tell list watchers.
-            chat_id, owner_id = str(data.get("c")), str(data.get("u"))
-            self.hub.close_chat(chat_id, "deleted")
-            self.list_watch.publish_deleted(owner_id, chat_id)
-            self.chat_deleted(chat_id)
-        elif channel == "chatd_chat":
-            chat_id = str(data.get("c"))
-            if data.get("s") == ChatStatus.PENDING:
-                self.wake.set()
-            runner = self.runners.get(chat_id)
-            newer = runner is not None and int(data.get("v", 0)) > runner.chat.snapshot_version
-            if newer or self.list_watch.has_watchers(str(data.get("u"))):
-                self._refresh(chat_id)
-
-    def _refresh(self, chat_id: str) -> None:
-        """Read the chat and hand it to its runner and the list watchers (one read at a time)."""
-        if chat_id in self._refreshing:
-            return
-        self._refreshing.add(chat_id)
-        self._spawn(self._read_and_deliver(chat_id))
-
-    async def _read_and_deliver(self, chat_id: str) -> None:
-        try:
-            chats = await self.store.get_chats([chat_id])
-        except Exception:
-            log.warning("chat %s: reading a changed chat failed; the sync repairs it", chat_id)
-            return
-        finally:
-            self._refreshing.discard(chat_id)
-        for chat in chats:
-            self._deliver(chat)
-            self.list_watch.publish(chat)
-
-    def _deliver(self, chat: Chat) -> None:
-        runner = self.runners.get(chat.id)
-        if runner is not None and not runner.releasing:
-            runner.on_snapshot(chat)
-
-    def resync(self) -> None:
-        """The listener reconnected: notifications sent meanwhile are lost; catch up."""
-        self.wake.set()
-        self.relay.resync()
-        self._spawn(self.sync_owned())
-
-    async def sync_owned(self) -> None:
-        """Read every owned chat in one query and hand newer snapshots to their runners.
-
-        This is what makes a lost notification harmless: an interrupt committed on
-        another replica reaches the runner within one sync interval at worst.
-        """
-        runners = dict(self.runners)
-        if not runners:
-            return
-        for chat in await self.store.get_chats(list(runners)):
-            runner = runners[chat.id]
-            if chat.snapshot_version > runner.chat.snapshot_version:
-                self._deliver(chat)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -372,7 +315,7 @@ class Worker:
             if not self.shared_database:
                 continue  # one process: the in-process commit listener misses nothing
             try:
-                await self.sync_owned()
+                await self.peers.sync_owned()
             except asyncio.CancelledError:
                 raise
             except Exception as err:
