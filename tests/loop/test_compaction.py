@@ -522,6 +522,7 @@ async def test_model_reported_context_window_beats_the_configured_limit() -> Non
 # The limit comes from `context_limit_fallback` as upstream's ContextLimitFallback.
 
 HELLO = [user("hello")]
+TOOL_CALLS = FinishReason.TOOL_CALLS
 COMPACTED = [Message(Role.SYSTEM, [TextPart("compacted system")]), user("compacted user")]
 
 
@@ -729,8 +730,6 @@ async def test_upstream_triggers_on_dynamic_tool_exit() -> None:
 
 # --- beyond upstream's subtests: the same rules at their edges --------------------------
 
-TOOL_CALLS = FinishReason.TOOL_CALLS
-
 
 async def test_re_entry_is_bounded_at_three() -> None:
     # A model that ends every step above the threshold: one first pass and
@@ -771,6 +770,22 @@ async def test_a_failed_compaction_after_a_step_is_not_retried_before_the_next()
     assert await up.run(max_steps=5) is RunOutcome.FINISHED
     assert attempts == 1 and len(up.errors) == 1
     assert len(up.model.calls) == 2
+
+
+async def test_a_failed_compaction_after_the_last_step_is_not_tried_again_after_it() -> None:
+    # Upstream would summarise twice here (after the step, then after the run): the
+    # check after the run only looks at what no check after a step has seen.
+    up = _Upstream(_text_step(80))
+    attempts = 0
+
+    async def failing(_call: Call) -> GenerateResponse:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("generate failed")
+
+    up.model.generate_fn = failing
+    assert await up.run(max_steps=5) is RunOutcome.FINISHED
+    assert attempts == 1 and len(up.errors) == 1
 
 
 async def test_interrupt_during_compaction_after_a_step_persists_nothing_more() -> None:

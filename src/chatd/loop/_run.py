@@ -252,16 +252,18 @@ class _Run:
         outcome = RunOutcome.MAX_STEPS
         steps = 0
         for reentry in range(MAX_COMPACTION_REENTRIES + 1):
-            compacted_in_pass = compacted_last = stopped = False
+            compacted_in_pass = stopped = False
+            compacted_last: bool | None = None
             while steps < self.max_steps and not stopped:
                 steps += 1
                 history, should_continue, compacted_last = await self._step(history)
-                compacted_in_pass |= compacted_last
+                compacted_in_pass |= bool(compacted_last)
                 stopped = not should_continue
                 outcome = RunOutcome.MAX_STEPS if should_continue else RunOutcome.FINISHED
-            if not compacted_in_pass:
-                # The check after the run: a final step that persisted nothing was
-                # not checked, nor the history a re-entry with no steps left holds.
+            if compacted_last is None and not compacted_in_pass:
+                # The check after the run, on the last usage reported: for a last
+                # step that persisted nothing (so was not checked), or a re-entry
+                # that had no step left.
                 history, compacted_last = await self._compact_after(
                     history, self.last_usage, self.last_limit
                 )
@@ -269,9 +271,10 @@ class _Run:
                 return outcome
         return outcome
 
-    async def _step(self, history: list[Message]) -> tuple[list[Message], bool, bool]:
+    async def _step(self, history: list[Message]) -> tuple[list[Message], bool, bool | None]:
         """One step: (the history after it, whether the model wants another, whether the
-        history was compacted after it)."""
+        history was compacted after it; None when the step persisted nothing, so was
+        not checked)."""
         o = self.o
         self.steps_total.inc()
         step_start = self.clock.now()
@@ -316,7 +319,7 @@ class _Run:
         if self.persistable_content is not None:
             content = self.persistable_content(content)
         if not content and not dynamic:
-            return history, False, False  # the model said nothing: nothing to persist
+            return history, False, None  # the model said nothing: nothing to persist
         step = PersistedStep(
             content=content,
             usage=state.usage,
