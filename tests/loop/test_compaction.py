@@ -547,6 +547,17 @@ class _Upstream:
         self.order: list[str] = []
         self.recorder = Recorder()
 
+    def fail_summaries(self) -> list[int]:
+        """Make every summary fail; the returned list holds how many were asked for."""
+        attempts = [0]
+
+        async def failing(_call: Call) -> GenerateResponse:
+            attempts[0] += 1
+            raise RuntimeError("generate failed")
+
+        self.model.generate_fn = failing
+        return attempts
+
     async def _persist_compaction(self, result: CompactionResult) -> None:
         self.order.append("persist")
         self.compactions.append(result)
@@ -669,11 +680,7 @@ async def test_upstream_errors_are_reported() -> None:
     # ErrorsAreReported: a step that persists nothing is checked after the run; the
     # failed summary reaches on_error and is published as the compaction's error result.
     up = _Upstream([finish(usage=Usage(input_tokens=80))])
-
-    async def failing(_call: Call) -> GenerateResponse:
-        raise RuntimeError("generate failed")
-
-    up.model.generate_fn = failing
+    up.fail_summaries()
     assert await up.run(max_steps=1) is RunOutcome.FINISHED
     [error] = up.errors
     assert "generate summary text" in str(error)
@@ -759,16 +766,9 @@ async def test_a_failed_compaction_after_a_step_is_not_retried_before_the_next()
     # Upstream tries once per step: the check before the next step (chatd's) does not
     # summarise again a history that has just failed to compact.
     up = _Upstream(_read_file_step(80), _text_step(20))
-    attempts = 0
-
-    async def failing(_call: Call) -> GenerateResponse:
-        nonlocal attempts
-        attempts += 1
-        raise RuntimeError("generate failed")
-
-    up.model.generate_fn = failing
+    attempts = up.fail_summaries()
     assert await up.run(max_steps=5) is RunOutcome.FINISHED
-    assert attempts == 1 and len(up.errors) == 1
+    assert attempts == [1] and len(up.errors) == 1
     assert len(up.model.calls) == 2
 
 
@@ -776,16 +776,9 @@ async def test_a_failed_compaction_after_the_last_step_is_not_tried_again_after_
     # Upstream would summarise twice here (after the step, then after the run): the
     # check after the run only looks at what no check after a step has seen.
     up = _Upstream(_text_step(80))
-    attempts = 0
-
-    async def failing(_call: Call) -> GenerateResponse:
-        nonlocal attempts
-        attempts += 1
-        raise RuntimeError("generate failed")
-
-    up.model.generate_fn = failing
+    attempts = up.fail_summaries()
     assert await up.run(max_steps=5) is RunOutcome.FINISHED
-    assert attempts == 1 and len(up.errors) == 1
+    assert attempts == [1] and len(up.errors) == 1
 
 
 async def test_interrupt_during_compaction_after_a_step_persists_nothing_more() -> None:

@@ -11,17 +11,8 @@ from typing import Any
 
 import pytest
 
-from chatd.loop import (
-    ProviderTool,
-    RunOptions,
-    RunOutcome,
-    Tool,
-    ToolCall,
-    ToolDefinition,
-    ToolResponse,
-    run,
-    to_response_messages,
-)
+from chatd.loop import RunOptions, RunOutcome, run, to_response_messages
+from chatd.protocols import ProviderTool, Tool, ToolCall, ToolDefinition, ToolResponse
 from chatd.types import (
     FinishReason,
     Message,
