@@ -641,6 +641,26 @@ async def test_run_sanitizes_a_web_search_before_the_continuation() -> None:
     assert prompt_calls == ["c1"]
 
 
+async def test_run_drops_an_unpaired_server_tool_before_the_requires_action_persist() -> None:
+    # Upstream sanitises the step it hands to the client ("dynamic_tool_persist") too.
+    model = scripted_model(
+        [
+            *tool_call("ws1", "web_search", provider_executed=True),
+            *tool_call("c1", "client_tool"),
+            finish(FinishReason.TOOL_CALLS),
+        ],
+        model_type=ClaudeShaped,
+    )
+    steps = Steps()
+    outcome = await run(
+        RunOptions(model=model, dynamic_tool_names={"client_tool"}, persist_step=steps)
+    )
+    assert outcome is RunOutcome.REQUIRES_ACTION
+    [step] = steps
+    assert [p.tool_call_id for p in step.content if isinstance(p, ToolCallPart)] == ["c1"]
+    assert [c.tool_call_id for c in step.pending_dynamic_tool_calls] == ["c1"]
+
+
 async def _interrupted_run(parts: list[StreamPart]) -> Steps:
     streamed = asyncio.Event()
 
