@@ -33,6 +33,7 @@ __all__ = [
     "Model",
     "ModelHooks",
     "ModelSettings",
+    "ProviderTool",
     "Tool",
     "ToolCall",
     "ToolDefinition",
@@ -45,12 +46,29 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ToolDefinition:
-    """A tool as the model sees it: name, description and a JSON-schema object for its input."""
+    """A tool as the model sees it.
+
+    A function tool (the default) has a description and a JSON-schema object for
+    its input. A provider-defined tool (web search, computer use) names instead the
+    provider's own tool type as `"<provider>.<type>"` in `provider_type`, e.g.
+    `"anthropic.web_search_20250305"`, and carries that type's settings in
+    `provider_args`; that provider's adapter sends it in the provider's own shape.
+    """
 
     name: str
-    description: str
-    input_schema: dict[str, Any]
+    description: str = ""
+    input_schema: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
     provider_options: dict[str, Any] = field(default_factory=dict)
+    provider_type: str = ""
+    provider_args: dict[str, Any] = field(default_factory=dict)
+
+    def provider_defined_type(self, provider: str) -> str | None:
+        """The tool type of `provider` this definition names, or None (a function tool, or
+        another provider's tool)."""
+        prefix, _, kind = self.provider_type.partition(".")
+        return kind if prefix == provider and kind else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +240,23 @@ class Tool:
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     provider_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTool:
+    """A provider-native tool: `definition` goes to the provider as it is.
+
+    Without a `runner` the provider executes its calls (web search) and the loop
+    never runs them. With one, the loop runs its calls locally (computer use), even
+    when its name is not in `active_tools`. `result_provider_metadata`, given a
+    successful runner response, returns provider metadata for the result (e.g.
+    `{"openai": {"detail": "original"}}`); the result carries it back to the model
+    in the next request. `None` or `{}` adds nothing.
+    """
+
+    definition: ToolDefinition
+    runner: Tool | None = None
+    result_provider_metadata: Callable[[ToolResponse], dict[str, Any] | None] | None = None
 
 
 def _valid_utf8(text: str) -> str:

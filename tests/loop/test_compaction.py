@@ -25,6 +25,7 @@ from chatd.loop import (
     to_response_messages,
 )
 from chatd.loop.compaction import (
+    MAX_COMPACTION_REENTRIES,
     MAX_COMPACTIONS_PER_STEP,
     CompactionOptions,
     CompactionResult,
@@ -511,3 +512,285 @@ async def test_model_reported_context_window_beats_the_configured_limit() -> Non
     model = _model_with_usage(steps)
     _, _, persisted = await _run_two_steps(69, CompactionOptions(context_limit=100), reg, model)
     assert persisted == []
+
+
+# --- upstream TestRun_Compaction (chatloop compaction_test.go), one for one ------------
+#
+# Upstream checks compaction after every persisted step on the usage that step
+# reported, once more after the run when no step compacted, and re-enters the
+# step loop when the model stopped on a step whose history was then compacted.
+# The limit comes from `context_limit_fallback` as upstream's ContextLimitFallback.
+
+HELLO = [user("hello")]
+TOOL_CALLS = FinishReason.TOOL_CALLS
+COMPACTED = [Message(Role.SYSTEM, [TextPart("compacted system")]), user("compacted user")]
+
+
+def _text_step(tokens: int, body: str = "done") -> list[StreamPart]:
+    return [*text("t", body), finish(usage=Usage(input_tokens=tokens, total_tokens=tokens + 5))]
+
+
+def _read_file_step(tokens: int) -> list[StreamPart]:
+    usage = Usage(input_tokens=tokens, total_tokens=tokens + 5)
+    return [*tool_call("tc-1", "read_file"), finish(FinishReason.TOOL_CALLS, usage)]
+
+
+class _Upstream:
+    """One upstream-style run: counts compactions and reloads, records what was published."""
+
+    def __init__(self, *steps: Sequence[StreamPart], reloaded: Sequence[Message] = HELLO) -> None:
+        self.model = _model_with_usage(steps, summary="summary text for compaction")
+        self.reloaded = list(reloaded)
+        self.compactions: list[CompactionResult] = []
+        self.reloads = 0
+        self.errors: list[BaseException] = []
+        self.order: list[str] = []
+        self.recorder = Recorder()
+
+    def fail_summaries(self) -> list[int]:
+        """Make every summary fail; the returned list holds how many were asked for."""
+        attempts = [0]
+
+        async def failing(_call: Call) -> GenerateResponse:
+            attempts[0] += 1
+            raise RuntimeError("generate failed")
+
+        self.model.generate_fn = failing
+        return attempts
+
+    async def _persist_compaction(self, result: CompactionResult) -> None:
+        self.order.append("persist")
+        self.compactions.append(result)
+
+    async def _reload(self) -> list[Message]:
+        self.reloads += 1
+        return list(self.reloaded)
+
+    def _publish(self, _role: object, part: object) -> None:
+        if isinstance(part, ToolCallPart | ToolResultPart) and part.tool_name == "chat_summarized":
+            kind = "call" if isinstance(part, ToolCallPart) else "result"
+            self.order.append(f"publish_tool_{kind}")
+            self.published.append(part)
+
+    async def run(self, max_steps: int = 1, **options: object) -> RunOutcome:
+        self.published: list[ToolCallPart | ToolResultPart] = []
+        generate = self.model.generate_fn
+
+        async def tracked(call: Call) -> GenerateResponse:
+            self.order.append("generate")
+            assert generate is not None
+            return await generate(call)
+
+        self.model.generate_fn = tracked
+        return await run(
+            RunOptions(
+                model=self.model,
+                messages=list(HELLO),
+                tools=[_echo_tool(), _echo_tool_named("read_file")],  # type: ignore[list-item]
+                max_steps=max_steps,
+                persist_step=self.recorder,
+                publish_message_part=self._publish,
+                context_limit_fallback=100,
+                reload_messages=self._reload,
+                compaction=CompactionOptions(
+                    threshold_percent=70,
+                    summary_prompt="summarize now",
+                    persist=self._persist_compaction,
+                    on_error=self.errors.append,
+                ),
+                **options,  # type: ignore[arg-type]
+            )
+        )
+
+
+def _echo_tool_named(name: str) -> object:
+    from chatd.loop import Tool
+
+    return Tool(name, "", _echo)  # type: ignore[arg-type]
+
+
+async def test_upstream_persists_when_threshold_reached() -> None:
+    # PersistsWhenThresholdReached: the only step (80 of 100) compacts after it; the
+    # re-entry finds no step left, and the check after the run compacts once more on
+    # that step's usage, as upstream does.
+    up = _Upstream(_text_step(80))
+    assert await up.run(max_steps=1) is RunOutcome.FINISHED
+    assert len(up.compactions) == 2
+    result = up.compactions[-1]
+    assert "summary text for compaction" in result.system_summary
+    assert result.summary_report == "summary text for compaction"
+    assert (result.context_tokens, result.context_limit) == (80, 100)
+    assert result.usage_percent == pytest.approx(80.0)
+    assert len(up.model.calls) == 1 and len(up.recorder.steps) == 1
+
+
+async def test_upstream_summary_request_ends_with_the_summary_prompt() -> None:
+    # PersistsWhenThresholdReached's GenerateFn: the summary call's last message is
+    # the user's summary prompt, and no tools may be called.
+    prompts: list[Call] = []
+    up = _Upstream(_text_step(80))
+    summarize = up.model.generate_fn
+    assert summarize is not None
+
+    async def recording(call: Call) -> GenerateResponse:
+        prompts.append(call)
+        return await summarize(call)
+
+    up.model.generate_fn = recording
+    await up.run(max_steps=1)
+    last = prompts[0].prompt[-1]
+    assert last.role == Role.USER and last.content == [TextPart("summarize now")]
+    assert prompts[0].tool_choice == "none"
+
+
+async def test_upstream_publishes_parts_before_and_after_persist() -> None:
+    # PublishesPartsBeforeAndAfterPersist: each compaction publishes its tool call,
+    # summarises, persists, then publishes its result.
+    up = _Upstream(_text_step(80))
+    await up.run(max_steps=1)
+    assert up.order == ["publish_tool_call", "generate", "persist", "publish_tool_result"] * 2
+
+
+async def test_upstream_publish_not_called_below_threshold() -> None:
+    # PublishNotCalledBelowThreshold.
+    up = _Upstream([finish(usage=Usage(input_tokens=10))])
+    await up.run(max_steps=1)
+    assert up.published == [] and up.compactions == []
+
+
+async def test_upstream_mid_loop_compaction_reloads_messages() -> None:
+    # MidLoopCompactionReloadsMessages: the tool step (80 of 100) compacts after it;
+    # the next step is sent the reloaded history.
+    up = _Upstream(_read_file_step(80), _text_step(30), reloaded=COMPACTED)
+    assert await up.run(max_steps=5) is RunOutcome.FINISHED
+    assert len(up.compactions) == 1 and up.reloads == 1
+    assert len(up.model.calls) == 2
+    assert up.model.calls[1].prompt == COMPACTED
+
+
+async def test_upstream_post_run_compaction_skipped_after_mid_loop() -> None:
+    # PostRunCompactionSkippedAfterMidLoop: a pass that compacted after a step is not
+    # checked again after the run.
+    up = _Upstream(_read_file_step(80), _text_step(20), reloaded=COMPACTED)
+    await up.run(max_steps=5)
+    assert len(up.compactions) == 1
+
+
+async def test_upstream_errors_are_reported() -> None:
+    # ErrorsAreReported: a step that persists nothing is checked after the run; the
+    # failed summary reaches on_error and is published as the compaction's error result.
+    up = _Upstream([finish(usage=Usage(input_tokens=80))])
+    up.fail_summaries()
+    assert await up.run(max_steps=1) is RunOutcome.FINISHED
+    [error] = up.errors
+    assert "generate summary text" in str(error)
+    call, result = up.published
+    assert isinstance(call, ToolCallPart) and isinstance(result, ToolResultPart)
+    assert result.is_error and result.tool_call_id == call.tool_call_id
+    assert up.compactions == []
+
+
+async def test_upstream_post_run_compaction_re_enters_step_loop() -> None:
+    # PostRunCompactionReEntersStepLoop: the model stopped on a step the history was
+    # compacted after, so it gets another step on the summary.
+    up = _Upstream(
+        _text_step(80, "initial response"),
+        _text_step(20, "continued after compaction"),
+        reloaded=COMPACTED,
+    )
+    assert await up.run(max_steps=5) is RunOutcome.FINISHED
+    assert len(up.compactions) == 1 and up.reloads == 1
+    assert len(up.model.calls) == 2
+    assert [s.content[0] for s in up.recorder.steps] == [
+        TextPart("initial response"),
+        TextPart("continued after compaction"),
+    ]
+
+
+async def test_upstream_post_run_compaction_re_entry_includes_user_summary() -> None:
+    # PostRunCompactionReEntryIncludesUserSummary: the re-entry is sent the reloaded
+    # history, summary included (a user message in upstream's store).
+    stored = [
+        Message(Role.SYSTEM, [TextPart("system prompt")]),
+        user("Summary of earlier chat context:\n\ncompacted summary"),
+    ]
+    up = _Upstream(_text_step(80, "initial response"), _text_step(20, "continued"), reloaded=stored)
+    await up.run(max_steps=5)
+    assert len(up.model.calls) == 2
+    assert up.model.calls[1].prompt == stored
+
+
+async def test_upstream_triggers_on_dynamic_tool_exit() -> None:
+    # TriggersOnDynamicToolExit: the run hands a client tool over above the
+    # threshold, and compacts before it returns.
+    usage = Usage(input_tokens=80, total_tokens=85)
+    up = _Upstream(
+        [*tool_call("tc-1", "my_dynamic_tool", '{"query": "test"}'), finish(TOOL_CALLS, usage)]
+    )
+    outcome = await up.run(max_steps=5, dynamic_tool_names={"my_dynamic_tool"})
+    assert outcome is RunOutcome.REQUIRES_ACTION
+    assert len(up.compactions) == 1
+    assert "summary text for compaction" in up.compactions[0].system_summary
+    [step] = up.recorder.steps
+    assert [c.tool_name for c in step.pending_dynamic_tool_calls] == ["my_dynamic_tool"]
+
+
+# --- beyond upstream's subtests: the same rules at their edges --------------------------
+
+
+async def test_re_entry_is_bounded_at_three() -> None:
+    # A model that ends every step above the threshold: one first pass and
+    # MAX_COMPACTION_REENTRIES re-entries, each compacting after its only step.
+    up = _Upstream(_text_step(80))
+    assert await up.run(max_steps=10) is RunOutcome.FINISHED
+    assert MAX_COMPACTION_REENTRIES == 3
+    assert len(up.model.calls) == 1 + MAX_COMPACTION_REENTRIES
+    assert len(up.compactions) == 1 + MAX_COMPACTION_REENTRIES
+
+
+async def test_re_entries_count_against_max_steps() -> None:
+    up = _Upstream(_text_step(80))
+    assert await up.run(max_steps=2) is RunOutcome.FINISHED
+    assert len(up.model.calls) == 2
+
+
+async def test_compacts_before_a_stop_after_tool_ends_the_run() -> None:
+    usage = Usage(input_tokens=80)
+    up = _Upstream([*tool_call("tc-1", "echo"), finish(TOOL_CALLS, usage)])
+    outcome = await up.run(max_steps=5, stop_after_tools={"echo"})
+    assert outcome is RunOutcome.STOP_AFTER_TOOL
+    assert len(up.compactions) == 1 and len(up.model.calls) == 1
+
+
+async def test_a_failed_compaction_after_a_step_is_not_retried_before_the_next() -> None:
+    # Upstream tries once per step: the check before the next step (chatd's) does not
+    # summarise again a history that has just failed to compact.
+    up = _Upstream(_read_file_step(80), _text_step(20))
+    attempts = up.fail_summaries()
+    assert await up.run(max_steps=5) is RunOutcome.FINISHED
+    assert attempts == [1] and len(up.errors) == 1
+    assert len(up.model.calls) == 2
+
+
+async def test_a_failed_compaction_after_the_last_step_is_not_tried_again_after_it() -> None:
+    # Upstream would summarise twice here (after the step, then after the run): the
+    # check after the run only looks at what no check after a step has seen.
+    up = _Upstream(_text_step(80))
+    attempts = up.fail_summaries()
+    assert await up.run(max_steps=5) is RunOutcome.FINISHED
+    assert attempts == [1] and len(up.errors) == 1
+
+
+async def test_interrupt_during_compaction_after_a_step_persists_nothing_more() -> None:
+    interrupt = Interrupt()
+    up = _Upstream(_read_file_step(80), _text_step(20))
+
+    async def interrupted(_call: Call) -> GenerateResponse:
+        interrupt.interrupt()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    up.model.generate_fn = interrupted
+    assert await up.run(max_steps=5, interrupt=interrupt) is RunOutcome.INTERRUPTED
+    [step] = up.recorder.steps  # the step itself, persisted once, before the compaction
+    assert len(step.content) == 2 and up.compactions == [] and up.errors == []

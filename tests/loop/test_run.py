@@ -807,11 +807,20 @@ async def test_run_without_hooks_sends_and_persists_steps_as_they_are() -> None:
     assert [p.tool_call_id for p in persist.steps[0].content] == ["p1"]
 
 
-async def test_run_without_hooks_closes_an_interrupted_provider_tool_call() -> None:
-    persist = await _interrupted_run(tool_call("ws1", "web_search", provider_executed=True))
+async def test_run_interrupted_provider_executed_call_gets_no_synthetic_result() -> None:
+    # Upstream TestRun_AnthropicInterruptedWebSearchDoesNotPersistSyntheticResult, for
+    # a model without hooks: the loop can close local calls only (a web search's
+    # result is the provider's); dropping the call itself is the model's hook.
+    persist = await _interrupted_run(
+        [
+            *tool_call("ws1", "web_search", provider_executed=True),
+            *tool_call("c1", "read_file"),
+        ]
+    )
     [step] = persist.steps
-    assert [type(p) for p in step.content] == [ToolCallPart, ToolResultPart]
-    assert results_of(step.content)[0].is_error
+    assert [p.tool_call_id for p in step.content if isinstance(p, ToolCallPart)] == ["ws1", "c1"]
+    [result] = results_of(step.content)
+    assert result.tool_call_id == "c1" and result.is_error and not result.provider_executed
 
 
 async def _interrupted_run(

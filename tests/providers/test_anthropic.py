@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
+
 from chatd.errors import ErrorKind
 from chatd.loop import (
     Call,
@@ -15,6 +17,7 @@ from chatd.loop import (
     RunOutcome,
     Tool,
     ToolCall,
+    ToolDefinition,
     ToolResponse,
     run,
 )
@@ -410,6 +413,54 @@ async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> 
     assert (len(body["tools"]), body["tool_choice"]) == (1, {"type": "none"})
 
 
+async def test_provider_defined_tools_go_out_in_anthropics_own_shape(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "text")
+    web_search = ToolDefinition(
+        "web_search",
+        provider_type="anthropic.web_search_20250305",
+        provider_args={"max_uses": 3, "allowed_domains": ["example.com"]},
+    )
+    computer = ToolDefinition(
+        "computer",
+        provider_type="anthropic.computer_20250124",
+        provider_args={"display_width_px": 1024, "display_height_px": 768},
+        provider_options=CACHE,
+    )
+    elsewhere = ToolDefinition("web_search", provider_type="openai.web_search")
+    tools = [WEATHER, web_search, computer, elsewhere]
+    await drain(claude(server), Call(prompt=HELLO.prompt, tools=tools))
+    assert server.requests[0].json()["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "input_schema": WEATHER.input_schema,
+        },
+        {
+            "type": "web_search_20250305",
+            "name": "web_search",
+            "max_uses": 3,
+            "allowed_domains": ["example.com"],
+        },
+        {
+            "type": "computer_20250124",
+            "name": "computer",
+            "display_width_px": 1024,
+            "display_height_px": 768,
+            "cache_control": {"type": "ephemeral"},
+        },
+    ]
+
+
+async def test_only_another_providers_tools_send_no_tools_at_all(server: ReplayServer) -> None:
+    server.enqueue("anthropic", "text")
+    tools = [ToolDefinition("web_search", provider_type="openai.web_search")]
+    await drain(claude(server), Call(prompt=HELLO.prompt, tools=tools))
+    body = server.requests[0].json()
+    assert "tools" not in body and "tool_choice" not in body
+
+
 # --- the model hooks: Anthropic's quirks as the loop meets them -------------------------
 
 CACHE = {"anthropic": {"cache_control": {"type": "ephemeral"}}}
@@ -501,6 +552,70 @@ async def test_run_sanitizes_a_server_tool_in_history_before_the_request() -> No
     assert model.calls[0].prompt[0].content == [TextPart("hi")]
 
 
+async def test_run_drops_an_emptied_assistant_message_and_merges_the_user_turns() -> None:
+    # Upstream TestRun_AnthropicSanitizesProviderToolBeforeRequest.
+    history = [
+        Message(Role.USER, [TextPart("search for coder")]),
+        Message(
+            Role.ASSISTANT,
+            [ToolCallPart("ws-1", "web_search", '{"query":"coder"}', provider_executed=True)],
+        ),
+        Message(Role.USER, [TextPart("continue")]),
+    ]
+    model = scripted_model([*text("t", "done"), finish()], model_type=ClaudeShaped)
+    await run(RunOptions(model=model, messages=history, persist_step=Steps()))
+    [prompt] = model.calls[0].prompt
+    assert prompt.role == Role.USER
+    assert prompt.content == [TextPart("search for coder"), TextPart("continue")]
+
+
+def test_only_the_turns_around_a_dropped_message_merge() -> None:
+    orphan = Message(Role.ASSISTANT, [ToolCallPart("ws-1", "web_search", provider_executed=True)])
+    history = [
+        Message(Role.USER, [TextPart("a")]),
+        Message(Role.USER, [TextPart("b")]),
+        orphan,
+        orphan,
+        Message(Role.USER, [TextPart("c")]),
+        Message(Role.ASSISTANT, [TextPart("d")]),
+    ]
+    prompt = CLAUDE.prepare_prompt(history)
+    assert [m.content for m in prompt] == [
+        [TextPart("a")],
+        [TextPart("b"), TextPart("c")],
+        [TextPart("d")],
+    ]
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["tool enabled", "tool disabled"])
+async def test_run_keeps_a_paired_web_search_in_history(offered: bool) -> None:
+    # Upstream TestRun_AnthropicProviderToolPreRequestGuard, "allowed web search
+    # survives when provider tool is enabled" / "web search history survives when
+    # provider tool is disabled".
+    pair: list[MessagePart] = [
+        ToolCallPart("ws-1", "web_search", '{"query":"coder"}', provider_executed=True),
+        ToolResultPart("ws-1", "web_search", provider_executed=True),
+    ]
+    history = [
+        Message(Role.USER, [TextPart("search and read")]),
+        Message(Role.ASSISTANT, [*pair, ToolCallPart("tc-1", "read_file", "{}")]),
+        Message(Role.TOOL, [ToolResultPart("tc-1", "read_file", ToolResultText("file"))]),
+        Message(Role.USER, [TextPart("continue")]),
+    ]
+    web_search = ToolDefinition("web_search", provider_type="anthropic.web_search_20250305")
+    model = scripted_model([*text("t", "done"), finish()], model_type=ClaudeShaped)
+    await run(
+        RunOptions(
+            model=model,
+            messages=history,
+            provider_tools=[web_search] if offered else [],
+            persist_step=Steps(),
+        )
+    )
+    prompt = model.calls[0].prompt
+    assert [m.content for m in prompt] == [m.content for m in history]
+
+
 async def test_run_sanitizes_a_web_search_before_the_continuation() -> None:
     model = scripted_model(
         [
@@ -524,6 +639,26 @@ async def test_run_sanitizes_a_web_search_before_the_continuation() -> None:
         if isinstance(p, ToolCallPart)
     ]
     assert prompt_calls == ["c1"]
+
+
+async def test_run_drops_an_unpaired_server_tool_before_the_requires_action_persist() -> None:
+    # Upstream sanitises the step it hands to the client ("dynamic_tool_persist") too.
+    model = scripted_model(
+        [
+            *tool_call("ws1", "web_search", provider_executed=True),
+            *tool_call("c1", "client_tool"),
+            finish(FinishReason.TOOL_CALLS),
+        ],
+        model_type=ClaudeShaped,
+    )
+    steps = Steps()
+    outcome = await run(
+        RunOptions(model=model, dynamic_tool_names={"client_tool"}, persist_step=steps)
+    )
+    assert outcome is RunOutcome.REQUIRES_ACTION
+    [step] = steps
+    assert [p.tool_call_id for p in step.content if isinstance(p, ToolCallPart)] == ["c1"]
+    assert [c.tool_call_id for c in step.pending_dynamic_tool_calls] == ["c1"]
 
 
 async def _interrupted_run(parts: list[StreamPart]) -> Steps:

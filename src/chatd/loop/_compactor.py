@@ -1,9 +1,14 @@
 """When the loop compacts: token accounting between steps and the compaction sequence.
 
 `compaction.py` knows how to summarise; this module knows when, and what to do
-around it: publish progress, record the metric, persist (shielded), reload, and
-re-check at most `MAX_COMPACTIONS_PER_STEP` times so a model whose summaries do
-not shrink the prompt cannot loop forever.
+around it: publish progress, record the metric, persist (shielded), reload. Two
+checks: after a step, on the usage the provider reported for it (upstream's
+rule, `compact_after_step`), and before a step, on that usage plus an estimate of
+what was appended since (`maybe_compact`, which also catches a history that
+overflows before the first step). The check before a step re-checks at most
+`MAX_COMPACTIONS_PER_STEP` times, so a model whose summaries do not shrink the
+prompt cannot loop forever, and does not retry a compaction that just failed
+after the step. When to call which is the run's business (`_run.py`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from chatd.types import (
     ToolResultError,
     ToolResultPart,
     ToolResultText,
+    Usage,
 )
 
 __all__ = ["Compactor"]
@@ -77,6 +83,9 @@ class Compactor:
         self.usage_tokens: int | None = None
         self.usage_len = 0
         self.usage_bytes = 0
+        # False after a failed compaction after a step: the check before the next
+        # step then does not try again (it only fails a prompt that cannot fit).
+        self.retry_before_step = True
         self._ids = itertools.count(1)
 
     @property
@@ -117,14 +126,20 @@ class Compactor:
         return count(history)
 
     async def maybe_compact(self, history: list[Message]) -> list[Message]:
+        """Before a step: the history to send, compacted when the next prompt calls for it.
+
+        Raises `StreamError` (config) when the prompt exceeds the limit and could not
+        be compacted.
+        """
         options = self.options
         assert options is not None
+        retry, self.retry_before_step = self.retry_before_step, True
         for _ in range(MAX_COMPACTIONS_PER_STEP):
             limit = self.context_limit()
             tokens = self.next_prompt_tokens(history)
             if not should_compact(tokens, limit, options.normalized_threshold):
                 return history
-            result = await self._compact_once(history, tokens, limit)
+            result = await self._compact_once(history, tokens, limit) if retry else None
             if result is None:
                 if tokens > limit:
                     raise StreamError(
@@ -136,12 +151,35 @@ class Compactor:
                         ),
                     )
                 return history
-            if self.reload_messages is not None:
-                history = list(await self.reload_messages())
-            else:
-                history = list(result.messages)
-            self.usage_tokens = None  # until the next step reports real usage
+            history = await self._adopt(result)
         return history
+
+    async def compact_after_step(
+        self, history: list[Message], usage: Usage, metadata_limit: int | None
+    ) -> list[Message] | None:
+        """After a step: the compacted history when the step's reported usage reached the
+        threshold, else None (compaction off, below it, no usage reported, or it failed)."""
+        options = self.options
+        if options is None or not options.enabled:
+            return None
+        if metadata_limit:
+            self.model_limit = metadata_limit
+        tokens = usage.context_tokens()
+        limit = self.context_limit()
+        if not should_compact(tokens, limit, options.normalized_threshold):
+            return None
+        result = await self._compact_once(history, tokens, limit)
+        if result is None:
+            self.retry_before_step = False
+            return None
+        return await self._adopt(result)
+
+    async def _adopt(self, result: CompactionResult) -> list[Message]:
+        """The history after `result` was persisted: reloaded, or the compacted one."""
+        self.usage_tokens = None  # until the next step reports real usage
+        if self.reload_messages is not None:
+            return list(await self.reload_messages())
+        return list(result.messages)
 
     async def _compact_once(
         self, history: list[Message], tokens: int, limit: int

@@ -9,6 +9,7 @@ HTTP or a database: persistence, publishing and history reloads are callbacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -41,10 +42,10 @@ from chatd.loop._errors import (
 from chatd.loop._history import find_context_limit, to_response_messages
 from chatd.loop._stream import Publish, StepState, consume_stream
 from chatd.loop._tools import exclusive_policy_errors, run_tool
-from chatd.loop.compaction import CompactionOptions
+from chatd.loop.compaction import MAX_COMPACTION_REENTRIES, CompactionOptions
 from chatd.loop.metrics import Metrics, NopMetrics, estimate_prompt_size, tool_result_size
 from chatd.loop.retry import OnRetry, retry
-from chatd.protocols import Call, Model, ModelSettings, Tool, ToolDefinition
+from chatd.protocols import Call, Model, ModelSettings, ProviderTool, Tool, ToolDefinition
 from chatd.types import (
     FinishReason,
     Message,
@@ -55,6 +56,7 @@ from chatd.types import (
     ToolCallPart,
     ToolResultError,
     ToolResultPart,
+    Usage,
 )
 
 __all__ = ["PendingToolCall", "PersistedStep", "RunOptions", "RunOutcome", "run"]
@@ -96,8 +98,9 @@ class RunOptions:
     stop_after_tools: set[str] = field(default_factory=set)
     # Tools that must be the only call of their step.
     exclusive_tool_names: set[str] = field(default_factory=set)
-    # Definitions run by the provider itself (web search), sent as-is.
-    provider_tools: list[ToolDefinition] = field(default_factory=list)
+    # Provider-native tools, their definitions sent as they are: run by the provider
+    # (web search; a bare ToolDefinition is one) or by their `runner` here.
+    provider_tools: list[ProviderTool | ToolDefinition] = field(default_factory=list)
     settings: ModelSettings = field(default_factory=ModelSettings)
     provider_options: dict[str, Any] = field(default_factory=dict)
     context_limit_fallback: int = 0
@@ -192,11 +195,17 @@ class _Run:
         self.tools = {tool.name: tool for tool in opts.tools}
         active = set(opts.active_tools)
         self.active = active or set(self.tools)
+        provider_tools = [
+            t if isinstance(t, ProviderTool) else ProviderTool(t) for t in opts.provider_tools
+        ]
         self.definitions = [
             ToolDefinition(t.name, t.description, t.input_schema, t.provider_options)
             for t in opts.tools
             if t.name in self.active
-        ] + list(opts.provider_tools)
+        ] + [t.definition for t in provider_tools]
+        # Provider tools run here (computer use), by their runner's name: offered to
+        # the provider as they are, so runnable whatever `active_tools` says.
+        self.provider_runners = {t.runner.name: t for t in provider_tools if t.runner is not None}
         metrics = opts.metrics or _nop_metrics()
         self.metrics = metrics
         labels = (self.provider, model.model)
@@ -211,6 +220,9 @@ class _Run:
         # tool results finished so far.
         self.state = StepState()
         self.results: list[ToolResultPart | None] = []
+        # The usage and context limit the last step reported, for the check after the run.
+        self.last_usage = Usage()
+        self.last_limit: int | None = None
         # The prompt size of the history seen last step, so the next step only
         # measures what was appended (history grows by a step at a time).
         self._sized: tuple[Message, Message, int, int] | None = None
@@ -229,14 +241,40 @@ class _Run:
     # --- the step loop -----------------------------------------------------------------
 
     async def run(self) -> RunOutcome:
-        history = list(self.o.messages)
-        for _ in range(self.max_steps):
-            history, should_continue = await self._step(history)
-            if not should_continue:
-                return RunOutcome.FINISHED
-        return RunOutcome.MAX_STEPS
+        """Steps until the model stops or `max_steps` ran, then re-entry after compaction.
 
-    async def _step(self, history: list[Message]) -> tuple[list[Message], bool]:
+        Upstream's rule: when the history was compacted after the step on which the
+        model stopped (or by the check after the run, when no step of the pass
+        compacted), the model never saw the summary, so the step loop runs again on
+        it, at most `MAX_COMPACTION_REENTRIES` times and within `max_steps` overall.
+        """
+        history = list(self.o.messages)
+        outcome = RunOutcome.MAX_STEPS
+        steps = 0
+        for reentry in range(MAX_COMPACTION_REENTRIES + 1):
+            compacted_in_pass = stopped = False
+            compacted_last: bool | None = None
+            while steps < self.max_steps and not stopped:
+                steps += 1
+                history, should_continue, compacted_last = await self._step(history)
+                compacted_in_pass |= bool(compacted_last)
+                stopped = not should_continue
+                outcome = RunOutcome.MAX_STEPS if should_continue else RunOutcome.FINISHED
+            if compacted_last is None and not compacted_in_pass:
+                # The check after the run, on the last usage reported: for a last
+                # step that persisted nothing (so was not checked), or a re-entry
+                # that had no step left.
+                history, compacted_last = await self._compact_after(
+                    history, self.last_usage, self.last_limit
+                )
+            if not (stopped and compacted_last and reentry < MAX_COMPACTION_REENTRIES):
+                return outcome
+        return outcome
+
+    async def _step(self, history: list[Message]) -> tuple[list[Message], bool, bool | None]:
+        """One step: (the history after it, whether the model wants another, whether the
+        history was compacted after it; None when the step persisted nothing, so was
+        not checked)."""
         o = self.o
         self.steps_total.inc()
         step_start = self.clock.now()
@@ -267,17 +305,21 @@ class _Run:
             # task, see `_consume_and_run_tools`); what is left is publishing their results.
             state = await self._generate(call)
             should_continue = _wants_tools(state)
-            if should_continue:
-                await self._finish_tools(state)
+            dynamic = self._finish_tools(state) if should_continue else []
         except _Interrupted:
             await self._persist_interrupted()
             raise ChatInterrupted() from None
 
+        metadata_limit = (
+            find_context_limit(state.provider_metadata) if state.provider_metadata else None
+        )
+        self._compactor.observe_step(state, history, metadata_limit)
+        self.last_usage, self.last_limit = state.usage, metadata_limit
         content = state.content
         if self.persistable_content is not None:
             content = self.persistable_content(content)
-        if not content:
-            return history, False  # the model said nothing: nothing to persist
+        if not content and not dynamic:
+            return history, False, None  # the model said nothing: nothing to persist
         step = PersistedStep(
             content=content,
             usage=state.usage,
@@ -286,19 +328,35 @@ class _Run:
             runtime=self.clock.now() - step_start,
             tool_call_created_at=state.tool_call_created_at,
             tool_result_created_at=state.tool_result_created_at,
+            pending_dynamic_tool_calls=[
+                PendingToolCall(c.tool_call_id, c.tool_name, c.input) for c in dynamic
+            ],
         )
         await self._persist(step)
-        # A response chain continues one stored response; after the first step of
-        # the run the loop sends the history it holds instead (upstream's rule).
-        self._leave_chain_mode()
-        if self._stop_after_tool_succeeded(content):
-            raise StopAfterTool()
-        metadata_limit = (
-            find_context_limit(state.provider_metadata) if state.provider_metadata else None
-        )
-        self._compactor.observe_step(state, history, metadata_limit)
         history.extend(to_response_messages(content))
-        return history, should_continue
+        if not dynamic:
+            # A response chain continues one stored response; after the first step of
+            # the run the loop sends the history it holds instead (upstream's rule).
+            self._leave_chain_mode()
+        if dynamic or self._stop_after_tool_succeeded(content):
+            # The run ends here, before the checks after a step and after the run:
+            # compact now so the next turn does not start over the threshold.
+            with contextlib.suppress(_Interrupted):
+                await self._compactor.compact_after_step(history, state.usage, metadata_limit)
+            raise DynamicToolCall() if dynamic else StopAfterTool()
+        history, compacted = await self._compact_after(history, state.usage, metadata_limit)
+        return history, should_continue, compacted
+
+    async def _compact_after(
+        self, history: list[Message], usage: Usage, metadata_limit: int | None
+    ) -> tuple[list[Message], bool]:
+        """The check after a step (or after the run) on `usage`: the history to go on with
+        and whether it was compacted."""
+        try:
+            compacted = await self._compactor.compact_after_step(history, usage, metadata_limit)
+        except _Interrupted:
+            raise ChatInterrupted() from None  # the step itself is already persisted
+        return (history, False) if compacted is None else (compacted, True)
 
     def _prompt_size(self, history: list[Message]) -> int:
         sized = self._sized
@@ -476,10 +534,10 @@ class _Run:
         dynamic = self.o.dynamic_tool_names
         return [(i, c) for i, c in enumerate(local) if c.tool_name not in dynamic]
 
-    async def _finish_tools(self, state: StepState) -> None:
-        """Publish and append the results of the tools the attempt ran; hand dynamic calls over."""
+    def _finish_tools(self, state: StepState) -> list[ToolCallPart]:
+        """Publish and append the results of the tools the attempt ran; return the calls
+        left for the client (dynamic tools)."""
         local = [c for c in state.tool_calls if not c.provider_executed]
-        # The calls the attempt left without a result are the client's (dynamic tools).
         dynamic = [c for c, r in zip(local, self.results, strict=True) if r is None]
         results = [r for r in self.results if r is not None]
         for result in results:
@@ -488,18 +546,7 @@ class _Run:
             if self.o.publish_message_part is not None:
                 self.o.publish_message_part(Role.TOOL, result)
         state.content.extend(results)
-        if dynamic:
-            await self._persist(
-                PersistedStep(
-                    content=state.content,
-                    usage=state.usage,
-                    context_limit=self._context_limit(state),
-                    pending_dynamic_tool_calls=[
-                        PendingToolCall(c.tool_call_id, c.tool_name, c.input) for c in dynamic
-                    ],
-                )
-            )
-            raise DynamicToolCall()
+        return dynamic
 
     async def _run_tools(self, calls: list[tuple[int, ToolCallPart]]) -> None:
         if len(calls) == 1:
@@ -510,18 +557,29 @@ class _Run:
                 group.create_task(self._run_one_tool(index, call))
 
     async def _run_one_tool(self, index: int, call: ToolCallPart) -> None:
-        tool = self.tools.get(call.tool_name)
-        metadata = ""
-        if tool is not None and call.tool_name not in self.active:
-            output: Any = ToolResultError(f"Tool not active in this turn: {call.tool_name}")
-        elif tool is None:
-            output = ToolResultError(f"Tool not found: {call.tool_name}")
+        provider_tool = self.provider_runners.get(call.tool_name)
+        tool = provider_tool.runner if provider_tool is not None else self.tools.get(call.tool_name)
+        metadata, provider_metadata = "", None
+        if tool is None:
+            output: Any = ToolResultError(f"Tool not found: {call.tool_name}")
+        elif provider_tool is None and call.tool_name not in self.active:
+            output = ToolResultError(f"Tool not active in this turn: {call.tool_name}")
         else:
-            output, metadata = await run_tool(tool, call)
-        self.results[index] = self._result(call, output, metadata, self.clock.utcnow())
+            response = await run_tool(tool, call)
+            output, metadata = response.to_output(), response.metadata
+            callback = provider_tool.result_provider_metadata if provider_tool else None
+            if callback is not None and not isinstance(output, ToolResultError):
+                provider_metadata = callback(response)
+        at = self.clock.utcnow()
+        self.results[index] = self._result(call, output, metadata, at, provider_metadata)
 
     def _result(
-        self, call: ToolCallPart, output: Any, metadata: str, at: datetime
+        self,
+        call: ToolCallPart,
+        output: Any,
+        metadata: str,
+        at: datetime,
+        provider_metadata: dict[str, Any] | None = None,
     ) -> ToolResultPart:
         result = ToolResultPart(
             tool_call_id=call.tool_call_id,
@@ -529,6 +587,7 @@ class _Run:
             output=output,
             client_metadata=metadata,
             created_at=at,
+            provider_metadata=provider_metadata or {},
         )
         name = call.tool_name or "unknown"
         sizes = self.result_sizes.get(name)
@@ -570,7 +629,11 @@ class _Run:
             raise PersistStepError(f"persist step: {err}") from err
 
     async def _persist_interrupted(self) -> None:
-        """Persist what the interrupted step had, shielded from cancellation."""
+        """Persist what the interrupted step had, shielded from cancellation.
+
+        Every local tool call left without a result gets an error result saying it
+        was interrupted.
+        """
         state = self.state
         state.flush_open_blocks()
         done = {r.tool_call_id: r for r in self.results if r is not None}
@@ -582,7 +645,9 @@ class _Run:
             return
         has_result = {p.tool_call_id for p in content if isinstance(p, ToolResultPart)}
         for call in [p for p in content if isinstance(p, ToolCallPart)]:
-            if not call.tool_call_id or call.tool_call_id in has_result:
+            # A provider-executed call's result only the provider can give (web search
+            # results carry its metadata): no synthetic result for it.
+            if not call.tool_call_id or call.tool_call_id in has_result or call.provider_executed:
                 continue
             result = done.get(call.tool_call_id)
             if result is None:

@@ -9,28 +9,24 @@ from __future__ import annotations
 
 import asyncio
 
-from chatd.protocols import Tool, ToolCall
-from chatd.types import ToolCallPart, ToolResultError, ToolResultOutput
+from chatd.protocols import Tool, ToolCall, ToolResponse
+from chatd.types import ToolCallPart
 
 __all__ = ["exclusive_policy_errors", "run_tool"]
 
 
-async def run_tool(tool: Tool, call: ToolCallPart) -> tuple[ToolResultOutput, str]:
-    """Run one tool, turning every failure except cancellation into an error output.
-
-    Returns the output and the client metadata.
-    """
+async def run_tool(tool: Tool, call: ToolCallPart) -> ToolResponse:
+    """Run one tool, turning every failure except cancellation into an error response."""
     try:
-        response = await tool.run(ToolCall(call.tool_call_id, call.tool_name, call.input))
+        return await tool.run(ToolCall(call.tool_call_id, call.tool_name, call.input))
     except asyncio.CancelledError:
         raise
     except Exception as err:
-        return ToolResultError(str(err) or type(err).__name__), ""
+        return ToolResponse.error(str(err) or type(err).__name__)
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt | SystemExit):
             raise
-        return ToolResultError(f"tool panicked: {err!r}"), ""
-    return response.to_output(), response.metadata
+        return ToolResponse.error(f"tool panicked: {err!r}")
 
 
 def exclusive_policy_errors(

@@ -1,10 +1,11 @@
 """Context compaction: summarise a long history so the chat fits its model's context window.
 
-When the next prompt would use at least `threshold_percent` of the context limit,
-the loop asks the same model for a summary (90 s timeout) and continues with the
-system prompts, the summary (a system message of kind "summary") and the most
-recent messages that fit `keep_recent_percent` of the limit, cut only where a
-tool call and its result stay together. What the summary replaced is the
+When a step's reported usage reaches `threshold_percent` of the context limit (or,
+before a step, the next prompt would), the loop asks the same model for a summary
+(90 s timeout) and continues with the system prompts, the summary (a system
+message of kind "summary") and the most recent messages that fit
+`keep_recent_percent` of the limit, cut only where a tool call and its result
+stay together. What the summary replaced is the
 persistence layer's business: it hides those messages, it never deletes them.
 
 This module holds the decision (`should_compact`), the cut (`kept_tail_start`) and
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_THRESHOLD_PERCENT",
     "DEFAULT_TIMEOUT",
     "MAX_COMPACTIONS_PER_STEP",
+    "MAX_COMPACTION_REENTRIES",
     "CompactionError",
     "CompactionOptions",
     "CompactionResult",
@@ -45,8 +47,13 @@ DEFAULT_THRESHOLD_PERCENT = 70
 DEFAULT_TIMEOUT = 90.0
 # The most recent messages kept verbatim may use at most this share of the limit.
 DEFAULT_KEEP_RECENT_PERCENT = 20
-# Re-entry bound: a model whose summaries do not shrink the prompt cannot loop forever.
+# Re-check bound before a step: a model whose summaries do not shrink the prompt
+# cannot loop forever.
 MAX_COMPACTIONS_PER_STEP = 3
+# A run whose model stopped on a step after which the history was compacted goes
+# back into the step loop on the summary at most this often (upstream's
+# maxCompactionRetries), so a model that keeps ending above the threshold stops.
+MAX_COMPACTION_REENTRIES = 3
 # A rough, conservative tokenizer: about four bytes of UTF-8 per token.
 BYTES_PER_TOKEN = 4
 

@@ -6,9 +6,11 @@ tool_use with `input_json_delta` fragments, server tools (web search) as
 provider-executed calls and results, usage with cache reads and writes, and stop
 reasons. Anthropic's quirks meet the loop through the model's hooks: every prompt
 gets cache breakpoints (`cache_control`) and loses server tool uses without their
-result, which Anthropic rejects; no step keeps such a call. SDK exceptions,
-including 529 overloaded and errors sent inside the stream, become classified
-errors in `_map_errors()` only; the SDK's own retries are off.
+result, which Anthropic rejects (the turns around a message left empty merge); no
+step keeps such a call. Provider-defined tools (web search, computer use) go out in
+Anthropic's own tool shape. SDK exceptions, including 529 overloaded and errors
+sent inside the stream, become classified errors in `_map_errors()` only; the
+SDK's own retries are off.
 """
 
 from __future__ import annotations
@@ -124,9 +126,10 @@ class AnthropicModel(SDKModel[AsyncAnthropic]):
         }
         if system:
             request["system"] = system
-        if call.tools:
+        tools = [definition for t in call.tools if (definition := _tool(t)) is not None]
+        if tools:
             # Offered even with choice "none": history holding tool calls needs them.
-            request["tools"] = [_tool(t) for t in call.tools]
+            request["tools"] = tools
             request["tool_choice"] = _tool_choice(call.tool_choice)
         for name in ("temperature", "top_p", "top_k"):
             value = getattr(settings, name)
@@ -394,8 +397,14 @@ def _drop_unpaired_provider_calls(content: Sequence[MessagePart]) -> list[Messag
 
 
 def _sanitize_history(messages: Iterable[Message]) -> list[Message]:
-    """Apply `_drop_unpaired_provider_calls` to every message, dropping ones left empty."""
-    out = []
+    """Apply `_drop_unpaired_provider_calls` to every message, dropping ones left empty.
+
+    The turns on either side of a dropped message then meet; when they have the same
+    role (a user message, an assistant turn that was only a failed web search, the
+    next user message) they become one message, as Anthropic wants roles to alternate.
+    """
+    out: list[Message] = []
+    dropped = False
     for message in messages:
         if any(
             isinstance(p, ToolCallPart | ToolResultPart) and p.provider_executed
@@ -403,9 +412,15 @@ def _sanitize_history(messages: Iterable[Message]) -> list[Message]:
         ):
             content = _drop_unpaired_provider_calls(message.content)
             if not content:
+                dropped = True
                 continue
             message = msgspec.structs.replace(message, content=content)
-        out.append(message)
+        if dropped and out and out[-1].role == message.role:
+            merged = [*out[-1].content, *message.content]
+            out[-1] = msgspec.structs.replace(out[-1], content=merged)
+        else:
+            out.append(message)
+        dropped = False
     return out
 
 
@@ -487,10 +502,20 @@ def _tool_result_block(part: ToolResultPart) -> list[dict[str, Any]]:
     return [block]
 
 
-def _tool(tool: ToolDefinition) -> dict[str, Any]:
-    definition: dict[str, Any] = {"name": tool.name, "input_schema": tool.input_schema}
-    if tool.description:
-        definition["description"] = tool.description
+def _tool(tool: ToolDefinition) -> dict[str, Any] | None:
+    """A function tool, or a server/client tool Anthropic defines in its own shape
+    (`anthropic.web_search_20250305`, `anthropic.computer_20250124`, …); another
+    provider's tool is left out."""
+    kind = tool.provider_defined_type(_KEY)
+    definition: dict[str, Any]
+    if kind is not None:
+        definition = {**tool.provider_args, "type": kind, "name": tool.name}
+    elif tool.provider_type:
+        return None
+    else:
+        definition = {"name": tool.name, "input_schema": tool.input_schema}
+        if tool.description:
+            definition["description"] = tool.description
     cache = tool.provider_options.get(_KEY, {})
     if isinstance(cache, Mapping) and cache.get("cache_control"):
         definition["cache_control"] = cache["cache_control"]
