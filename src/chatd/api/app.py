@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatd import __version__
 from chatd.api import admin, chats, mcp_servers, turns, users
@@ -31,11 +31,26 @@ __all__ = ["create_app"]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
+# The web UI's policy (a <meta> cannot carry frame-ancestors, so it is a header); the
+# request middleware adds frame-ancestors 'none'.
+WEB_UI_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
 class _App(FastAPI):
+    http_metrics: HttpMetrics | None = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope[RAW_SEND] = send  # the server's own send, for SseResponse
         await super().__call__(scope, receive, send)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's ServerErrorMiddleware, so the 500s it answers get their
+        # access line, metrics and request id like every other answer.
+        return RequestMiddleware(super().build_middleware_stack(), self.http_metrics)
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -45,6 +60,7 @@ def create_app(state: AppState) -> FastAPI:
         description="Durable LLM agent chats over HTTP and Server-Sent Events.",
     )
     app.state.chatd = state
+    app.http_metrics = HttpMetrics(state.registry)
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["ops"])
@@ -85,8 +101,10 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def web_ui() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            WEB_DIR / "index.html",
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": WEB_UI_POLICY},
+        )
 
     app.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
-    app.add_middleware(RequestMiddleware, metrics=HttpMetrics(state.registry))
     return app
