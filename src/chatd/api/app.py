@@ -1,4 +1,4 @@
-"""The FastAPI application: assembles the routers, health, readiness, metrics and the web UI.
+"""The FastAPI application: assembles the routers, health, readiness, metrics, docs, the web UI.
 
 `create_app(state)` builds the app around an `AppState` (the store, the hub, the
 metrics registry, readiness). It owns HTTP only: every state change goes through
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatd import __version__
 from chatd.api import admin, chats, mcp_servers, turns, users
+from chatd.api.docs import install_docs
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.api.sse import RAW_SEND
@@ -58,10 +59,13 @@ def create_app(state: AppState) -> FastAPI:
         title="chatd",
         version=__version__,
         description="Durable LLM agent chats over HTTP and Server-Sent Events.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.chatd = state
     app.http_metrics = HttpMetrics(state.registry)
     install_error_handlers(app)
+    install_docs(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
