@@ -8,7 +8,6 @@ scripted model and a demo tool, rendering the stream live with rich. It is what
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import platform
 import sys
@@ -171,6 +170,7 @@ def serve(
 ) -> None:
     """Run the chat service: HTTP API, web UI, worker (CHATD_* environment settings)."""
     from chatd.config import ConfigError, load_settings
+    from chatd.logs import configure_logging
     from chatd.server import run_serve
 
     try:
@@ -178,10 +178,7 @@ def serve(
     except ConfigError as err:
         typer.echo(f"chatd serve: {err}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s {settings.replica_id} %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.replica_id)
     run_serve(settings)
 
 

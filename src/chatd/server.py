@@ -337,6 +337,7 @@ async def serve(settings: Settings) -> None:
         port=settings.port,
         lifespan="off",
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through chatd's handler (chatd.logs)
         http="httptools",
         loop="none",
         timeout_graceful_shutdown=int(settings.shutdown_grace),

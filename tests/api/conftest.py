@@ -6,10 +6,12 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from chatd.api import AppState, create_app
 from chatd.store import Store
@@ -24,12 +26,19 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, state: AppState) -> None:
+    """`create_app(state)` (or the given app) on uvicorn; `options` go to uvicorn's Config."""
+
+    def __init__(self, state: AppState, app: FastAPI | None = None, **options: Any) -> None:
         self.state = state
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(state), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            app or create_app(state),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None

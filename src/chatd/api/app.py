@@ -1,4 +1,4 @@
-"""The FastAPI application: assembles the routers, health, readiness, metrics and the web UI.
+"""The FastAPI application: assembles the routers, health, readiness, metrics, docs, the web UI.
 
 `create_app(state)` builds the app around an `AppState` (the store, the hub, the
 metrics registry, readiness). It owns HTTP only: every state change goes through
@@ -16,10 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatd import __version__
 from chatd.api import admin, chats, mcp_servers, turns, users
+from chatd.api.docs import install_docs
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.api.sse import RAW_SEND
@@ -34,11 +35,26 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _TOKEN_HINT = '<code id="admin-token-path">{}</code>'
 
 
+# The web UI's policy (a <meta> cannot carry frame-ancestors, so it is a header); the
+# request middleware adds frame-ancestors 'none'.
+WEB_UI_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
 class _App(FastAPI):
+    http_metrics: HttpMetrics | None = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope[RAW_SEND] = send  # the server's own send, for SseResponse
         await super().__call__(scope, receive, send)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's ServerErrorMiddleware, so the 500s it answers get their
+        # access line, metrics and request id like every other answer.
+        return RequestMiddleware(super().build_middleware_stack(), self.http_metrics)
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -46,9 +62,13 @@ def create_app(state: AppState) -> FastAPI:
         title="chatd",
         version=__version__,
         description="Durable LLM agent chats over HTTP and Server-Sent Events.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.chatd = state
+    app.http_metrics = HttpMetrics(state.registry)
     install_error_handlers(app)
+    install_docs(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -90,10 +110,12 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def web_ui() -> HTMLResponse:
-        return HTMLResponse(index, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(
+            index,
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": WEB_UI_POLICY},
+        )
 
     app.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
-    app.add_middleware(RequestMiddleware, metrics=HttpMetrics(state.registry))
     return app
 
 

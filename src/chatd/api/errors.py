@@ -3,7 +3,8 @@
 Every 4xx/5xx body is `{"error": {"kind", "message", "detail", ...}}` (STYLE.md,
 service spec §6.1): `kind` for programs, `message` (one sentence saying what to
 do next) for people, `detail` for the specifics. Validation errors add `fields`;
-a 500 never carries a stack trace, only the request id that is also in the log.
+a 500 never carries a stack trace, only the request id that ends every log line of
+that request (`chatd.logs`), its one traceback included.
 The store's refusals become their HTTP answers here, once (spec §6.1, §2.6):
 
 | store raises         | status                                  | body                     |
@@ -26,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatd.logs import REQUEST_ID
 from chatd.store import InvalidRequest, NotFound, TransitionRejected, database_unreachable
 from chatd.types import encode
 
@@ -157,15 +159,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, kind, message, headers=exc.headers or None)
 
     @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> Response:
+    async def _internal(_request: Request, exc: Exception) -> Response:
+        # Starlette's ServerErrorMiddleware runs this for every exception no other
+        # handler took; the request middleware outside it keeps the request id set.
         if database_unreachable(exc):
             return _unavailable(exc)
-        request_id = getattr(request.state, "request_id", "")
-        log.exception("internal error", extra={"request_id": request_id})
+        request_id = REQUEST_ID.get()
+        log.exception("internal error")
         return error_response(
             500,
             "internal",
             "The server failed unexpectedly; retry, and report the request id if it persists.",
             f"request id {request_id}" if request_id else "",
-            headers={"X-Request-ID": request_id} if request_id else None,
         )

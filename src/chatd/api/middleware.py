@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids, body limits, JSON-only bodies, access logs, HTTP metrics.
+"""ASGI middleware: request ids, body limits, JSON bodies, security headers, access log, metrics.
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware) so SSE responses stream through
 untouched and no per-request task is spawned.
@@ -6,16 +6,18 @@ untouched and no per-request task is spawned.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from chatd.api.errors import error_response
+from chatd.logs import REQUEST_ID
 
 __all__ = ["DEFAULT_BODY_LIMIT", "LARGE_BODY_LIMIT", "HttpMetrics", "RequestMiddleware"]
 
@@ -35,6 +37,8 @@ _LARGE_BODY_ROUTES = re.compile(
 )
 _ID_SEGMENT = re.compile(r"/[0-9a-fA-F-]{32,36}(?=/|$)")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_FRAME_ANCESTORS = b"frame-ancestors 'none'"
+_SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
 
 
 class HttpMetrics:
@@ -64,6 +68,9 @@ def route_label(path: str) -> str:
 
 
 class RequestMiddleware:
+    """The outermost layer (outside Starlette's ServerErrorMiddleware, see `app.py`), so
+    the request id, the access line and the metrics cover every answer, 500s included."""
+
     def __init__(self, app: ASGIApp, metrics: HttpMetrics | None = None) -> None:
         self.app = app
         self.metrics = metrics
@@ -73,45 +80,75 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = request_id
+        context = REQUEST_ID.set(request_id)
         method: str = scope["method"]
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         started = time.perf_counter()
-        status_holder = [0]
+        status = 0  # stays 0 when no response was started (the request was cancelled)
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder[0] = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                status = message["status"]
+                message["headers"] = _response_headers(message.get("headers", []), request_id)
                 if self.metrics is not None:
                     self.metrics.duration.labels(method, route_label(path)).observe(
                         time.perf_counter() - started
                     )
             await send(message)
 
-        rejection = _reject_body(method, path, headers)
-        if rejection is None and method in _BODY_METHODS and "content-length" not in headers:
-            # A chunked body has no declared size: buffer it (up to the limit) so an
-            # oversized one is refused before any handler sees it.
-            receive, rejection = await _buffer_chunked(receive, _limit(path))
-        if rejection is not None:
-            await rejection(scope, receive, send_wrapper)
+        try:
+            rejection = _reject_body(method, path, headers)
+            if rejection is None and method in _BODY_METHODS and "content-length" not in headers:
+                # A chunked body has no declared size: buffer it (up to the limit) so an
+                # oversized one is refused before any handler sees it.
+                receive, rejection = await _buffer_chunked(receive, _limit(path))
+            if rejection is not None:
+                await rejection(scope, receive, send_wrapper)
+            else:
+                # ServerErrorMiddleware, inside, has had errors.py log the exception with
+                # its traceback and answer 500; it re-raises only for the server to print
+                # the same traceback again.
+                with contextlib.suppress(Exception):
+                    await self.app(scope, receive, send_wrapper)
+        finally:
+            if self.metrics is not None:
+                self.metrics.requests.labels(method, route_label(path), str(status)).inc()
+            log.info(
+                "%s %s %d %.1fms",
+                method,
+                _redact(path, scope.get("query_string", b"")),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+            REQUEST_ID.reset(context)
+
+
+def _response_headers(
+    headers: Iterable[tuple[bytes, bytes]], request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers, plus the request id and the security headers.
+
+    Every response refuses to be framed (`X-Frame-Options` for old browsers,
+    `frame-ancestors` for the rest) or sniffed; a page's own Content-Security-Policy
+    (the web UI's, /docs') keeps its directives and gains `frame-ancestors`.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    policy = b""
+    for name, value in headers:
+        if name.lower() == b"content-security-policy":
+            policy = value
         else:
-            await self.app(scope, receive, send_wrapper)
-        if self.metrics is not None:
-            self.metrics.requests.labels(method, route_label(path), str(status_holder[0])).inc()
-        log.info(
-            "%s %s %d %.1fms",
-            method,
-            _redact(path, scope.get("query_string", b"")),
-            status_holder[0],
-            (time.perf_counter() - started) * 1000,
-            extra={"request_id": request_id},
-        )
+            out.append((name, value))
+    if b"frame-ancestors" not in policy:
+        policy = b"; ".join(p for p in (policy, _FRAME_ANCESTORS) if p)
+    return [
+        *out,
+        (b"content-security-policy", policy),
+        *_SECURITY_HEADERS,
+        (b"x-request-id", request_id.encode()),
+    ]
 
 
 def _too_large(limit: int) -> Any:
