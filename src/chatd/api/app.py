@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
 from chatd import __version__
-from chatd.api import admin, chats, mcp_servers, turns, users
+from chatd.api import admin, chats, mcp_servers, openai, turns, users
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.api.sse import RAW_SEND
@@ -82,6 +82,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(chats.router)
     app.include_router(turns.router)
     app.include_router(users.router)
+    app.include_router(openai.router)
 
     @app.get("/", include_in_schema=False)
     async def web_ui() -> FileResponse:
