@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from openai.types.responses import (
@@ -24,8 +25,8 @@ from openai.types.responses import (
 )
 
 import openai
-from tests.openai.conftest import sdk
-from tests.service.conftest import LiveReplica
+from tests.openai.conftest import SLOW, sdk
+from tests.service.conftest import LiveReplica, running_replica
 
 ITEM = [ResponseOutputItemAddedEvent, ResponseContentPartAddedEvent]
 ITEM_DONE = [ResponseContentPartDoneEvent, ResponseOutputItemDoneEvent]
@@ -231,3 +232,17 @@ async def test_models_and_errors_take_openai_shapes(
             model="default", input="x", extra_body={"no_such_parameter": 1}
         )
     assert unknown.value.param == "no_such_parameter"
+
+
+async def test_cancelling_a_response_that_has_not_started_yet(tmp_path: Path) -> None:
+    # One chat at a time: while a long reply runs, the next response waits, pending.
+    async with running_replica(tmp_path, max_concurrent_chats=1) as live:
+        await live.scripted_model("slow", **SLOW)
+        async with sdk(live.url, await live.token("ann")) as client:
+            long = " ".join(f"w{i}" for i in range(200))
+            running = await client.responses.create(model="slow", input=long, background=True)
+            waiting = await client.responses.create(model="slow", input="next", background=True)
+            cancelled = await client.responses.cancel(waiting.id)
+            assert cancelled.status == "cancelled" and cancelled.output == []
+            assert (await client.responses.retrieve(waiting.id)).status == "cancelled"
+            assert (await client.responses.retrieve(running.id)).status == "in_progress"

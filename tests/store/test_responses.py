@@ -17,12 +17,12 @@ async def test_a_response_names_its_chat_and_turn_for_its_owner_only(store: Stor
     bob = await store.create_user("bob")
     chat = await store.create_chat(ann.id, [TextPart("hi")])
     first = await store.create_response(
-        "resp_1", chat.id, ann.id, after_seq=0, request={"model": "default"}
+        "resp_1", chat.id, ann.id, after_seq=0, position=1, request={"model": "default"}
     )
     assert (await store.get_response("resp_1", owner_id=ann.id)) == first
     with pytest.raises(NotFound):
         await store.get_response("resp_1", owner_id=bob.id)
-    await store.create_response("resp_2", chat.id, ann.id, after_seq=42, request={})
+    await store.create_response("resp_2", chat.id, ann.id, after_seq=42, position=3, request={})
     assert await store.latest_response_id(chat.id) == "resp_2"
     with pytest.raises(NotFound):
         await store.delete_response("resp_2", owner_id=bob.id)

@@ -217,13 +217,15 @@ class History(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """A response of the OpenAI-compatible API: the turn of `chat_id` whose events
-    follow `after_seq`, and the request that started it (as the client sent it)."""
+    """A response of the OpenAI-compatible API: the turn of `chat_id` started by the
+    message at `position`, whose events follow `after_seq`, and the request that
+    started it (as the client sent it)."""
 
     id: str
     chat_id: str
     owner_id: str
     after_seq: int
+    position: int
     request: dict[str, Any]
     created_at: datetime
 

@@ -1,6 +1,7 @@
 """The OpenAI-compatible front door's responses (docs/openai.md): which turn each one is.
 
-A row names a chat and the seq after which its turn's events start; what the turn
+A row names a chat, the position of the message that starts the turn and a seq
+below all of the turn's events; what the turn
 produced is the chat's own history and stream, so nothing else is copied here. The
 rows go with their chat (and their owner) when those are deleted.
 """
@@ -34,15 +35,18 @@ class OpenAIResponses(StoreBase):
         owner_id: str,
         *,
         after_seq: int,
+        position: int,
         request: dict[str, Any],
         created_at: datetime | None = None,
     ) -> StoredResponse:
-        """Record that `response_id` is the turn of `chat_id` after `after_seq`."""
+        """Record that `response_id` is the turn of `chat_id` that the message at
+        `position` starts, its events after `after_seq`."""
         row = {
             "id": response_id,
             "chat_id": chat_id,
             "owner_id": owner_id,
             "after_seq": after_seq,
+            "position": position,
             "request": request,
             "created_at": created_at or self.clock(),
         }

@@ -359,8 +359,8 @@ chat_stream_tail = sa.Table(
 )
 
 #: chatd: the OpenAI-compatible front door's responses (docs/openai.md). A response is
-#: one turn of a chat: its events are the chat's events after `after_seq` up to the
-#: turn's end, so nothing but the request the client sent is stored here.
+#: one turn of a chat: its events are the chat's events after `after_seq`, from the
+#: message at `position` to the turn's end; only the request the client sent is stored.
 openai_responses = sa.Table(
     "openai_responses",
     metadata,
@@ -368,6 +368,9 @@ openai_responses = sa.Table(
     _chat_fk(),
     _id("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     sa.Column("after_seq", _BIG, nullable=False),
+    # The position of the message that starts the turn (the user's, or the client's
+    # tool results): the turn's events are the ones from that message on.
+    sa.Column("position", _BIG, nullable=False),
     sa.Column("request", JSONValue, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index("ix_openai_responses_chat", "chat_id", "after_seq"),

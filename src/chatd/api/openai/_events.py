@@ -8,8 +8,9 @@ log therefore numbers every event the same on every replica, which is what makes
 `starting_after` exact. It also keeps the response object those events build up.
 Pure: no I/O, no clock.
 
-- the first `status` pending or running starts the turn (events before it belong to
-  an earlier one): `response.created` and `response.in_progress` are already out;
+- the `message` at the response's position (the user's message, or the client's tool
+  results) starts the turn; events before it belong to an earlier turn, and
+  `response.created` and `response.in_progress` are already out;
 - `message_part` `text_delta` / `reasoning_delta`: `output_item.added` (message or
   reasoning) and `content_part.added` when the item opens, then `output_text.delta`
   / `reasoning_text.delta`;
@@ -17,9 +18,9 @@ Pure: no I/O, no clock.
   item, `function_call_arguments.delta`, then `.done` and `output_item.done`;
 - `message` (an assistant step was committed): the open item is done
   (`output_text.done`, `content_part.done`, `output_item.done`); its usage counts;
-- `status` interrupting: the response will end `cancelled`;
-- `status` waiting or requires_action: `response.completed` (`response.incomplete`
-  with status `cancelled` after an interrupt);
+- `status` waiting or requires_action: `response.completed`; `response.incomplete`
+  with status `cancelled` when the turn was interrupted: it went through
+  `interrupting`, or it never ran (only an interrupt takes a pending chat to waiting);
 - `status` error, then `error`: `response.failed` with the error.
 """
 
@@ -37,7 +38,6 @@ __all__ = ["SPAN", "Event", "ResponseBuilder", "parse_frames"]
 SPAN = 8
 
 Event = tuple[int, dict[str, Any]]
-_STARTED = ("pending", "running")
 _ENDED = ("waiting", "requires_action")
 
 
@@ -87,15 +87,21 @@ class ResponseBuilder:
     """The events and the object of one response, built from its turn's chatd events.
 
     `response` is the object as the request made it (id, model, tools, …; status
-    `in_progress`, no output). `client_tools` are the function tools the client runs:
+    `in_progress`, no output); `position` is the position of the message that starts
+    the turn. `client_tools` are the function tools the client runs:
     calls of other (server-side) tools are not output items.
     """
 
     def __init__(
-        self, response: dict[str, Any], after_seq: int, client_tools: Iterable[str] = ()
+        self,
+        response: dict[str, Any],
+        after_seq: int,
+        position: int,
+        client_tools: Iterable[str] = (),
     ) -> None:
         self.base = response
         self.after_seq = after_seq
+        self.position = position
         self.client_tools = frozenset(client_tools)
         self.key = str(response["id"]).removeprefix("resp_")
         self.status = "in_progress"
@@ -107,6 +113,7 @@ class ResponseBuilder:
         self.error: dict[str, Any] | None = None
         self._messages: list[dict[str, Any]] = []
         self._open: _Open | None = None
+        self._ran = False
         self._cancelling = False
         self._failing = False
         self._events: list[Event] = []
@@ -163,7 +170,9 @@ class ResponseBuilder:
         kind = data.get("type")
         if self._failing:
             self._finish("failed", data if kind == "error" else {})
-        elif kind == "status":
+        elif kind == "message" and not self.started:
+            self.started = data["message"]["position"] >= self.position
+        elif kind == "status" and self.started:
             self._status(str(data.get("status")))
         elif self.started and kind == "message_part" and data.get("role") == "assistant":
             self._part(seq, data["part"])
@@ -178,12 +187,13 @@ class ResponseBuilder:
         self._events.append((number, {"type": type, "sequence_number": number, **fields}))
 
     def _status(self, status: str) -> None:
-        if not self.started:
-            self.started = status in _STARTED
+        if status == "running":
+            self._ran = True
         elif status == "interrupting":
             self._cancelling = True
         elif status in _ENDED:
-            self._finish("cancelled" if self._cancelling else "completed")
+            cancelled = self._cancelling or not self._ran
+            self._finish("cancelled" if cancelled else "completed")
         elif status == "error":
             self._close()
             self._failing = True

@@ -82,7 +82,7 @@ async def create_chat_completion(
     )
     completion_id = f"chatcmpl-{chat.id}"
     head = {"id": completion_id, "created": int(chat.created_at.timestamp()), "model": body.model}
-    builder = ResponseBuilder({"id": completion_id}, 0)
+    builder = ResponseBuilder({"id": completion_id}, 0, chat.last_position)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
         return await sse(state, builder, chat.id, _chunks(head, builder, usage))

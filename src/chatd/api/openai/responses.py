@@ -147,7 +147,7 @@ def response_object(stored: StoredResponse) -> dict[str, Any]:
 
 def builder_for(stored: StoredResponse) -> ResponseBuilder:
     tools = (tool["name"] for tool in stored.request["tools"])
-    return ResponseBuilder(response_object(stored), stored.after_seq, tools)
+    return ResponseBuilder(response_object(stored), stored.after_seq, stored.position, tools)
 
 
 def _dynamic(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -165,8 +165,9 @@ async def _continue(
     tools: list[dict[str, Any]],
     user: Principal,
     model_config_id: str | None,
-) -> None:
-    """The next turn of `chat`: the client's function results, or its new message."""
+) -> int:
+    """The next turn of `chat` (the client's function results, or its new message);
+    the position of the message that starts it."""
     if body.instructions is not None and body.instructions != chat.system_prompt:
         raise _bad(
             "A chat keeps the instructions it was created with; send the same instructions "
@@ -188,8 +189,7 @@ async def _continue(
             ToolResultPart(tool_call_id=i["call_id"], output=ToolResultText(i["output"]))
             for i in outputs
         ]
-        await state.store.complete_requires_action(chat.id, results)
-        return
+        return (await state.store.complete_requires_action(chat.id, results)).last_position
     if any(i["type"] != "message" or i["role"] != "user" for i in items):
         raise _bad(
             "Continuing a chat takes user messages or function_call_output items only.", "input"
@@ -210,6 +210,8 @@ async def _continue(
             "The chat's previous response is still in progress or waits for "
             "function_call_output items; wait for it, cancel it, or send those outputs.",
         )
+    assert result.message is not None
+    return result.message.position
 
 
 async def _chat_to_continue(state: AppState, body: ResponseRequest, user: Principal) -> Chat | None:
@@ -251,9 +253,10 @@ async def create_response(body: ResponseRequest, request: Request, user: User) -
             system_prompt=instructions,
             prior=turn.prior,
         )
-        chat_id, after_seq = created.id, 0
+        chat_id, after_seq, position = created.id, 0, created.last_position
     else:
-        await _continue(state, chat, body, items, tools, user, config.id if config else None)
+        config_id = config.id if config is not None else None
+        position = await _continue(state, chat, body, items, tools, user, config_id)
         chat_id, after_seq = chat.id, chat.seq_reserved
         instructions = chat.system_prompt
     record = body.model_dump(
@@ -272,7 +275,7 @@ async def create_response(body: ResponseRequest, request: Request, user: User) -
     )
     record.update(input=items, tools=tools, instructions=instructions)
     stored = await state.store.create_response(
-        response_id, chat_id, user.user_id, after_seq=after_seq, request=record
+        response_id, chat_id, user.user_id, after_seq=after_seq, position=position, request=record
     )
     builder = builder_for(stored)
     if body.stream:
