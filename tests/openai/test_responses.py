@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 from openai.types.responses import (
     Response,
@@ -246,3 +247,11 @@ async def test_cancelling_a_response_that_has_not_started_yet(tmp_path: Path) ->
             assert cancelled.status == "cancelled" and cancelled.output == []
             assert (await client.responses.retrieve(waiting.id)).status == "cancelled"
             assert (await client.responses.retrieve(running.id)).status == "in_progress"
+
+
+async def test_the_v1_routes_have_their_own_openapi_document(live: LiveReplica) -> None:
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        chatd = (await http.get("/openapi.json")).json()["paths"]
+        v1 = (await http.get("/v1/openapi.json")).json()["paths"]
+    assert not [path for path in chatd if path.startswith("/v1/")]
+    assert "/v1/responses/{response_id}/cancel" in v1 and "/api/chats" not in v1
