@@ -259,20 +259,7 @@ async def create_response(body: ResponseRequest, request: Request, user: User) -
         position = await _continue(state, chat, body, items, tools, user, config_id)
         chat_id, after_seq = chat.id, chat.seq_reserved
         instructions = chat.system_prompt
-    record = body.model_dump(
-        mode="json",
-        include={
-            "model",
-            "previous_response_id",
-            "background",
-            "store",
-            "metadata",
-            "temperature",
-            "top_p",
-            "max_output_tokens",
-            "user",
-        },
-    )
+    record = body.model_dump(mode="json", include=_ECHOED)
     record.update(input=items, tools=tools, instructions=instructions)
     stored = await state.store.create_response(
         response_id, chat_id, user.user_id, after_seq=after_seq, position=position, request=record
