@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatd import __version__
-from chatd.api import admin, chats, mcp_servers, turns, users
+from chatd.api import admin, chats, mcp_servers, openai, turns, users
 from chatd.api.docs import install_docs
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
@@ -105,6 +105,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(chats.router)
     app.include_router(turns.router)
     app.include_router(users.router)
+    app.include_router(openai.router)
 
     index = _web_index(state.admin_token_path)
 

@@ -1,4 +1,5 @@
-"""The reads chat routes share: the caller's chat, a model config by name, the full chat resource.
+"""The reads chat routes share: the caller's chat, a model config by name, the full chat
+resource, and a subscription to a chat's stream.
 
 A route that changes a chat answers with `chat_resource`, which asks the store for
 everything beyond the row in one read (`Store.chat_details`). Nothing here writes.
@@ -12,10 +13,11 @@ from chatd.api.auth import Principal
 from chatd.api.errors import ApiError
 from chatd.api.state import AppState
 from chatd.store import Chat, ModelConfig
+from chatd.stream import StoreLog, Subscription
 from chatd.stream.events import pending_tool_calls
 from chatd.stream.wire import chat_json, timestamp
 
-__all__ = ["chat_resource", "model_config_named", "owned_chat"]
+__all__ = ["chat_resource", "follow_stream", "model_config_named", "owned_chat"]
 
 
 async def owned_chat(state: AppState, chat_id: str, user: Principal) -> Chat:
@@ -59,3 +61,23 @@ def _requires_action(chat: Chat, calls: list[dict[str, Any]]) -> dict[str, Any] 
     if chat.requires_action_deadline_at is None or not calls:
         return None
     return {"tool_calls": calls, "deadline_at": timestamp(chat.requires_action_deadline_at)}
+
+
+async def follow_stream(state: AppState, chat_id: str, cursor: int) -> Subscription:
+    """The chat's events after `cursor` (the durable log, then live), relayed here from
+    whichever replica runs the chat. A draining replica refuses (503): reconnect."""
+    if state.draining:
+        raise ApiError(
+            503,
+            "unavailable",
+            "The server is shutting down; reconnect.",
+            headers={"Retry-After": "1"},
+        )
+    subscription = state.hub.subscribe(chat_id, cursor, StoreLog(state.store))
+    if state.follow_chat is not None:
+        try:
+            await state.follow_chat(chat_id)
+        except BaseException:
+            subscription.close()
+            raise
+    return subscription

@@ -15,11 +15,10 @@ from fastapi.responses import Response
 
 from chatd.api.deps import User, app_state
 from chatd.api.errors import ApiError
-from chatd.api.resources import chat_resource, model_config_named, owned_chat
+from chatd.api.resources import chat_resource, follow_stream, model_config_named, owned_chat
 from chatd.api.schemas import EditMessage, SendMessage, ToolOutput, ToolResults, json_response
 from chatd.api.sse import sse_response
 from chatd.store import BusyBehavior
-from chatd.stream import StoreLog
 from chatd.stream.wire import message_json, queued_json
 from chatd.types import (
     TextPart,
@@ -189,13 +188,6 @@ async def stream(
     """The chat's live events over SSE; resume with Last-Event-ID or ?after=SEQ."""
     state = app_state(request)
     await owned_chat(state, chat_id, user)
-    if state.draining:
-        raise ApiError(
-            503,
-            "unavailable",
-            "The server is shutting down; reconnect.",
-            headers={"Retry-After": "1"},
-        )
     raw = last_event_id if last_event_id is not None else after
     cursor = 0
     if raw is not None:
@@ -207,13 +199,7 @@ async def stream(
                 f"got {raw!r}",
             )
         cursor = int(raw)
-    subscription = state.hub.subscribe(chat_id, cursor, StoreLog(state.store))
-    if state.follow_chat is not None:
-        try:
-            await state.follow_chat(chat_id)
-        except BaseException:
-            subscription.close()
-            raise
+    subscription = await follow_stream(state, chat_id, cursor)
     return sse_response(
         subscription, keepalive=state.sse_keepalive, write_deadline=state.sse_write_deadline
     )

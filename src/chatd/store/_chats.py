@@ -57,8 +57,11 @@ class ChatTransitions(StoreBase):
         tool_config: dict[str, Any] | None = None,
         system_prompt: str | None = None,
         request_key: str | None = None,
+        prior: Sequence[tuple[Role, list[MessagePart]]] = (),
     ) -> Chat:
-        """N → P0: the chat, its system prompt (if any) and the first user message.
+        """N → P0: the chat, its system prompt (if any), the `prior` history a client
+        brings along (OpenAI-style APIs send the whole conversation) and the user
+        message that starts the turn.
 
         A repeated `request_key` (Idempotency-Key) of the same owner returns the chat
         it created the first time, unchanged.
@@ -92,6 +95,10 @@ class ChatTransitions(StoreBase):
                         "parts": [TextPart(system_prompt)],
                     }
                 )
+            for role, prior_parts in prior:
+                _check_parts(prior_parts)
+                created_by = owner_id if role == Role.USER else None
+                messages.append({"role": role, "parts": prior_parts, "created_by": created_by})
             messages.append(
                 {
                     "role": Role.USER,

@@ -30,6 +30,7 @@ __all__ = [
     "QueuedMessage",
     "SendResult",
     "StoredMessage",
+    "StoredResponse",
     "StreamEvent",
     "User",
     "Visibility",
@@ -213,6 +214,20 @@ class History(msgspec.Struct, frozen=True, kw_only=True):
     last_position: int  # the highest position read (or `after_position` when none)
     history_version: int
     history_reset_version: int
+
+
+class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """A response of the OpenAI-compatible API: the turn of `chat_id` started by the
+    message at `position`, whose events follow `after_seq`, and the request that
+    started it (as the client sent it)."""
+
+    id: str
+    chat_id: str
+    owner_id: str
+    after_seq: int
+    position: int
+    request: dict[str, Any]
+    created_at: datetime
 
 
 class StreamEvent(msgspec.Struct, frozen=True, kw_only=True):

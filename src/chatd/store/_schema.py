@@ -30,6 +30,7 @@ __all__ = [
     "mcp_servers",
     "metadata",
     "model_configs",
+    "openai_responses",
     "provider_keys",
     "users",
 ]
@@ -355,4 +356,22 @@ chat_stream_tail = sa.Table(
     sa.Column("type", sa.String(32), nullable=False),
     sa.Column("data", JSONValue, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+#: chatd: the OpenAI-compatible front door's responses (docs/openai.md). A response is
+#: one turn of a chat: its events are the chat's events after `after_seq`, from the
+#: message at `position` to the turn's end; only the request the client sent is stored.
+openai_responses = sa.Table(
+    "openai_responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    _chat_fk(),
+    _id("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("after_seq", _BIG, nullable=False),
+    # The position of the message that starts the turn (the user's, or the client's
+    # tool results): the turn's events are the ones from that message on.
+    sa.Column("position", _BIG, nullable=False),
+    sa.Column("request", JSONValue, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_openai_responses_chat", "chat_id", "after_seq"),
 )

@@ -18,6 +18,7 @@ from chatd.store._events import EventSync
 from chatd.store._mcp_servers import McpServers
 from chatd.store._migrations import upgrade
 from chatd.store._reads import Reads
+from chatd.store._responses import OpenAIResponses
 from chatd.store._secrets import SecretBox, load_secret_key
 from chatd.store._tx import StoreConfig
 from chatd.store._worker import WorkerTransitions
@@ -35,6 +36,7 @@ class Store(
     Reads,
     Accounts,
     McpServers,
+    OpenAIResponses,
 ):
     """Every chat state change and read of chatd, each method one transaction.
 
