@@ -6,7 +6,15 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from chatd.store import Database, InvalidRequest, NotFound, Store, current_revision, upgrade
+from chatd.store import (
+    Database,
+    InvalidRequest,
+    NotFound,
+    Store,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from chatd.store._migrations import _config
 from tests.store.conftest import Backend
 
@@ -69,7 +77,7 @@ async def test_migration_0003_adds_a_null_tool_policy_and_downgrades_without_los
                 )
             )
         await upgrade(db)
-        assert await current_revision(db) == "0003"
+        assert await current_revision(db) == head_revision()
         store = Store(db)
         assert (await store.get_user("u1")).tool_policy is None
         assert (await store.set_tool_policy("u1", "files")).tool_policy == "files"
