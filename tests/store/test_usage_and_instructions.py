@@ -176,3 +176,26 @@ async def test_migration_0005_keeps_chats_and_users_both_ways(backend: Backend) 
         assert (chats_left, messages_left) == (1, 1)  # altered, not copied (no cascade)
     finally:
         await db.dispose()
+
+
+async def test_steps_keep_their_cost_and_the_chat_the_instructions_its_run_applied(
+    store: Store,
+) -> None:
+    _owner, chat = await new_chat(store)
+    lease = await acquire(store, chat.id)
+    chat = await store.commit_step(
+        lease, new_id(), step(1, 1), cost_micros=5, instructions=["deployment", "chat"]
+    )
+    assert chat.instructions == ["deployment", "chat"]
+    chat = await store.commit_step(lease, new_id(), step(1, 1), cost_micros=6)
+    assert chat.instructions == ["deployment", "chat"]  # None leaves them
+    await store.interrupt(chat.id)
+    chat = await store.finish_interruption(
+        lease, step(2, 2), step_id=new_id(), cost_micros=7, instructions=["user"]
+    )
+    assert chat.instructions == ["user"]
+    assert (await store.get_chat(chat.id)).instructions == ["user"]
+    messages = await store.list_all_messages(chat.id)
+    assert [m.cost_micros for m in messages if m.step_id] == [5, 6, 7]
+    [totals] = await store.usage_by_model(chat_id=chat.id)
+    assert (totals.cost_micros, totals.messages) == (18, 3)
