@@ -17,6 +17,7 @@ from chatd.store import (
 )
 from chatd.store._migrations import _config
 from tests.store.conftest import Backend
+from tests.store.helpers import OLD_USER_ROW
 
 
 async def test_a_tool_policy_is_set_read_and_cleared(store: Store) -> None:
@@ -64,12 +65,7 @@ async def test_migration_0003_adds_a_null_tool_policy_and_downgrades_without_los
     try:
         await upgrade(db, "0002")
         async with db.write() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO users (id, username, is_admin, created_at) "
-                    "VALUES ('u1', 'old', false, CURRENT_TIMESTAMP)"
-                )
-            )
+            await conn.execute(OLD_USER_ROW)
             await conn.execute(
                 sa.text(
                     "INSERT INTO api_tokens (id, user_id, name, prefix, secret_hash, created_at)"

@@ -15,7 +15,7 @@ from chatd.store._schema import model_configs
 from chatd.store.testing import FakeClock
 from chatd.types import TextPart, Usage
 from tests.store.conftest import Backend
-from tests.store.helpers import acquire, new_chat
+from tests.store.helpers import OLD_USER_ROW, acquire, new_chat
 
 
 def step(input_tokens: int, output_tokens: int, cache_read: int = 0) -> PersistedStep:
@@ -154,12 +154,7 @@ async def test_migration_0005_keeps_chats_and_users_both_ways(backend: Backend) 
     try:
         await upgrade(db, "0003")
         async with db.write() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO users (id, username, is_admin, created_at) "
-                    "VALUES ('u1', 'old', false, CURRENT_TIMESTAMP)"
-                )
-            )
+            await conn.execute(OLD_USER_ROW)
         await upgrade(db, "0005")
         store = Store(db)
         assert (await store.get_user("u1")).instructions is None
