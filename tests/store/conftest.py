@@ -27,7 +27,10 @@ DATABASE = "chatd_test"
 # operations. Everything else cascades from chats and users.
 _EMPTY = (
     "DELETE FROM chats; DELETE FROM users; DELETE FROM provider_keys; "
-    f"DELETE FROM mcp_servers; DELETE FROM model_configs WHERE id <> '{DEFAULT_MODEL_CONFIG_ID}'"
+    "DELETE FROM mcp_servers; DELETE FROM deployment_settings; "
+    f"DELETE FROM model_configs WHERE id <> '{DEFAULT_MODEL_CONFIG_ID}'; "
+    # a test that made another config the default leaves none behind otherwise
+    f"UPDATE model_configs SET is_default = true WHERE id = '{DEFAULT_MODEL_CONFIG_ID}'"
 )
 # Short durations, as the service tests use (spec §0.1).
 CONFIG = StoreConfig(lease_ttl=3.0, requires_action_timeout=300.0, max_queued_messages=20)

@@ -29,6 +29,12 @@ from chatd.types import (
     Usage,
 )
 
+# A user as a migration test inserts it: the columns every revision has, in raw SQL.
+OLD_USER_ROW = sa.text(
+    "INSERT INTO users (id, username, is_admin, created_at) "
+    "VALUES ('u1', 'old', false, CURRENT_TIMESTAMP)"
+)
+
 
 def text(value: str) -> list[MessagePart]:
     return [TextPart(value)]

@@ -6,9 +6,18 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from chatd.store import Database, InvalidRequest, NotFound, Store, current_revision, upgrade
+from chatd.store import (
+    Database,
+    InvalidRequest,
+    NotFound,
+    Store,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from chatd.store._migrations import _config
 from tests.store.conftest import Backend
+from tests.store.helpers import OLD_USER_ROW
 
 
 async def test_a_tool_policy_is_set_read_and_cleared(store: Store) -> None:
@@ -56,20 +65,15 @@ async def test_migration_0003_adds_a_null_tool_policy_and_downgrades_without_los
     try:
         await upgrade(db, "0002")
         async with db.write() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO users (id, username, is_admin, created_at) "
-                    "VALUES ('u1', 'old', false, CURRENT_TIMESTAMP)"
-                )
-            )
+            await conn.execute(OLD_USER_ROW)
             await conn.execute(
                 sa.text(
                     "INSERT INTO api_tokens (id, user_id, name, prefix, secret_hash, created_at)"
                     " VALUES ('t1', 'u1', '', 'chatd_abcdef', 'x', CURRENT_TIMESTAMP)"
                 )
             )
-        await upgrade(db, "0003")
-        assert await current_revision(db) == "0003"
+        await upgrade(db)
+        assert await current_revision(db) == head_revision()
         store = Store(db)
         assert (await store.get_user("u1")).tool_policy is None
         assert (await store.set_tool_policy("u1", "files")).tool_policy == "files"

@@ -1,11 +1,13 @@
 """Admin routes (service spec §6.4): model configs and provider keys.
 
 Admin tokens only (403 otherwise). Provider keys are write-only: responses carry
-their last four characters, never the key.
+their last four characters, never the key. A model config's `pricing` (USD per
+million tokens, returned as decimal strings) prices its chats' steps.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +26,16 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/chats", tags=["admin"])
 
 
+class Pricing(Strict):
+    """USD per million tokens of each kind (numbers or decimal strings); a kind left
+    out costs nothing. The store checks the range."""
+
+    input_price_per_million_tokens: Decimal | None = None
+    output_price_per_million_tokens: Decimal | None = None
+    cache_read_price_per_million_tokens: Decimal | None = None
+    cache_write_price_per_million_tokens: Decimal | None = None
+
+
 class ModelConfigIn(Strict):
     name: str = Field(min_length=1, max_length=128)
     provider: str = Field(min_length=1, max_length=64)
@@ -35,6 +47,7 @@ class ModelConfigIn(Strict):
     compaction_threshold_percent: int = Field(default=70, ge=0, le=100)
     enabled: bool = True
     is_default: bool = False
+    pricing: Pricing | None = None
 
 
 class ModelConfigPatch(Strict):
@@ -47,6 +60,7 @@ class ModelConfigPatch(Strict):
     compaction_threshold_percent: int | None = Field(default=None, ge=0, le=100)
     enabled: bool | None = None
     is_default: bool | None = None
+    pricing: Pricing | None = None  # null: unpriced
 
 
 class ProviderKeyIn(Strict):
@@ -68,6 +82,7 @@ def _config_json(c: ModelConfig) -> dict[str, Any]:
         "compaction_threshold_percent": c.compaction_threshold_percent,
         "enabled": c.enabled,
         "is_default": c.is_default,
+        "pricing": c.pricing,
         "created_at": timestamp(c.created_at),
         "updated_at": timestamp(c.updated_at),
     }
@@ -82,6 +97,14 @@ def _key_json(k: ProviderKey) -> dict[str, Any]:
         "created_at": timestamp(k.created_at),
         "updated_at": timestamp(k.updated_at),
     }
+
+
+def _fields(body: ModelConfigIn | ModelConfigPatch, **options: Any) -> dict[str, Any]:
+    """The body's fields, prices as the store takes them (the kinds given, or None)."""
+    fields = body.model_dump(**options)
+    if fields.get("pricing") is not None:
+        fields["pricing"] = {k: v for k, v in fields["pricing"].items() if v is not None}
+    return fields
 
 
 @router.get("/model-configs")
@@ -103,7 +126,7 @@ def _check_provider(provider: str) -> None:
 @router.post("/model-configs", status_code=201)
 async def create_model_config(body: ModelConfigIn, request: Request, _admin: Admin) -> Response:
     _check_provider(body.provider)
-    config = await store_of(request).create_model_config(**body.model_dump())
+    config = await store_of(request).create_model_config(**_fields(body))
     return json_response(_config_json(config), 201)
 
 
@@ -116,7 +139,7 @@ async def get_model_config(config_id: str, request: Request, _admin: Admin) -> R
 async def patch_model_config(
     config_id: str, body: ModelConfigPatch, request: Request, _admin: Admin
 ) -> Response:
-    changes = body.model_dump(exclude_unset=True)
+    changes = _fields(body, exclude_unset=True)
     config = await store_of(request).update_model_config(config_id, **changes)
     return json_response(_config_json(config))
 

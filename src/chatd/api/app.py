@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatd import __version__
-from chatd.api import admin, chats, mcp_servers, openai, turns, users
+from chatd.api import admin, chats, instructions, mcp_servers, openai, turns, usage, users
 from chatd.api.docs import install_docs
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
@@ -102,8 +102,10 @@ def create_app(state: AppState) -> FastAPI:
     # Admin collections first: their paths would otherwise match /api/chats/{chat_id}.
     app.include_router(admin.router)
     app.include_router(mcp_servers.router)
+    app.include_router(instructions.router)
     app.include_router(chats.router)
     app.include_router(turns.router)
+    app.include_router(usage.router)  # /api/users/me/usage before /api/users/{user_id}
     app.include_router(users.router)
     app.include_router(openai.router)
 

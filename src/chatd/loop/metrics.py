@@ -1,8 +1,10 @@
-"""Prometheus metrics of the agent loop: the ten `coderd_chatd_*` families of the seed.
+"""Prometheus metrics of the agent loop: the ten `coderd_chatd_*` families of the seed,
+and chatd's `cost_micros_total`.
 
 Families, types, label names and buckets match upstream `chatloop/metrics.go` so
 dashboards built for Coder work unchanged. The loop records per step, per retry and
-per tool result; the service records `chats` and `stream_buffer_dropped_total`.
+per tool result; the service records `chats`, `stream_buffer_dropped_total` and
+`cost_micros_total`.
 Every `record_*` helper accepts `None` and then does nothing, so code paths without
 metrics need no branches.
 """
@@ -135,6 +137,12 @@ class Metrics:
         self.tool_errors_total = counter(
             "tool_errors_total", "Tool calls whose result was an error.", (*_PM, "tool_name")
         )
+        # chatd's own (upstream has none): the service records it per committed step.
+        self.cost_micros_total = counter(
+            "cost_micros_total",
+            "Cost of committed steps in micro-USD, at their model config's prices.",
+            _PM,
+        )
 
     def record_compaction(
         self, provider: str, model: str, compacted: bool, err: BaseException | None
@@ -152,6 +160,9 @@ class Metrics:
 
     def record_tool_error(self, provider: str, model: str, tool_name: str) -> None:
         self.tool_errors_total.labels(provider, model, tool_name or "unknown").inc()
+
+    def record_cost(self, provider: str, model: str, micros: int) -> None:
+        self.cost_micros_total.labels(provider, model).inc(micros)
 
 
 class NopMetrics(Metrics):

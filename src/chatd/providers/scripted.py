@@ -94,7 +94,7 @@ class ScriptedModel:
     stamp_deltas: bool = False
     # Tests of several replicas: append a JSON line to this file when a call starts
     # and when it ends, naming `caller`, so a test can prove no chat ever ran on
-    # two replicas at once.
+    # two replicas at once; the line also carries the prompt's system texts, in order.
     call_log: Path | None = None
     caller: str = ""
     calls: list[Call] = field(default_factory=list)
@@ -186,6 +186,7 @@ class ScriptedModel:
                 "caller": self.caller,
                 "pid": os.getpid(),
                 "user": _last_user_text(call.prompt),
+                "system": _texts([m for m in call.prompt if m.role == Role.SYSTEM]),
                 "phase": phase,
                 "t": time.time(),
             }

@@ -21,8 +21,10 @@ from chatd.store._errors import (
     database_unreachable,
 )
 from chatd.store._ids import new_id
+from chatd.store._instructions import MAX_INSTRUCTIONS_CHARS
 from chatd.store._migrations import DatabaseTooNew, current_revision, head_revision, upgrade
 from chatd.store._models import (
+    PRICE_KEYS,
     ApiToken,
     BusyBehavior,
     Chat,
@@ -40,6 +42,7 @@ from chatd.store._models import (
     StoredMessage,
     StoredResponse,
     StreamEvent,
+    UsageTotals,
     User,
     Visibility,
 )
@@ -50,7 +53,9 @@ from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
 
 __all__ = [
     "CANCELLED_TOOL_RESULT",
+    "MAX_INSTRUCTIONS_CHARS",
     "NO_TEXT_TITLE",
+    "PRICE_KEYS",
     "ApiToken",
     "BusyBehavior",
     "Chat",
@@ -83,6 +88,7 @@ __all__ = [
     "StoredResponse",
     "StreamEvent",
     "TransitionRejected",
+    "UsageTotals",
     "User",
     "Visibility",
     "current_revision",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,8 +17,13 @@ from chatd.config import TOOL_POLICIES
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._ids import new_id, sha256_hex
-from chatd.store._models import ApiToken, ModelConfig, ProviderKey, User
-from chatd.store._schema import api_tokens, model_configs, provider_keys, users
+from chatd.store._models import PRICE_KEYS, ApiToken, ModelConfig, ProviderKey, User
+from chatd.store._schema import (
+    api_tokens,
+    model_configs,
+    provider_keys,
+    users,
+)
 
 __all__ = ["Accounts"]
 
@@ -26,6 +33,9 @@ TOKEN_PREFIX = "chatd_"
 _PREFIX_CHARS = 12
 # 60 s: `last_used_at` is written at most once a minute per token.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+# A price above a million dollars per million tokens is a typo, and would overflow
+# the cost column's 64 bits long before any real bill does.
+_MAX_PRICE = Decimal(1_000_000)
 
 
 class Accounts(StoreBase):
@@ -192,6 +202,7 @@ class Accounts(StoreBase):
         compaction_threshold_percent: int = 70,
         enabled: bool = True,
         is_default: bool = False,
+        pricing: Mapping[str, Any] | None = None,
     ) -> ModelConfig:
         now = self.clock()
         config = ModelConfig(
@@ -208,6 +219,7 @@ class Accounts(StoreBase):
             is_default=is_default,
             created_at=now,
             updated_at=now,
+            pricing=_pricing(pricing),
         )
         try:
             async with self.db.write() as conn:
@@ -251,7 +263,7 @@ class Accounts(StoreBase):
 
     async def update_model_config(self, config_id: str, **changes: Any) -> ModelConfig:
         """Change a config's fields (name, model, base_url, provider_key_id, options,
-        context_limit, compaction_threshold_percent, enabled, is_default)."""
+        context_limit, compaction_threshold_percent, enabled, is_default, pricing)."""
         allowed = {
             "name",
             "model",
@@ -262,12 +274,15 @@ class Accounts(StoreBase):
             "compaction_threshold_percent",
             "enabled",
             "is_default",
+            "pricing",
         }
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidRequest(
                 "invalid_request", f"Unknown model config fields {sorted(unknown)}."
             )
+        if "pricing" in changes:
+            changes["pricing"] = _pricing(changes["pricing"])
         await self.get_model_config(config_id)
         now = self.clock()
         try:
@@ -324,6 +339,32 @@ class Accounts(StoreBase):
             )
             if result.rowcount == 0:
                 raise NotFound("provider key", key_id)
+
+
+def _pricing(prices: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Prices as stored: known kinds only, each a decimal string (None: unpriced)."""
+    if not prices:
+        return None
+    unknown = sorted(set(prices) - set(PRICE_KEYS))
+    if unknown:
+        raise InvalidRequest(
+            "invalid_request", f"Unknown prices {unknown}; known: {', '.join(PRICE_KEYS)}."
+        )
+    stored: dict[str, str] = {}
+    for key, value in prices.items():
+        if value is None:
+            continue
+        try:
+            price = Decimal(str(value))
+        except InvalidOperation:
+            price = Decimal("NaN")
+        if not price.is_finite() or not 0 <= price <= _MAX_PRICE:
+            raise InvalidRequest(
+                "invalid_request",
+                f"{key} is USD per million tokens: a number from 0 to {_MAX_PRICE}.",
+            )
+        stored[key] = format(price.normalize(), "f")
+    return stored or None
 
 
 def _asdict(value: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ live handles, so holding one never holds a connection or a lock.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ import msgspec
 from chatd.types import Message, MessagePart, Role
 
 __all__ = [
+    "PRICE_KEYS",
     "ApiToken",
     "BusyBehavior",
     "Chat",
@@ -32,6 +34,7 @@ __all__ = [
     "StoredMessage",
     "StoredResponse",
     "StreamEvent",
+    "UsageTotals",
     "User",
     "Visibility",
 ]
@@ -110,6 +113,9 @@ class Chat(msgspec.Struct, frozen=True, kw_only=True):
     create_request_key: str | None
     created_at: datetime
     updated_at: datetime
+    # The instruction sources the last run joined before the chat's own system prompt
+    # ("deployment", "user", "agents_md", "chat"); None before the first run.
+    instructions: list[str] | None = None
 
     @property
     def state(self) -> str:
@@ -255,6 +261,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     # An admin's override of the deployment's built-in tool policy; None: the default.
     tool_policy: str | None = None
+    # The user's own instructions for every chat of theirs (None: none).
+    instructions: str | None = None
 
 
 class ApiToken(msgspec.Struct, frozen=True, kw_only=True):
@@ -292,6 +300,43 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True):
     is_default: bool
     created_at: datetime
     updated_at: datetime
+    # USD per million tokens as decimal strings, keyed by `PRICE_KEYS`; None: unpriced.
+    pricing: dict[str, str] | None = None
+
+
+#: The kinds of token a model config may price, in USD per million tokens: input,
+#: output, cache read, cache write (the order `chatd.worker.cost` relies on).
+PRICE_KEYS = (
+    "input_price_per_million_tokens",
+    "output_price_per_million_tokens",
+    "cache_read_price_per_million_tokens",
+    "cache_write_price_per_million_tokens",
+)
+
+
+class UsageTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """Token and cost sums of assistant messages, of one provider and model or (both
+    None) of all of them (`Store.usage_by_model`).
+
+    `cost_micros` adds up the priced messages only; `unpriced_messages` counts those
+    that ran on a model config without prices (their tokens are in the sums).
+    """
+
+    provider: str | None = None
+    model: str | None = None
+    cost_micros: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    messages: int = 0
+    unpriced_messages: int = 0
+
+    @classmethod
+    def total(cls, parts: Sequence[UsageTotals]) -> UsageTotals:
+        """The sums of `parts`, of no one model."""
+        fields = [f for f in cls.__struct_fields__ if f not in ("provider", "model")]
+        return cls(**{f: sum(getattr(p, f) for p in parts) for f in fields})
 
 
 class McpServer(msgspec.Struct, frozen=True, kw_only=True):

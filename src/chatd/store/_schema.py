@@ -27,6 +27,7 @@ __all__ = [
     "chat_stream_events",
     "chat_stream_tail",
     "chats",
+    "deployment_settings",
     "mcp_servers",
     "metadata",
     "model_configs",
@@ -106,6 +107,18 @@ users = sa.Table(
     # Which built-in tools the user may enable ("none", "files", "all"); NULL: the
     # deployment's CHATD_BUILTIN_TOOLS (admins: "all"). See chatd.tools._policy.
     sa.Column("tool_policy", sa.String(16), nullable=True),
+    # chatd: the user's own instructions, joined into every chat's system prompt.
+    sa.Column("instructions", sa.Text(), nullable=True),
+)
+
+#: chatd: deployment-wide values an admin sets through the API (every replica reads
+#: them), by name: "instructions" (the deployment's system prompt).
+deployment_settings = sa.Table(
+    "deployment_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 api_tokens = sa.Table(
@@ -147,6 +160,8 @@ model_configs = sa.Table(
     sa.Column("compaction_threshold_percent", sa.Integer(), nullable=False, default=70),
     sa.Column("enabled", sa.Boolean(), nullable=False, default=True),
     sa.Column("is_default", sa.Boolean(), nullable=False, default=False),
+    # chatd: USD per million tokens as decimal strings, by kind (NULL: unpriced).
+    sa.Column("pricing", JSONValue, nullable=True),
     *_timestamps(),
     sa.Index(
         "ux_model_configs_default",
@@ -217,6 +232,8 @@ chats = sa.Table(
     sa.Column("compaction_requested_at", UTCDateTime(), nullable=True),
     # chatd: the Idempotency-Key of the POST /api/chats that created it.
     sa.Column("create_request_key", sa.String(128), nullable=True),
+    # chatd: the instruction sources its last run joined into the system prompt.
+    sa.Column("instructions", JSONValue, nullable=True),
     *_timestamps(),
     sa.Index(
         "ix_chats_acquire",

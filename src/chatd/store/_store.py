@@ -15,12 +15,14 @@ from chatd.store._chat_admin import ChatAdministration
 from chatd.store._chats import ChatTransitions
 from chatd.store._engine import Database, data_dir_from_env, database_url_from_env
 from chatd.store._events import EventSync
+from chatd.store._instructions import InstructionSettings
 from chatd.store._mcp_servers import McpServers
 from chatd.store._migrations import upgrade
 from chatd.store._reads import Reads
 from chatd.store._responses import OpenAIResponses
 from chatd.store._secrets import SecretBox, load_secret_key
 from chatd.store._tx import StoreConfig
+from chatd.store._usage import UsageReads
 from chatd.store._worker import WorkerTransitions
 
 __all__ = ["Store"]
@@ -34,7 +36,9 @@ class Store(
     WorkerTransitions,
     EventSync,
     Reads,
+    UsageReads,
     Accounts,
+    InstructionSettings,
     McpServers,
     OpenAIResponses,
 ):

@@ -255,6 +255,11 @@ class Tx:
         if self.row["retry_state"] is not None:
             self.set(retry_state=None, retry_state_version=self.bump())
 
+    def record_instructions(self, sources: Sequence[str] | None) -> None:
+        """Keep which instruction sources the run applied (None: leave them)."""
+        if sources is not None and self.row["instructions"] != list(sources):
+            self.set(instructions=list(sources))
+
     async def release_lease(self) -> None:
         """Clear ownership and delete the heartbeat row (spec §2.5)."""
         if self.row["worker_id"] is None and self.row["runner_id"] is None:

@@ -211,6 +211,7 @@ class WorkerTransitions(StoreBase):
         provider: str | None = None,
         model: str | None = None,
         cost_micros: int | None = None,
+        instructions: Sequence[str] | None = None,
         events: Sequence[StreamEvent] = (),
     ) -> Chat:
         """R → R: insert one step's assistant and tool messages (spec §3.5).
@@ -218,7 +219,9 @@ class WorkerTransitions(StoreBase):
         Writes only the new rows and the chat row, so its cost does not grow with
         history. A `step_id` already committed returns the snapshot unchanged
         (a retry after an ambiguous commit never duplicates a step). `events` are
-        the owner's unflushed stream events, written in the same transaction.
+        the owner's unflushed stream events, written in the same transaction;
+        `instructions`, the sources the run joined into its system prompt, are kept
+        on the chat row.
         """
         async with self._transition(fence.chat_id, "commit_step", step_id=step_id) as tx:
             if tx.step_exists:
@@ -238,6 +241,7 @@ class WorkerTransitions(StoreBase):
                 model_config_id=model_config_id,
                 cost_micros=cost_micros,
             )
+            tx.record_instructions(instructions)
             await _insert_events(tx, events)
             return await tx.save()
 
@@ -342,6 +346,8 @@ class WorkerTransitions(StoreBase):
         provider: str | None = None,
         model: str | None = None,
         model_config_id: str | None = None,
+        cost_micros: int | None = None,
+        instructions: Sequence[str] | None = None,
     ) -> Chat:
         """I0 → W, I1 → P: commit the partial step, cancel unanswered calls, next message."""
         async with self._transition(fence.chat_id, "finish_interruption", step_id=step_id) as tx:
@@ -355,7 +361,9 @@ class WorkerTransitions(StoreBase):
                     provider=provider,
                     model=model,
                     model_config_id=model_config_id,
+                    cost_micros=cost_micros,
                 )
+                tx.record_instructions(instructions)
             await tx.answer_pending_calls(CANCELLED_TOOL_RESULT)
             await tx.release_lease()
             tx.clear_retry_state()

@@ -162,6 +162,7 @@ def chat_json(
         "model": model,
         "model_config_id": chat.model_config_id,
         "tools": chat.tool_config,
+        "instructions": chat.instructions,
         "last_error": chat.last_error,
         "retry_state": chat.retry_state,
         "requires_action": requires_action,

@@ -2,7 +2,8 @@
 
 - `builtin_tools(workspace, config)`: `read_file`, `write_file`, `edit_files`,
   `execute`, `process_output`, `process_list`, `process_signal`, `attach_file`,
-  all confined to a `Workspace` directory.
+  all confined to a `Workspace` directory; `read_agents_md(workspace)` reads its
+  `AGENTS.md` for a run's instructions, through the same confinement.
 - `McpConnections(servers)`: an async context manager owning a run's MCP sessions;
   its `tools` are named `<slug>__<tool>`.
 - `ToolConfig` (a chat's `tools` field) and `select_tools()`: which tools a run
@@ -15,6 +16,7 @@ run the loop, persist anything or speak HTTP. See docs/tools.md.
 
 from chatd.tools._builtin import BUILTIN_TOOL_NAMES, builtin_tools
 from chatd.tools._config import BuiltinToolsConfig, sandbox_for_settings
+from chatd.tools._instructions import read_agents_md
 from chatd.tools._mcp import McpConnections
 from chatd.tools._mcp_config import McpServerConfig, McpToolInfo, mcp_tool_name
 from chatd.tools._output import MODEL_OUTPUT_CAP
@@ -61,6 +63,7 @@ __all__ = [
     "dynamic_tool",
     "effective_tool_policy",
     "mcp_tool_name",
+    "read_agents_md",
     "sandbox_for_settings",
     "select_mcp_servers",
     "select_tools",

@@ -110,6 +110,10 @@ export class Api {
     return this.request("POST", `${path}/promote`);
   }
 
+  cost(id) {
+    return this.request("GET", `/api/chats/${encodeURIComponent(id)}/cost`);
+  }
+
   streamUrl(id, after) {
     // EventSource cannot send headers: the stream routes accept ?access_token= (spec §6.2).
     const params = new URLSearchParams({ access_token: this.token, after: String(after) });

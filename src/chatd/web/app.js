@@ -5,6 +5,7 @@
 
 import { Api } from "./api.js";
 import { ChatState, retrySecondsLeft } from "./chatstate.js";
+import { costSummary } from "./cost.js";
 import { ChatStream } from "./stream.js";
 import { allowedLevels, builtinLabel, builtinNames, toolsForLevel } from "./tools.js";
 import { h, renderMessages, renderPreview } from "./view.js";
@@ -35,6 +36,7 @@ const app = {
   actionKey: "",
   queueKey: "",
   opening: 0,
+  cost: null, // {chatId, body}: GET /api/chats/{id}/cost of the open chat
 };
 
 // ---------------------------------------------------------------- sign in
@@ -269,6 +271,7 @@ async function openChat(id) {
     },
   );
   app.stream.open();
+  refreshCost(state);
   render();
   refreshList();
   loadModels();
@@ -279,6 +282,7 @@ function onEvent(state, type, data) {
   if (!state.apply(type, data)) return; // already applied: a replay after reconnecting
   if (type === "message" || type === "history_reset") app.messagesDirty = true;
   if (type === "status" || type === "title") refreshList();
+  if (type === "status") refreshCost(state);
   if (state.needsReload) reloadMessages(state);
   scheduleRender();
 }
@@ -322,6 +326,7 @@ function render() {
   $("archive").hidden = !state;
   $("compact").hidden = !state;
   renderTools(state);
+  renderCost(state);
   if (state) {
     $("archive").textContent = state.archived ? "Unarchive" : "Archive";
   }
@@ -343,6 +348,28 @@ function render() {
   renderStatusLine(state);
   renderComposer(state);
   if (nearBottom) conversation.scrollTop = conversation.scrollHeight;
+}
+
+/** The open chat's cost and tokens, read again whenever its status changes. */
+async function refreshCost(state) {
+  try {
+    const body = await app.api.cost(state.id);
+    if (app.chat === state) app.cost = { chatId: state.id, body };
+  } catch {
+    return; // the badge keeps what it showed; the next status change retries
+  }
+  scheduleRender();
+}
+
+function renderCost(state) {
+  const badge = $("chat-cost");
+  const known = state && app.cost && app.cost.chatId === state.id ? app.cost.body : null;
+  const summary = costSummary(known);
+  badge.hidden = !summary;
+  if (summary) {
+    badge.textContent = summary.text;
+    badge.title = summary.title;
+  }
 }
 
 /** A new chat: the tools picker (levels this user may enable); an open chat: its tools. */

@@ -60,6 +60,8 @@ from chatd.types import (
     ToolCallPart,
 )
 from chatd.worker.attempts import AttemptRecorder
+from chatd.worker.cost import cost_micros
+from chatd.worker.instructions import Instructions, gather_instructions
 from chatd.worker.mcp_servers import connect_mcp_servers
 from chatd.worker.owner_stream import OwnerStream
 
@@ -95,6 +97,9 @@ class ChatRunner:
         self._background: set[asyncio.Task[Any]] = set()
         self.model_provider = ""
         self.model_name = ""
+        # The model config's prices (None: unpriced) and the run's instructions.
+        self.pricing: dict[str, str] | None = None
+        self.instructions = Instructions("", ())
         # The run's MCP connections, opened before its first step, closed when it ends.
         self._mcp: contextlib.AsyncExitStack | None = None
 
@@ -161,6 +166,7 @@ class ChatRunner:
         await self.stream.wait_inflight()
         async with self.stream.write_lock:
             events = self.stream.take_pending()
+            cost = cost_micros(step.usage, self.pricing)
             try:
                 chat = await self.store.commit_step(
                     self.fence,
@@ -169,6 +175,8 @@ class ChatRunner:
                     provider=self.model_provider,
                     model=self.model_name,
                     model_config_id=self.chat.model_config_id,
+                    cost_micros=cost,
+                    instructions=self.instructions.sources,
                     events=events,
                 )
             except ChatIsInterrupting:
@@ -178,8 +186,13 @@ class ChatRunner:
             except BaseException:
                 self.stream.restore_pending(events)
                 raise
+        self._count_cost(cost)
         self.chat = chat
         await self.stream.derive(chat)
+
+    def _count_cost(self, cost: int | None) -> None:
+        if cost:
+            self.worker.metrics.record_cost(self.model_provider, self.model_name, cost)
 
     def _publish(self, role: Role, part: MessagePart) -> None:
         self.stream.emit(
@@ -225,6 +238,7 @@ class ChatRunner:
             await self._end(partial(self.store.finish_error, self.fence, err.classified))
             return
         self.model_provider, self.model_name = model.provider, model.model
+        self.pricing = config.pricing
         if chat.compaction_requested_at is not None:
             await self._compact_now(model, history.messages)
             return
@@ -237,8 +251,8 @@ class ChatRunner:
         # Built-in tools act on the server's files and processes: only when asked for,
         # and only those the owner may enable now (an admin may have narrowed it since).
         builtin: list[Tool] = []
+        owner, deployment = await self.store.instructions_for(chat.owner_id)
         if "builtin" in chat.tool_config:
-            owner = await self.store.get_user(chat.owner_id)
             allowed = allowed_builtin_tools(
                 effective_tool_policy(
                     owner.tool_policy,
@@ -247,6 +261,8 @@ class ChatRunner:
                 )
             )
             builtin = [tool for tool in self.worker.builtin_tools(chat) if tool.name in allowed]
+        workspace = self.worker.workspaces.get(self.chat_id) if builtin else None
+        self.instructions = await gather_instructions(chat, owner, deployment, workspace)
         extra = self.worker.server_tools(chat) if self.worker.server_tools is not None else []
         if tool_config.mcp_servers:  # opt-in: other chats never read the mcp_servers table
             extra = [*extra, *await self._connect_mcp(tool_config.mcp_servers)]
@@ -254,7 +270,7 @@ class ChatRunner:
         compaction = self._compaction_options(config)
         options = RunOptions(
             model=AttemptRecorder(model, self.record_attempt),
-            messages=history.messages,
+            messages=self.instructions.prepend(history.messages),
             max_steps=self.worker.settings.max_steps,
             persist_step=self._persist_step,
             publish_message_part=self._publish,
@@ -281,8 +297,10 @@ class ChatRunner:
         finally:
             gauge.dec()
         log.debug("chat %s: the run ended: %s", self.chat_id, outcome)
+        cost = None
         match outcome:
             case RunOutcome.INTERRUPTED:
+                cost = cost_micros(self.partial.usage, self.pricing) if self.partial else None
                 transition = partial(
                     self.store.finish_interruption,
                     self.fence,
@@ -290,12 +308,15 @@ class ChatRunner:
                     step_id=self.partial_step_id,
                     provider=self.model_provider,
                     model=self.model_name,
+                    cost_micros=cost,
+                    instructions=self.instructions.sources,
                 )
             case RunOutcome.REQUIRES_ACTION:
                 transition = partial(self.store.enter_requires_action, self.fence)
             case _:
                 transition = partial(self.store.finish_turn, self.fence)
         await self._end(transition)
+        self._count_cost(cost)
 
     async def _connect_mcp(self, slugs: Sequence[str]) -> list[Tool]:
         self._mcp = contextlib.AsyncExitStack()
@@ -338,7 +359,7 @@ class ChatRunner:
         await self._end(partial(self.store.finish_turn, self.fence))
 
     async def _reload(self) -> list[Any]:
-        return list((await self.store.load_history(self.chat_id)).messages)
+        return self.instructions.prepend((await self.store.load_history(self.chat_id)).messages)
 
     async def _persist_compaction(self, result: CompactionResult) -> None:
         chat = await self.store.commit_compaction(

@@ -1,0 +1,64 @@
+"""Reads of what chats cost: token and cost sums of assistant messages, by model.
+
+Only steps count (assistant rows with a `step_id`): compaction boundaries and
+system rows spent nothing. Hidden (compressed or edited-away) messages count too:
+their tokens were spent. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from chatd.store._base import StoreBase
+from chatd.store._models import UsageTotals
+from chatd.store._schema import chat_messages, chats
+from chatd.types import Role
+
+__all__ = ["UsageReads"]
+
+_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+
+
+class UsageReads(StoreBase):
+    async def usage_by_model(
+        self,
+        *,
+        chat_id: str | None = None,
+        owner_id: str | None = None,
+        since: datetime | None = None,
+    ) -> list[UsageTotals]:
+        """Sums of one chat's (`chat_id`) or one user's chats' (`owner_id`) assistant
+        messages created at or after `since`, one entry per provider and model, by name."""
+        m = chat_messages.c
+        unpriced = sa.case((m.cost_micros.is_(None), 1), else_=0)
+        query: sa.Select[Any] = sa.select(
+            m.provider,
+            m.model,
+            sa.func.coalesce(sa.func.sum(m.cost_micros), 0).label("cost_micros"),
+            *(sa.func.coalesce(sa.func.sum(m[name]), 0).label(name) for name in _TOKENS),
+            sa.func.count().label("messages"),
+            sa.func.sum(unpriced).label("unpriced_messages"),
+        ).where(m.role == Role.ASSISTANT, m.step_id.is_not(None))
+        if chat_id is not None:
+            query = query.where(m.chat_id == chat_id)
+        if owner_id is not None:
+            query = query.join(chats, chats.c.id == m.chat_id).where(chats.c.owner_id == owner_id)
+        if since is not None:
+            query = query.where(m.created_at >= since)
+        query = query.group_by(m.provider, m.model).order_by(
+            sa.func.coalesce(m.provider, ""), sa.func.coalesce(m.model, "")
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            UsageTotals(
+                provider=row["provider"],
+                model=row["model"],
+                **{k: int(row[k]) for k in ("cost_micros", *_TOKENS, "messages")},
+                unpriced_messages=int(row["unpriced_messages"]),
+            )
+            for row in rows
+        ]
