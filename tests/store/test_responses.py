@@ -55,7 +55,7 @@ async def test_a_new_chat_can_start_from_a_history_the_client_brings(store: Stor
 async def test_migration_0004_adds_the_responses_table_and_downgrades(backend: Backend) -> None:
     db = Database(await backend.empty_url())
     try:
-        await upgrade(db)
+        await upgrade(db, "0004")
         assert await current_revision(db) == "0004"
         async with db.write() as conn:
             await conn.run_sync(lambda c: command.downgrade(_config(c), "0003"))
