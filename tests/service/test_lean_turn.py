@@ -20,22 +20,33 @@ WRITES = ("INSERT", "UPDATE", "DELETE")
 
 @contextmanager
 def transactions(store: Store) -> Iterator[list[list[str]]]:
-    """Every transaction the store runs, as the list of its statements' first words
-    and tables (`SELECT model_configs`); the last one may still be open."""
-    log: list[list[str]] = [[]]
+    """Every transaction the store runs, in the order they began, each the list of its
+    statements' first words and tables (`SELECT model_configs`); some may still be open.
 
-    def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+    Transactions on different connections interleave (a read while a write is open),
+    so statements are grouped by connection; an autocommit read is one of its own.
+    """
+    log: list[list[str]] = []
+    open_on: dict[int, list[str]] = {}
+
+    def statement(conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
         words = sql.split()
         verb = words[0].upper()
         after = {"SELECT": "FROM", "INSERT": "INTO", "DELETE": "FROM", "UPDATE": "UPDATE"}
         marker = after.get(verb)
         upper = [w.upper() for w in words]
         table = words[upper.index(marker) + 1] if marker in upper else ""
-        log[-1].append(f"{verb} {table}")
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        current = None if autocommit else open_on.get(id(conn))
+        if current is None:
+            current = []
+            log.append(current)
+            if not autocommit:
+                open_on[id(conn)] = current
+        current.append(f"{verb} {table}")
 
-    def ended(*_: Any) -> None:
-        if log[-1]:
-            log.append([])
+    def ended(conn: Any) -> None:
+        open_on.pop(id(conn), None)
 
     engines = [store.db.engine.sync_engine]
     reader = getattr(store.db, "_read_engine", None)
@@ -101,6 +112,8 @@ async def test_a_turn_reaches_the_model_after_two_write_transactions_and_one_con
         # the replica's event flush: every owned chat's new events in one transaction
         # on its own clock (spec §5.5), not a step of this turn
         and not any(s.startswith("INSERT chat_stream_") for s in tx)
+        # the heartbeat: every owned chat's lease renewed on its own clock (spec §4.4)
+        and tx != ["UPDATE chat_heartbeats"]
     ]
     # the send (message + status), then the claim (lease + heartbeat + first attempt)
     assert len(writes) == 2, writes
