@@ -227,6 +227,20 @@ async def test_chats_may_only_name_configured_servers(
     assert created.json()["tools"]["mcp_servers"] == ["github"]
 
 
+async def test_chats_may_not_name_a_disabled_server(
+    admin: httpx.AsyncClient, user: httpx.AsyncClient
+) -> None:
+    await admin.post(BASE, json=STDIO)
+    await admin.post(BASE, json={**HTTP, "enabled": False})
+    refused = await user.post(
+        "/api/chats", json={"message": "hi", "tools": {"mcp_servers": ["github", "docs"]}}
+    )
+    error = assert_error(refused, 422, "invalid_request")
+    assert error["detail"] == "disabled MCP servers ['docs']"
+    assert "enabled" in error["message"]
+    assert (await user.get("/api/chats")).json()["chats"] == []
+
+
 async def test_the_schema_documents_the_routes(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert set(paths[BASE]) == {"get", "post"}

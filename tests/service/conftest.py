@@ -17,6 +17,9 @@ from chatd.config import load_settings
 from chatd.server import Replica, build
 from tests.api.conftest import free_port
 
+# The store's engine fixtures: service tests run on both engines with them too.
+from tests.store.conftest import Backend, backend, postgres, sqlite_template  # noqa: F401
+
 
 class LiveReplica:
     def __init__(self, replica: Replica, port: int, http: str = "auto") -> None:
@@ -90,6 +93,13 @@ async def running_replica(
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[LiveReplica]:
     async with running_replica(tmp_path) as replica:
+        yield replica
+
+
+@pytest.fixture
+async def live_on_both(backend: Backend, tmp_path: Path) -> AsyncIterator[LiveReplica]:  # noqa: F811
+    """A replica on SQLite, then on PostgreSQL (the store tests' throwaway cluster)."""
+    async with running_replica(tmp_path, database_url=await backend.new_url()) as replica:
         yield replica
 
 

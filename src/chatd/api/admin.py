@@ -25,6 +25,11 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/chats", tags=["admin"])
 
+# A UUID's 36 characters, the width of the id columns.
+ID_LENGTH = 36
+# The column is a 32-bit INTEGER; no model's window comes near 2^31 tokens.
+MAX_CONTEXT_LIMIT = 2**31 - 1
+
 
 class Pricing(Strict):
     """USD per million tokens of each kind (numbers or decimal strings); a kind left
@@ -41,9 +46,9 @@ class ModelConfigIn(Strict):
     provider: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=256)
     base_url: str | None = Field(default=None, max_length=2048)
-    provider_key_id: str | None = None
+    provider_key_id: str | None = Field(default=None, max_length=ID_LENGTH)
     options: dict[str, Any] = Field(default_factory=dict)
-    context_limit: int | None = Field(default=None, ge=1)
+    context_limit: int | None = Field(default=None, ge=1, le=MAX_CONTEXT_LIMIT)
     compaction_threshold_percent: int = Field(default=70, ge=0, le=100)
     enabled: bool = True
     is_default: bool = False
@@ -54,9 +59,9 @@ class ModelConfigPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     model: str | None = Field(default=None, min_length=1, max_length=256)
     base_url: str | None = Field(default=None, max_length=2048)
-    provider_key_id: str | None = None
+    provider_key_id: str | None = Field(default=None, max_length=ID_LENGTH)
     options: dict[str, Any] | None = None
-    context_limit: int | None = Field(default=None, ge=1)
+    context_limit: int | None = Field(default=None, ge=1, le=MAX_CONTEXT_LIMIT)
     compaction_threshold_percent: int | None = Field(default=None, ge=0, le=100)
     enabled: bool | None = None
     is_default: bool | None = None

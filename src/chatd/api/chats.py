@@ -13,12 +13,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from chatd.api.auth import Principal
-from chatd.api.deps import User, app_state
+from chatd.api.deps import IdempotencyKey, User, app_state
 from chatd.api.errors import ApiError
 from chatd.api.resources import chat_resource, model_config_named, owned_chat
-from chatd.api.schemas import CreateChat, PatchChat, json_response
+from chatd.api.schemas import ASCII_DIGITS, CreateChat, PatchChat, json_response
 from chatd.api.sse import SSE_RETRY_MS, SseResponse
 from chatd.api.state import AppState
 from chatd.stream.wire import chat_json
@@ -37,16 +38,19 @@ router = APIRouter(prefix="/api/chats", tags=["chats"])
 
 
 async def _check_mcp_servers(state: AppState, slugs: list[str]) -> None:
-    """Every slug names a configured MCP server (422 otherwise). Only chats that name
-    servers pay for this read."""
-    known = {server.slug for server in await state.store.list_mcp_servers(slugs)}
-    unknown = sorted(set(slugs) - known)
-    if unknown:
+    """Every slug names a configured, enabled MCP server (422 otherwise). Only chats
+    that name servers pay for this read."""
+    enabled = {s.slug: s.enabled for s in await state.store.list_mcp_servers(slugs)}
+    unknown = sorted(set(slugs) - set(enabled))
+    disabled = sorted(slug for slug, on in enabled.items() if not on)
+    if unknown or disabled:
+        problems = [f"unknown MCP servers {unknown}"] if unknown else []
+        problems += [f"disabled MCP servers {disabled}"] if disabled else []
         raise ApiError(
             422,
             "invalid_request",
-            "Name only MCP servers an admin has configured in tools.mcp_servers.",
-            f"unknown MCP servers {unknown}",
+            "Name only MCP servers an admin has configured and enabled in tools.mcp_servers.",
+            "; ".join(problems),
         )
 
 
@@ -79,7 +83,9 @@ def _check_builtin(state: AppState, user: Principal, names: tuple[str, ...]) -> 
 
 
 @router.post("", status_code=201)
-async def create_chat(body: CreateChat, request: Request, user: User) -> Response:
+async def create_chat(
+    body: CreateChat, request: Request, user: User, idempotency_key: IdempotencyKey = None
+) -> Response:
     """Start a chat with its first message; a worker picks it up at once."""
     state = app_state(request)
     config = await model_config_named(state, body.model)
@@ -102,7 +108,7 @@ async def create_chat(body: CreateChat, request: Request, user: User) -> Respons
         model_config_id=config.id if config is not None else None,
         tool_config=tools,
         system_prompt=body.system_prompt,
-        request_key=request.headers.get("idempotency-key"),
+        request_key=idempotency_key,
     )
     return json_response(
         await chat_resource(state, chat, config), 201, {"Location": f"/api/chats/{chat.id}"}
@@ -114,8 +120,8 @@ async def list_chats(
     request: Request,
     user: User,
     archived: Literal["false", "true", "all"] = "false",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    limit: Annotated[int, Field(ge=1, le=200), ASCII_DIGITS] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
     q: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
     """The caller's chats, most recently updated first (keyset pagination); `q` matches

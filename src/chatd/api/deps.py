@@ -1,4 +1,5 @@
-"""What routes share per request: the app's state, its store, the caller, admins only.
+"""What routes share per request: the app's state, its store, the caller, admins only,
+the `Idempotency-Key` header.
 
 Routes import this module, `schemas` and `sse`; `app.py` assembles the routers and
 nothing here imports a router or the app.
@@ -8,14 +9,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from chatd.api.auth import Principal
 from chatd.api.errors import ApiError
 from chatd.api.state import AppState
 from chatd.store import Store
 
-__all__ = ["Admin", "User", "app_state", "current_user", "require_admin", "store_of"]
+__all__ = [
+    "Admin",
+    "IdempotencyKey",
+    "User",
+    "app_state",
+    "current_user",
+    "require_admin",
+    "store_of",
+]
+
+#: A retried create or send with the same key answers with the first one's result;
+#: 128 characters, the width of the column that keeps it.
+IdempotencyKey = Annotated[str | None, Header(max_length=128)]
 
 
 def app_state(request: Request) -> AppState:

@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from chatd.api.deps import Admin, store_of
 from chatd.api.errors import ApiError
-from chatd.api.schemas import McpSlug, json_response
+from chatd.api.schemas import McpSlug, Strict, json_response
 from chatd.store import McpServer
 from chatd.stream.wire import timestamp
 
@@ -45,9 +45,7 @@ def _unique_header_names(headers: dict[str, str] | None) -> None:
         raise ValueError("header names must differ in more than letter case")
 
 
-class _McpServerFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _McpServerFields(Strict):
     slug: McpSlug
     allow_tools: list[ToolName] = Field(default_factory=list, max_length=1024)
     deny_tools: list[ToolName] = Field(default_factory=list, max_length=1024)
@@ -82,11 +80,9 @@ class HttpMcpServerIn(_McpServerFields):
 McpServerIn = Annotated[StdioMcpServerIn | HttpMcpServerIn, Field(discriminator="transport")]
 
 
-class McpServerPatch(BaseModel):
+class McpServerPatch(Strict):
     """Fields to change. `env` / `headers` replace the whole stored set (`{}` clears it);
     omitted, they are kept. Changing `transport` drops the other transport's fields."""
-
-    model_config = ConfigDict(extra="forbid")
 
     slug: McpSlug | None = None
     transport: Literal["stdio", "streamable_http"] | None = None

@@ -1,25 +1,39 @@
 """The request bodies of the chat routes, and what every router shares to answer.
 
-Bodies validate shape only (lengths, patterns, which fields exist): rules that
-depend on state or configuration are the store's and the routes'. `McpSlug` is
-shared by the chat's tool selection and the MCP server routes; `json_response`
-encodes every JSON answer the same way.
+Bodies validate shape only (lengths, patterns, which fields exist, strict types:
+`"yes"` is not a boolean nor `"1"` an integer): rules that depend on state or
+configuration are the store's and the routes'. `Int64` is every integer query and
+header parameter (ASCII digits within a 64-bit column); `McpSlug` is shared by the
+chat's tool selection and the MCP server routes; `json_response` encodes every JSON
+answer the same way.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from chatd.types import encode
 
 __all__ = [
+    "ASCII_DIGITS",
+    "MAX_INT64",
     "MAX_MESSAGE_BYTES",
     "CreateChat",
     "DynamicToolSpec",
     "EditMessage",
+    "Int64",
     "McpSlug",
     "PatchChat",
     "SendMessage",
@@ -33,6 +47,27 @@ __all__ = [
 
 # 256 KiB of UTF-8 per message (spec §6.6).
 MAX_MESSAGE_BYTES = 256 * 1024
+# SQLite's INTEGER and PostgreSQL's BIGINT: no position, seq or count goes past it.
+MAX_INT64 = 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _ascii_digits(value: object) -> object:
+    # `int()` takes "²", "٣", "+1", " 1" and "1_000", and a 5,000-digit string is
+    # an error of its own: a parameter is plain digits, and never past 64 bits.
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise ValueError("must be a non-negative integer in ASCII digits")
+        if len(value) > len(str(MAX_INT64)):
+            raise ValueError(f"must be at most {MAX_INT64}")
+    return value
+
+
+#: Strict parsing for an integer parameter; after its bounds, so the OpenAPI schema
+#: shows them: `Annotated[int, Field(ge=1, le=200), ASCII_DIGITS]`.
+ASCII_DIGITS = BeforeValidator(_ascii_digits)
+#: A position, seq or cursor in a query or header parameter.
+Int64 = Annotated[int, Field(ge=0, le=MAX_INT64), ASCII_DIGITS]
 # Spec §3.2 `[a-z0-9_-]{1,32}`, without a leading '_'/'-' or a double '_': the model
 # sees `<slug>__<tool>`, which must split back unambiguously.
 McpSlug = Annotated[
@@ -49,10 +84,35 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-class Strict(BaseModel):
-    """A body that refuses fields it does not name."""
+def _lone_surrogate(value: Any, where: str = "body") -> str | None:
+    """Where in a JSON value a string (or key) holds a lone surrogate, if one does."""
+    if isinstance(value, str):
+        return where if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        named = {f"{where}.{k.encode('ascii', 'backslashreplace').decode()}": k for k in value}
+        children = [*named.items(), *zip(named, value.values(), strict=True)]
+    elif isinstance(value, list):
+        children = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        return None
+    return next((found for path, c in children if (found := _lone_surrogate(c, path))), None)
 
-    model_config = ConfigDict(extra="forbid")
+
+class Strict(BaseModel):
+    """A body that refuses fields it does not name, values of another JSON type
+    (`"yes"` or `1` for a boolean, `"1"` for an integer), and strings that are not
+    text: JSON can escape a lone surrogate (`"\\ud800"`), which no UTF-8 column stores.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise ValueError(f"{where}: a lone surrogate is not text")
+        return data
 
 
 def _check_text(value: str) -> str:

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
+from pydantic import Field
 
-from chatd.api.deps import User, app_state
+from chatd.api.deps import IdempotencyKey, User, app_state
 from chatd.api.errors import ApiError
 from chatd.api.resources import chat_resource, follow_stream, model_config_named, owned_chat
-from chatd.api.schemas import EditMessage, SendMessage, ToolOutput, ToolResults, json_response
+from chatd.api.schemas import (
+    ASCII_DIGITS,
+    EditMessage,
+    Int64,
+    SendMessage,
+    ToolOutput,
+    ToolResults,
+    json_response,
+)
 from chatd.api.sse import sse_response
 from chatd.store import BusyBehavior
 from chatd.stream.wire import message_json, queued_json
@@ -39,8 +48,8 @@ async def list_messages(
     chat_id: str,
     request: Request,
     user: User,
-    after_position: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    after_position: Int64 = 0,
+    limit: Annotated[int, Field(ge=1, le=1000), ASCII_DIGITS] = 1000,
     include_hidden: bool = False,
 ) -> Response:
     """History in position order, and the stream seq to resume from without gaps."""
@@ -60,7 +69,13 @@ async def list_messages(
 
 
 @router.post("/{chat_id}/messages")
-async def send_message(chat_id: str, body: SendMessage, request: Request, user: User) -> Response:
+async def send_message(
+    chat_id: str,
+    body: SendMessage,
+    request: Request,
+    user: User,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Send a message: it starts a turn, waits in the queue, or interrupts (busy_behavior)."""
     state = app_state(request)
     await owned_chat(state, chat_id, user)
@@ -71,7 +86,7 @@ async def send_message(chat_id: str, body: SendMessage, request: Request, user: 
         busy_behavior=BusyBehavior(body.busy_behavior),
         created_by=user.user_id,
         model_config_id=config.id if config is not None else None,
-        request_key=request.headers.get("idempotency-key"),
+        request_key=idempotency_key,
     )
     return json_response(
         {
@@ -182,23 +197,16 @@ async def stream(
     chat_id: str,
     request: Request,
     user: User,
-    after: str | None = None,
-    last_event_id: Annotated[str | None, Header()] = None,
+    after: Int64 | None = None,
+    last_event_id: Annotated[Int64 | None, Header()] = None,
 ) -> Response:
-    """The chat's live events over SSE; resume with Last-Event-ID or ?after=SEQ."""
+    """The chat's live events over SSE; resume with Last-Event-ID or ?after=SEQ.
+
+    A cursor the chat's log has not reached (above every seq it ever reserved) gets a
+    `history_reset` and the whole retained log, like one below what was pruned."""
     state = app_state(request)
     await owned_chat(state, chat_id, user)
-    raw = last_event_id if last_event_id is not None else after
-    cursor = 0
-    if raw is not None:
-        if not raw.strip().isdigit():
-            raise ApiError(
-                422,
-                "invalid_request",
-                "The resume cursor must be a non-negative integer.",
-                f"got {raw!r}",
-            )
-        cursor = int(raw)
+    cursor = last_event_id if last_event_id is not None else (after or 0)
     subscription = await follow_stream(state, chat_id, cursor)
     return sse_response(
         subscription, keepalive=state.sse_keepalive, write_deadline=state.sse_write_deadline

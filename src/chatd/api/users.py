@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
 
 from chatd.api.deps import Admin, User, app_state
+from chatd.api.schemas import Strict
 from chatd.config import TOOL_POLICIES
 from chatd.tools import allowed_builtin_tools, effective_tool_policy
 
@@ -26,9 +26,7 @@ ToolPolicy = Literal["none", "files", "all"]
 assert get_args(ToolPolicy) == TOOL_POLICIES
 
 
-class UserPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserPatch(Strict):
     # Required, and null returns the user to the deployment's default.
     tool_policy: ToolPolicy | None
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
+from chatd.store._nul import decode_json, encode_json
 from chatd.store._sqlite_driver import one_hop_dbapi, run_on_connection_thread
 
 __all__ = ["Database", "data_dir_from_env", "database_url_from_env"]
@@ -68,8 +69,9 @@ class Database:
             raise ValueError(f"unsupported database {self.dialect!r}: use SQLite or PostgreSQL")
         self.is_sqlite = self.dialect == "sqlite"
         common: dict[str, Any] = {
-            "json_serializer": _json_dumps,
-            "json_deserializer": msgspec.json.decode,
+            # PostgreSQL's jsonb refuses `\u0000`: its documents encode NUL (`_nul`).
+            "json_serializer": _json_dumps if self.is_sqlite else encode_json,
+            "json_deserializer": msgspec.json.decode if self.is_sqlite else decode_json,
             # Every transaction ends in an explicit commit or rollback, so the pool's
             # own rollback on check-in would be a wasted round trip.
             "pool_reset_on_return": None,

@@ -18,6 +18,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatd.store._models import StreamEvent
+from chatd.store._nul import encode_json_text
 from chatd.store._schema import chat_stream_events
 
 __all__ = [
@@ -62,6 +63,8 @@ async def insert_event_rows(
 ) -> None:
     """Insert into the log (or, with `table="chat_stream_tail"`, into its tail)."""
     if rows:
+        if conn.dialect.name == "postgresql":  # the driver's own JSON text skips `_nul`
+            rows = [(c, seq, t, encode_json_text(data), at) for c, seq, t, data, at in rows]
         sql = f"INSERT INTO {table} ({EVENT_COLUMNS}) VALUES ({_MARKS[conn.dialect.name]})"
         await conn.exec_driver_sql(sql, list(rows))
 

@@ -15,9 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
+from chatd.store._nul import decode_text, encode_text
 from chatd.types import MessagePart
 
 __all__ = [
+    "NulSafeString",
+    "NulSafeText",
     "PartsJSON",
     "UTCDateTime",
     "api_tokens",
@@ -64,6 +67,29 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class NulSafeString(sa.TypeDecorator[str]):
+    """A string column that stores U+0000 on PostgreSQL too (`_nul`), as SQLite does."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or dialect.name != "postgresql":
+            return value
+        return encode_text(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or dialect.name != "postgresql":
+            return value
+        return decode_text(value)
+
+
+class NulSafeText(NulSafeString):
+    """`NulSafeString` without a length."""
+
+    impl = sa.Text
+
+
 class PartsJSON(sa.TypeDecorator[list[MessagePart]]):
     """A message's ordered parts: `list[chatd.types.MessagePart]` in Python, JSON in SQL."""
 
@@ -83,7 +109,7 @@ class PartsJSON(sa.TypeDecorator[list[MessagePart]]):
 
 
 def _id(name: str = "id", *args: Any, **kwargs: Any) -> sa.Column[str]:
-    return sa.Column(name, sa.String(36), *args, **kwargs)
+    return sa.Column(name, NulSafeString(36), *args, **kwargs)
 
 
 def _timestamps() -> list[sa.Column[datetime]]:
@@ -101,14 +127,14 @@ users = sa.Table(
     "users",
     metadata,
     _id(primary_key=True),
-    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("username", NulSafeString(64), nullable=False, unique=True),
     sa.Column("is_admin", sa.Boolean(), nullable=False, default=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     # Which built-in tools the user may enable ("none", "files", "all"); NULL: the
     # deployment's CHATD_BUILTIN_TOOLS (admins: "all"). See chatd.tools._policy.
     sa.Column("tool_policy", sa.String(16), nullable=True),
     # chatd: the user's own instructions, joined into every chat's system prompt.
-    sa.Column("instructions", sa.Text(), nullable=True),
+    sa.Column("instructions", NulSafeText(), nullable=True),
 )
 
 #: chatd: deployment-wide values an admin sets through the API (every replica reads
@@ -117,7 +143,7 @@ deployment_settings = sa.Table(
     "deployment_settings",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text(), nullable=True),
+    sa.Column("value", NulSafeText(), nullable=True),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
@@ -126,7 +152,7 @@ api_tokens = sa.Table(
     metadata,
     _id(primary_key=True),
     _id("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("name", sa.String(128), nullable=False, default=""),  # chatd
+    sa.Column("name", NulSafeString(128), nullable=False, default=""),  # chatd
     sa.Column("prefix", sa.String(12), nullable=False),
     sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -139,8 +165,8 @@ provider_keys = sa.Table(
     "provider_keys",
     metadata,
     _id(primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False, unique=True),
-    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("name", NulSafeString(128), nullable=False, unique=True),
+    sa.Column("provider", NulSafeString(32), nullable=False),
     sa.Column("ciphertext", sa.Text(), nullable=False),
     sa.Column("last4", sa.String(4), nullable=False),
     *_timestamps(),
@@ -150,10 +176,10 @@ model_configs = sa.Table(
     "model_configs",
     metadata,
     _id(primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False, unique=True),
-    sa.Column("provider", sa.String(32), nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
-    sa.Column("base_url", sa.Text(), nullable=True),
+    sa.Column("name", NulSafeString(128), nullable=False, unique=True),
+    sa.Column("provider", NulSafeString(32), nullable=False),
+    sa.Column("model", NulSafeString(256), nullable=False),
+    sa.Column("base_url", NulSafeText(), nullable=True),
     _id("provider_key_id", sa.ForeignKey("provider_keys.id", ondelete="SET NULL"), nullable=True),
     sa.Column("options", JSONValue, nullable=False),
     sa.Column("context_limit", sa.Integer(), nullable=True),
@@ -198,13 +224,13 @@ chats = sa.Table(
     metadata,
     _id(primary_key=True),
     _id("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("title", NulSafeString(256), nullable=False),
     sa.Column("title_source", sa.String(16), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("archived", sa.Boolean(), nullable=False),
     _id("model_config_id", sa.ForeignKey("model_configs.id", ondelete="SET NULL"), nullable=True),
     sa.Column("tool_config", JSONValue, nullable=False),
-    sa.Column("system_prompt", sa.Text(), nullable=True),
+    sa.Column("system_prompt", NulSafeText(), nullable=True),
     sa.Column("snapshot_version", _BIG, nullable=False),
     sa.Column("history_version", _BIG, nullable=False),
     sa.Column("queue_version", _BIG, nullable=False),
@@ -231,7 +257,7 @@ chats = sa.Table(
     sa.Column("requires_action_deadline_at", UTCDateTime(), nullable=True),
     sa.Column("compaction_requested_at", UTCDateTime(), nullable=True),
     # chatd: the Idempotency-Key of the POST /api/chats that created it.
-    sa.Column("create_request_key", sa.String(128), nullable=True),
+    sa.Column("create_request_key", NulSafeString(128), nullable=True),
     # chatd: the instruction sources its last run joined into the system prompt.
     sa.Column("instructions", JSONValue, nullable=True),
     *_timestamps(),
@@ -289,8 +315,8 @@ chat_messages = sa.Table(
     _id("step_id", nullable=True),
     _id("run_id", nullable=True),
     _id("model_config_id", nullable=True),
-    sa.Column("provider", sa.String(32), nullable=True),
-    sa.Column("model", sa.String(256), nullable=True),
+    sa.Column("provider", NulSafeString(32), nullable=True),
+    sa.Column("model", NulSafeString(256), nullable=True),
     sa.Column("input_tokens", _BIG, nullable=True),
     sa.Column("output_tokens", _BIG, nullable=True),
     sa.Column("total_tokens", _BIG, nullable=True),
@@ -301,7 +327,7 @@ chat_messages = sa.Table(
     sa.Column("runtime_ms", _BIG, nullable=True),
     sa.Column("cost_micros", _BIG, nullable=True),
     _id("created_by", sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
-    sa.Column("request_key", sa.String(128), nullable=True),
+    sa.Column("request_key", NulSafeString(128), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index("ux_chat_messages_position", "chat_id", "position", unique=True),
     sa.Index("ix_chat_messages_revision", "chat_id", "revision"),
@@ -333,7 +359,7 @@ chat_queued_messages = sa.Table(
     sa.Column("parts", PartsJSON(), nullable=False),
     _id("model_config_id", nullable=True),
     _id("created_by", sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
-    sa.Column("request_key", sa.String(128), nullable=True),
+    sa.Column("request_key", NulSafeString(128), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index("ux_chat_queued_messages_position", "chat_id", "position", unique=True),
 )
@@ -381,7 +407,7 @@ chat_stream_tail = sa.Table(
 openai_responses = sa.Table(
     "openai_responses",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("id", NulSafeString(64), primary_key=True),
     _chat_fk(),
     _id("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     sa.Column("after_seq", _BIG, nullable=False),
