@@ -88,6 +88,7 @@ class NulSafeText(NulSafeString):
     """`NulSafeString` without a length."""
 
     impl = sa.Text
+    cache_ok = True
 
 
 class PartsJSON(sa.TypeDecorator[list[MessagePart]]):
