@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from openai.types.responses import (
     Response,
@@ -25,8 +26,7 @@ from openai.types.responses import (
     ResponseTextDoneEvent,
 )
 
-import openai
-from tests.openai.conftest import SLOW, sdk
+from tests.openai_compat.conftest import SLOW, sdk
 from tests.service.conftest import LiveReplica, running_replica
 
 ITEM = [ResponseOutputItemAddedEvent, ResponseContentPartAddedEvent]

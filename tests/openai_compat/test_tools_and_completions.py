@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import (
@@ -15,7 +16,6 @@ from openai.types.responses import (
     ResponseOutputItemDoneEvent,
 )
 
-import openai
 from tests.service.conftest import LiveReplica
 
 WEATHER = {

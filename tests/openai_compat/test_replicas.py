@@ -13,8 +13,8 @@ import pytest
 from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 from chatd.localcluster import LocalCluster
-from tests.openai import test_responses, test_tools_and_completions
-from tests.openai.conftest import SLOW, sdk
+from tests.openai_compat import test_responses, test_tools_and_completions
+from tests.openai_compat.conftest import SLOW, sdk
 
 # Every check that runs against a given replica (not one that starts its own).
 CHECKS = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import openai
 import pytest
 
-import openai
 from tests.service.conftest import LiveReplica, running_replica
 
 # A reply streamed at 20 ms a word: long enough to read half of it, drop, resume.
