@@ -68,7 +68,7 @@ async def test_migration_0003_adds_a_null_tool_policy_and_downgrades_without_los
                     " VALUES ('t1', 'u1', '', 'chatd_abcdef', 'x', CURRENT_TIMESTAMP)"
                 )
             )
-        await upgrade(db)
+        await upgrade(db, "0003")
         assert await current_revision(db) == "0003"
         store = Store(db)
         assert (await store.get_user("u1")).tool_policy is None

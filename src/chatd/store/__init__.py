@@ -20,6 +20,7 @@ from chatd.store._errors import (
     TransitionRejected,
     database_unreachable,
 )
+from chatd.store._files import MAX_CHAT_FILES
 from chatd.store._ids import new_id
 from chatd.store._migrations import DatabaseTooNew, current_revision, head_revision, upgrade
 from chatd.store._models import (
@@ -27,6 +28,7 @@ from chatd.store._models import (
     BusyBehavior,
     Chat,
     ChatDetails,
+    ChatFile,
     ChatStatus,
     History,
     Lease,
@@ -49,11 +51,13 @@ from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
 
 __all__ = [
     "CANCELLED_TOOL_RESULT",
+    "MAX_CHAT_FILES",
     "NO_TEXT_TITLE",
     "ApiToken",
     "BusyBehavior",
     "Chat",
     "ChatDetails",
+    "ChatFile",
     "ChatIsInterrupting",
     "ChatStatus",
     "Database",

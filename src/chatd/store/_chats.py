@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
+from chatd.store._files import link_files
 from chatd.store._ids import new_id
 from chatd.store._models import (
     BusyBehavior,
@@ -134,6 +135,7 @@ class ChatTransitions(StoreBase):
                 "updated_at": now,
             }
             await conn.execute(sa.insert(chats).values(row))
+            messages[-1]["parts"] = await link_files(conn, chat_id, owner_id, parts)
             await conn.execute(
                 sa.insert(chat_messages),
                 [
@@ -177,6 +179,7 @@ class ChatTransitions(StoreBase):
                     return replay
             if tx.archived:
                 raise tx.reject()
+            parts = await link_files(tx.conn, chat_id, tx.row["owner_id"], parts)
             status = tx.status
             interrupt = busy_behavior == BusyBehavior.INTERRUPT
             sent: dict[str, Any] = {
