@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
 from chatd import __version__
-from chatd.api import admin, chats, mcp_servers, turns, users
+from chatd.api import admin, chats, files, mcp_servers, turns, users
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
 from chatd.api.sse import RAW_SEND
@@ -79,6 +79,7 @@ def create_app(state: AppState) -> FastAPI:
     # Admin collections first: their paths would otherwise match /api/chats/{chat_id}.
     app.include_router(admin.router)
     app.include_router(mcp_servers.router)
+    app.include_router(files.router)
     app.include_router(chats.router)
     app.include_router(turns.router)
     app.include_router(users.router)

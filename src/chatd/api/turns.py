@@ -68,7 +68,7 @@ async def send_message(chat_id: str, body: SendMessage, request: Request, user: 
     config = await model_config_named(state, body.model)
     result = await state.store.send_message(
         chat_id,
-        [TextPart(body.message)],
+        body.parts(),
         busy_behavior=BusyBehavior(body.busy_behavior),
         created_by=user.user_id,
         model_config_id=config.id if config is not None else None,
