@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pexpect
 
+import chatd
 from tests.service.conftest import LiveReplica
 
 
@@ -23,6 +24,8 @@ class Terminal:
             "CHATD_URL": live.url,
             "CHATD_TOKEN": token,
             "CHATD_DATA_DIR": str(data_dir),
+            # The client runs the chatd this test imported, not whichever is installed.
+            "PYTHONPATH": str(Path(chatd.__file__).parents[1]),
         }
         self.child = pexpect.spawn(
             sys.executable,
