@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-
-import pexpect
 
 from tests.service.conftest import LiveReplica
 from tests.tui.test_chat_command import Terminal
@@ -36,8 +33,7 @@ async def test_attach_uploads_a_file_that_the_next_message_sends(
         await term.expect("you> ")
         term.child.sendline("/attach")
         await term.expect("Nothing attached.")  # sent once, then forgotten
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
     finally:
         term.close()
     async with live.client(token) as client:

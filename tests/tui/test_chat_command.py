@@ -40,6 +40,11 @@ class Terminal:
         await asyncio.to_thread(self.child.expect_exact, pattern)
         return str(self.child.before)
 
+    async def quit(self) -> None:
+        """`/quit`, and the client exits."""
+        self.child.sendline("/quit")
+        await asyncio.to_thread(self.child.expect, pexpect.EOF)
+
     def close(self) -> None:
         if self.child.isalive():
             self.child.terminate(force=True)
@@ -75,8 +80,7 @@ async def test_a_turn_streams_and_ctrl_c_interrupts_it_not_the_client(
         await term.expect("The queue is empty.")
         term.child.sendline("/models")
         await term.expect("scripted:slow")
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
         term.child.close()
         assert term.child.exitstatus == 0
     finally:
