@@ -226,3 +226,26 @@ async def test_a_message_needs_text_or_files(users: dict[str, httpx.AsyncClient]
     ann = users["ann"]
     for body in ({"message": "  "}, {"file_ids": []}, {}):
         assert_error_shape(await ann.post("/api/chats", json=body), 422, "invalid_request")
+
+
+async def test_editing_the_text_keeps_the_files_and_file_ids_replace_them(
+    users: dict[str, httpx.AsyncClient],
+) -> None:
+    ann = users["ann"]
+    png = (await upload(ann, PNG, "shot.png")).json()
+    text = (await upload(ann, TEXT, "notes.txt")).json()
+    chat = (await ann.post("/api/chats", json={"message": "hi", "file_ids": [png["id"]]})).json()
+    [first] = (await ann.get(f"/api/chats/{chat['id']}/messages")).json()["messages"]
+    path = f"/api/chats/{chat['id']}/messages"
+    edited = (await ann.patch(f"{path}/{first['id']}", json={"message": "hello"})).json()
+    assert [p.get("name") for p in edited["message"]["parts"]] == ["shot.png", None]
+    replaced = await ann.patch(
+        f"{path}/{edited['message']['id']}", json={"message": "hey", "file_ids": [text["id"]]}
+    )
+    assert [p.get("name") for p in replaced.json()["message"]["parts"]] == ["notes.txt", None]
+    foreign = (await upload(users["bob"], PNG)).json()
+    refused = await ann.patch(
+        f"{path}/{replaced.json()['message']['id']}",
+        json={"message": "x", "file_ids": [foreign["id"]]},
+    )
+    assert_error_shape(refused, 422, "invalid_request")

@@ -153,3 +153,22 @@ async def test_migration_0004_adds_the_file_tables_and_downgrades_without_losing
         assert (await store.get_chat(chat.id)).id == chat.id
     finally:
         await db.dispose()
+
+
+async def test_an_edit_keeps_the_messages_files_unless_told_otherwise(store: Store) -> None:
+    owner = await user(store)
+    shot = await store.create_file(owner, "shot.png", "image/png", PNG)
+    notes = await store.create_file(owner, "notes.txt", "text/plain", b"notes")
+    chat = await store.create_chat(owner, naming(shot.id, message="what is this?"))
+    [first] = await store.list_messages(chat.id)
+    kept = await store.edit_message(chat.id, first.id, text("and now?"), keep_files=True)
+    assert kept.message is not None
+    assert kept.message.parts == [
+        FilePart(file_id=shot.id, filename="shot.png", media_type="image/png"),
+        TextPart("and now?"),
+    ]
+    replaced = await store.edit_message(chat.id, kept.message.id, naming(notes.id, message="x"))
+    assert replaced.message is not None
+    assert [p.filename for p in replaced.message.parts if isinstance(p, FilePart)] == ["notes.txt"]
+    [prompt] = (await store.load_history(chat.id)).messages
+    assert prompt.content[0] == FilePart(b"notes", "text/plain", "notes.txt", file_id=notes.id)

@@ -79,14 +79,15 @@ def _check_text(value: str) -> str:
     return _check_size(value)
 
 
+FileId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class MessageWithFiles(Strict):
     """A message's text and the uploaded files it sends (POST /api/chats/files); a
     message with files may have no text."""
 
     message: str = ""
-    file_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
-        default_factory=list, max_length=MAX_CHAT_FILES
-    )
+    file_ids: list[FileId] = Field(default_factory=list, max_length=MAX_CHAT_FILES)
 
     _size = field_validator("message")(_check_size)
 
@@ -133,9 +134,16 @@ class SendMessage(MessageWithFiles):
 
 
 class EditMessage(Strict):
+    """The new text; `file_ids` replaces the message's files (omitted: it keeps them)."""
+
     message: str
+    file_ids: list[FileId] | None = Field(default=None, max_length=MAX_CHAT_FILES)
 
     _text = field_validator("message")(_check_text)
+
+    def parts(self) -> list[MessagePart]:
+        files: list[MessagePart] = [FilePart(file_id=file_id) for file_id in self.file_ids or []]
+        return [*files, TextPart(self.message)]
 
 
 class ToolOutput(Strict):

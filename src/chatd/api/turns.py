@@ -22,7 +22,6 @@ from chatd.store import BusyBehavior
 from chatd.stream import StoreLog
 from chatd.stream.wire import message_json, queued_json
 from chatd.types import (
-    TextPart,
     ToolResultError,
     ToolResultMedia,
     ToolResultOutput,
@@ -87,11 +86,16 @@ async def send_message(chat_id: str, body: SendMessage, request: Request, user: 
 async def edit_message(
     chat_id: str, message_id: str, body: EditMessage, request: Request, user: User
 ) -> Response:
-    """Replace a user message; everything after it is dropped and the turn reruns."""
+    """Replace a user message; everything after it is dropped and the turn reruns. Its
+    files stay unless `file_ids` names the new set."""
     state = app_state(request)
     await owned_chat(state, chat_id, user)
     result = await state.store.edit_message(
-        chat_id, message_id, [TextPart(body.message)], created_by=user.user_id
+        chat_id,
+        message_id,
+        body.parts(),
+        created_by=user.user_id,
+        keep_files=body.file_ids is None,
     )
     return json_response(
         {

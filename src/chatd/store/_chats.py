@@ -27,7 +27,7 @@ from chatd.store._models import (
 )
 from chatd.store._schema import chat_messages, chat_queued_messages, chats
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Tx, chat_from_row, message_from_row
-from chatd.types import MessagePart, Role, TextPart, ToolResultPart
+from chatd.types import FilePart, MessagePart, Role, TextPart, ToolResultPart
 
 __all__ = ["ChatTransitions"]
 
@@ -227,12 +227,14 @@ class ChatTransitions(StoreBase):
         parts: list[MessagePart],
         *,
         created_by: str | None = None,
+        keep_files: bool = False,
     ) -> SendResult:
         """Any non-archived state → P0: replace a user message, dropping what followed it.
 
         The edited message and every later one are soft-deleted, the queue and the
         last error are cleared, ownership is released (the old runner's next fenced
-        write fails), and the replacement is appended as a new user message.
+        write fails), and the replacement is appended as a new user message; with
+        `keep_files` it names the edited message's uploaded files first.
         """
         _check_parts(parts)
         async with self._transition(chat_id, "edit_message") as tx:
@@ -242,7 +244,7 @@ class ChatTransitions(StoreBase):
             row = (
                 (
                     await tx.conn.execute(
-                        sa.select(m.position, m.role, m.deleted, m.compressed).where(
+                        sa.select(m.position, m.role, m.deleted, m.compressed, m.parts).where(
                             m.chat_id == chat_id, m.id == message_id
                         )
                     )
@@ -260,6 +262,10 @@ class ChatTransitions(StoreBase):
                     "This message is before the last compaction or clear and can no longer "
                     "be edited.",
                 )
+            if keep_files:
+                kept = [p for p in row["parts"] if isinstance(p, FilePart) and p.file_id]
+                parts = [*kept, *parts]
+            parts = await link_files(tx.conn, chat_id, tx.row["owner_id"], parts)
             version = tx.bump()
             await tx.conn.execute(
                 sa.update(chat_messages)
