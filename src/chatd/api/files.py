@@ -10,19 +10,22 @@ by its uploader only (404 to anyone else). Which messages name it is the store's
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartCallbacks, MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from chatd.api.deps import User, app_state
 from chatd.api.errors import ApiError
 from chatd.api.schemas import MAX_FILE_BYTES, json_response
 from chatd.store import ChatFile
 from chatd.stream.wire import timestamp
+
+if TYPE_CHECKING:  # the TypedDict exists for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 __all__ = ["ACCEPTED_MEDIA_TYPES", "router", "sniff_media_type"]
 
