@@ -158,9 +158,16 @@ class ReasoningPart(
 
 
 class FilePart(msgspec.Struct, tag="file", tag_field="type", frozen=True, omit_defaults=True):
-    data: bytes
+    """A file in a message: its bytes inline, or `file_id` naming an uploaded file.
+
+    History stores uploaded files by id only; the store fills in `data` when it
+    loads the model's view, so providers always see the bytes.
+    """
+
+    data: bytes = b""
     media_type: str = ""
     filename: str = ""
+    file_id: str = ""
     provider_metadata: dict[str, Any] = {}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pexpect
 
+import chatd
 from tests.service.conftest import LiveReplica
 
 
@@ -23,6 +24,8 @@ class Terminal:
             "CHATD_URL": live.url,
             "CHATD_TOKEN": token,
             "CHATD_DATA_DIR": str(data_dir),
+            # The client runs the chatd this test imported, not whichever is installed.
+            "PYTHONPATH": str(Path(chatd.__file__).parents[1]),
         }
         self.child = pexpect.spawn(
             sys.executable,
@@ -36,6 +39,11 @@ class Terminal:
     async def expect(self, pattern: str) -> str:
         await asyncio.to_thread(self.child.expect_exact, pattern)
         return str(self.child.before)
+
+    async def quit(self) -> None:
+        """`/quit`, and the client exits."""
+        self.child.sendline("/quit")
+        await asyncio.to_thread(self.child.expect, pexpect.EOF)
 
     def close(self) -> None:
         if self.child.isalive():
@@ -72,8 +80,7 @@ async def test_a_turn_streams_and_ctrl_c_interrupts_it_not_the_client(
         await term.expect("The queue is empty.")
         term.child.sendline("/models")
         await term.expect("scripted:slow")
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
         term.child.close()
         assert term.child.exitstatus == 0
     finally:

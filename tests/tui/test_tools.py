@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
-
-import pexpect
 
 from chatd.client._tools import BUILTIN_TOOLS, FILE_TOOLS, tools_for_level
 from chatd.tools import BUILTIN_TOOL_NAMES, allowed_builtin_tools
@@ -43,8 +40,7 @@ async def test_tools_all_creates_a_chat_with_every_builtin_tool(
         await term.expect("you> ")
         term.child.sendline("/help")
         await term.expect("show the chat's built-in tools")
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
     finally:
         term.close()
     async with live.client(token) as client:
@@ -67,8 +63,7 @@ async def test_a_refused_tools_level_prints_one_line_and_the_client_stays(
         assert shown.strip().count("\n") == 0, f"more than one line: {shown!r}"
         assert "Traceback" not in shown
         assert term.child.isalive()
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
     finally:
         term.close()
     async with live.client(token) as client:
@@ -87,7 +82,6 @@ async def test_tools_is_ignored_with_a_note_for_an_existing_chat(
         await term.expect("you> ")
         term.child.sendline("/tools")
         await term.expect("This chat has no built-in tools.")
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
     finally:
         term.close()

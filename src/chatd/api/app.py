@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatd import __version__
-from chatd.api import admin, chats, instructions, mcp_servers, openai, turns, usage, users
+from chatd.api import admin, chats, files, instructions, mcp_servers, openai, turns, usage, users
 from chatd.api.docs import install_docs
 from chatd.api.errors import ApiError, install_error_handlers
 from chatd.api.middleware import HttpMetrics, RequestMiddleware
@@ -38,7 +38,7 @@ _TOKEN_HINT = '<code id="admin-token-path">{}</code>'
 # The web UI's policy (a <meta> cannot carry frame-ancestors, so it is a header); the
 # request middleware adds frame-ancestors 'none'.
 WEB_UI_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 )
 
@@ -103,6 +103,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(mcp_servers.router)
     app.include_router(instructions.router)
+    app.include_router(files.router)
     app.include_router(chats.router)
     app.include_router(turns.router)
     app.include_router(usage.router)  # /api/users/me/usage before /api/users/{user_id}

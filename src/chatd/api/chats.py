@@ -30,7 +30,6 @@ from chatd.tools import (
     effective_tool_policy,
 )
 from chatd.tools import ToolConfig as ToolSelectionConfig
-from chatd.types import TextPart
 
 __all__ = ["router"]
 
@@ -103,7 +102,7 @@ async def create_chat(
             await _check_mcp_servers(state, tools["mcp_servers"])
     chat = await state.store.create_chat(
         user.user_id,
-        [TextPart(body.message)],
+        body.parts(),
         title=body.title,
         model_config_id=config.id if config is not None else None,
         tool_config=tools,

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from chatd.api.errors import error_response
+from chatd.api.schemas import MAX_FILE_BYTES
 from chatd.logs import REQUEST_ID
 
 __all__ = ["DEFAULT_BODY_LIMIT", "LARGE_BODY_LIMIT", "HttpMetrics", "RequestMiddleware"]
@@ -35,6 +36,10 @@ LARGE_BODY_LIMIT = 8 << 20
 _LARGE_BODY_ROUTES = re.compile(
     r"^/api/chats(/[^/]+/(messages(/[^/]+)?|tool-results))?/?$",
 )
+# The file upload takes multipart/form-data: one file and its framing (the route
+# itself stops reading at the file's limit).
+_UPLOAD_BODY_LIMIT = MAX_FILE_BYTES + (64 << 10)
+_UPLOAD_ROUTE = re.compile(r"^/api/chats/files/?$")
 _ID_SEGMENT = re.compile(r"/[0-9a-fA-F-]{32,36}(?=/|$)")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _FRAME_ANCESTORS = b"frame-ancestors 'none'"
@@ -161,6 +166,8 @@ def _too_large(limit: int) -> Any:
 
 
 def _limit(path: str) -> int:
+    if _UPLOAD_ROUTE.match(path):
+        return _UPLOAD_BODY_LIMIT
     return LARGE_BODY_LIMIT if _LARGE_BODY_ROUTES.match(path) else DEFAULT_BODY_LIMIT
 
 
@@ -201,6 +208,8 @@ def _reject_body(method: str, path: str, headers: dict[str, str]) -> Any:
     if length == "0" or (length is None and "transfer-encoding" not in headers):
         return None  # no body: routes with optional bodies accept this
     content_type = headers.get("content-type", "")
+    if _UPLOAD_ROUTE.match(path):
+        return None  # the upload route checks its multipart body itself
     if content_type.split(";")[0].strip().lower() != "application/json":
         return error_response(
             415,

@@ -24,10 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from chatd.types import encode
+from chatd.store import MAX_CHAT_FILES
+from chatd.types import FilePart, MessagePart, TextPart, encode
 
 __all__ = [
     "ASCII_DIGITS",
+    "MAX_FILE_BYTES",
     "MAX_INT64",
     "MAX_MESSAGE_BYTES",
     "CreateChat",
@@ -35,6 +37,7 @@ __all__ = [
     "EditMessage",
     "Int64",
     "McpSlug",
+    "MessageWithFiles",
     "PatchChat",
     "SendMessage",
     "Strict",
@@ -68,6 +71,8 @@ def _ascii_digits(value: object) -> object:
 ASCII_DIGITS = BeforeValidator(_ascii_digits)
 #: A position, seq or cursor in a query or header parameter.
 Int64 = Annotated[int, Field(ge=0, le=MAX_INT64), ASCII_DIGITS]
+# 10 MiB an uploaded file (upstream's chat file limit).
+MAX_FILE_BYTES = 10 << 20
 # Spec §3.2 `[a-z0-9_-]{1,32}`, without a leading '_'/'-' or a double '_': the model
 # sees `<slug>__<tool>`, which must split back unambiguously.
 McpSlug = Annotated[
@@ -115,12 +120,41 @@ class Strict(BaseModel):
         return data
 
 
-def _check_text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("the message must not be empty")
+def _check_size(value: str) -> str:
     if len(value.encode("utf-8")) > MAX_MESSAGE_BYTES:
         raise ValueError(f"the message must be at most {MAX_MESSAGE_BYTES} bytes")
     return value
+
+
+def _check_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the message must not be empty")
+    return _check_size(value)
+
+
+FileId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class MessageWithFiles(Strict):
+    """A message's text and the uploaded files it sends (POST /api/chats/files); a
+    message with files may have no text."""
+
+    message: str = ""
+    file_ids: list[FileId] = Field(default_factory=list, max_length=MAX_CHAT_FILES)
+
+    _size = field_validator("message")(_check_size)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MessageWithFiles:
+        if not self.message.strip() and not self.file_ids:
+            raise ValueError("the message must not be empty (send text, file_ids, or both)")
+        return self
+
+    def parts(self) -> list[MessagePart]:
+        """The files first (models read a picture before the question about it), then
+        the text; the store fills in each file's name and media type."""
+        files: list[MessagePart] = [FilePart(file_id=file_id) for file_id in self.file_ids]
+        return files + ([TextPart(self.message)] if self.message.strip() else [])
 
 
 class DynamicToolSpec(Strict):
@@ -140,28 +174,29 @@ class ToolConfig(Strict):
     exclusive: list[str] = Field(default_factory=list)
 
 
-class CreateChat(Strict):
-    message: str
+class CreateChat(MessageWithFiles):
     model: str | None = Field(default=None, max_length=256)
     title: str | None = Field(default=None, min_length=1, max_length=256)
     tools: ToolConfig | None = None
     system_prompt: str | None = Field(default=None, max_length=65536)
 
-    _text = field_validator("message")(_check_text)
 
-
-class SendMessage(Strict):
-    message: str
+class SendMessage(MessageWithFiles):
     busy_behavior: Literal["queue", "interrupt"] = "queue"
     model: str | None = Field(default=None, max_length=256)
 
-    _text = field_validator("message")(_check_text)
-
 
 class EditMessage(Strict):
+    """The new text; `file_ids` replaces the message's files (omitted: it keeps them)."""
+
     message: str
+    file_ids: list[FileId] | None = Field(default=None, max_length=MAX_CHAT_FILES)
 
     _text = field_validator("message")(_check_text)
+
+    def parts(self) -> list[MessagePart]:
+        files: list[MessagePart] = [FilePart(file_id=file_id) for file_id in self.file_ids or []]
+        return [*files, TextPart(self.message)]
 
 
 class ToolOutput(Strict):

@@ -30,7 +30,6 @@ from chatd.api.sse import sse_response
 from chatd.store import BusyBehavior
 from chatd.stream.wire import message_json, queued_json
 from chatd.types import (
-    TextPart,
     ToolResultError,
     ToolResultMedia,
     ToolResultOutput,
@@ -82,7 +81,7 @@ async def send_message(
     config = await model_config_named(state, body.model)
     result = await state.store.send_message(
         chat_id,
-        [TextPart(body.message)],
+        body.parts(),
         busy_behavior=BusyBehavior(body.busy_behavior),
         created_by=user.user_id,
         model_config_id=config.id if config is not None else None,
@@ -101,11 +100,16 @@ async def send_message(
 async def edit_message(
     chat_id: str, message_id: str, body: EditMessage, request: Request, user: User
 ) -> Response:
-    """Replace a user message; everything after it is dropped and the turn reruns."""
+    """Replace a user message; everything after it is dropped and the turn reruns. Its
+    files stay unless `file_ids` names the new set."""
     state = app_state(request)
     await owned_chat(state, chat_id, user)
     result = await state.store.edit_message(
-        chat_id, message_id, [TextPart(body.message)], created_by=user.user_id
+        chat_id,
+        message_id,
+        body.parts(),
+        created_by=user.user_id,
+        keep_files=body.file_ids is None,
     )
     return json_response(
         {

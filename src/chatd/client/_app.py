@@ -29,6 +29,7 @@ from chatd.client._tools import BUILTIN_TOOLS, builtin_label, tools_for_level
 __all__ = ["ChatSession"]
 
 HELP = """Commands:
+  /attach PATH    upload a file to send with your next message (/attach lists them)
   /queue          show the queued messages
   /models         list the models; /model NAME picks one for the next messages
   /compact        summarise the history now
@@ -53,6 +54,7 @@ class ChatSession:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _turn_active: bool = False
     _unanswered: set[str] = field(default_factory=set)  # calls printed without a result
+    _attached: list[dict[str, Any]] = field(default_factory=list)  # for the next message
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,7 +122,7 @@ class ChatSession:
         mark = self.view.turn_ends if self.view is not None else 0
         try:
             if self.chat_id is None:
-                body: dict[str, Any] = {"message": line}
+                body: dict[str, Any] = {"message": line, **self._file_ids()}
                 if self.model:
                     body["model"] = self.model
                 if builtin := tools_for_level(self.tools or "none"):
@@ -128,13 +130,14 @@ class ChatSession:
                 chat = await self.api.request("POST", "/api/chats", body)
                 await self._open(chat["id"], show_history=False)
             else:
-                body = {"message": line, "busy_behavior": "queue"}
+                body = {"message": line, "busy_behavior": "queue", **self._file_ids()}
                 if self.model:
                     body["model"] = self.model
                 await self.api.request("POST", f"/api/chats/{self.chat_id}/messages", body)
         except ApiError as err:
             self._error(err)
             return True
+        self._attached.clear()
         await self._follow_turn(self._turn_ended_after(mark))
         return True
 
@@ -156,6 +159,8 @@ class ChatSession:
             elif name == "/model":
                 self.model = arg or None
                 self.console.print(f"Model for the next messages: {self.model or 'the default'}")
+            elif name == "/attach":
+                await self._attach(arg)
             elif name == "/queue":
                 await self._queue()
             elif name == "/tools":
@@ -177,6 +182,27 @@ class ChatSession:
         except ApiError as err:
             self._error(err)
         return True
+
+    def _file_ids(self) -> dict[str, list[str]]:
+        return {"file_ids": [f["id"] for f in self._attached]} if self._attached else {}
+
+    async def _attach(self, arg: str) -> None:
+        """Upload the file now; its id goes with the next message sent."""
+        if arg:
+            file = await self.api.upload(arg.strip("'\""))
+            self._attached.append(file)
+            self.console.print(
+                f"Attached {file['name']} ({file['media_type']}, {file['size']} bytes); "
+                "it goes with your next message.",
+                highlight=False,
+            )
+        elif self._attached:
+            names = ", ".join(f["name"] for f in self._attached)
+            self.console.print(f"Attached for the next message: {names}", highlight=False)
+        else:
+            self.console.print(
+                "Nothing attached. /attach PATH uploads a file for the next message."
+            )
 
     async def _models(self) -> None:
         models = (await self.api.request("GET", "/api/chats/models"))["models"]

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -53,20 +54,21 @@ class ApiClient:
                 response = await self.http.request(method, path, json=body)
         except httpx.TransportError as err:
             raise ApiError(0, "network", f"Cannot reach {self.url}: {err}.") from None
-        if response.status_code == 204:
-            return None
+        return _answer(response)
+
+    async def upload(self, path: str) -> Any:
+        """Upload a local file (POST /api/chats/files, streamed from disk); its metadata."""
         try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code >= 400:
-            error = data.get("error", {}) if isinstance(data, dict) else {}
-            raise ApiError(
-                response.status_code,
-                str(error.get("kind", "http_error")),
-                str(error.get("message", f"The server answered {response.status_code}.")),
-            )
-        return data
+            file = await asyncio.to_thread(_open, path)
+            with file:
+                response = await self.http.post(
+                    "/api/chats/files", files={"file": (Path(file.name).name, file)}
+                )
+        except OSError as err:
+            raise ApiError(0, "file", f"Cannot read {path}: {err.strerror or err}.") from None
+        except httpx.TransportError as err:
+            raise ApiError(0, "network", f"Cannot reach {self.url}: {err}.") from None
+        return _answer(response)
 
     async def events(
         self, chat_id: str, last_seq: Callable[[], int]
@@ -98,3 +100,25 @@ class ApiClient:
                             name = ""
             yield "connection", {"state": "reconnecting"}
             await asyncio.sleep(RECONNECT_DELAY)
+
+
+def _open(path: str) -> BinaryIO:
+    return Path(path).expanduser().open("rb")
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The JSON body of a success, `ApiError` from the documented error shape otherwise."""
+    if response.status_code == 204:
+        return None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code >= 400:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        raise ApiError(
+            response.status_code,
+            str(error.get("kind", "http_error")),
+            str(error.get("message", f"The server answered {response.status_code}.")),
+        )
+    return data

@@ -205,7 +205,8 @@ def render_message(message: dict[str, Any], results: dict[str, Any]) -> Renderab
     if role == "system":
         return None
     if role == "user":
-        text = "\n".join(p["text"] for p in parts if p["type"] == "text")
+        files = [f"📎 {p['name']} ({p['media_type']})" for p in parts if p["type"] == "file"]
+        text = "\n".join([*files, *(p["text"] for p in parts if p["type"] == "text")])
         return Panel(Text(text), title="you", title_align="left", border_style="bold")
     body: list[RenderableType] = []
     for part in parts:

@@ -26,6 +26,7 @@ from chatd.errors import (
 from chatd.protocols import Call, GenerateResponse
 from chatd.providers._config import ModelConfig, missing_key_error
 from chatd.types import (
+    FilePart,
     MessagePart,
     ReasoningPart,
     StreamPart,
@@ -46,6 +47,7 @@ __all__ = [
     "collect",
     "context_window",
     "data_url",
+    "file_text",
     "finish_metadata",
     "parse_tool_input",
     "result_text",
@@ -126,6 +128,17 @@ def data_url(media_type: str, data: bytes | str) -> str:
     """`data:<type>;base64,<payload>`; `str` data is taken as already base64."""
     payload = data if isinstance(data, str) else base64.b64encode(data).decode("ascii")
     return f"data:{media_type or 'application/octet-stream'};base64,{payload}"
+
+
+def file_text(part: FilePart) -> str | None:
+    """A text file as the text the model reads (no provider takes text/plain as a
+    document everywhere, so text files are inlined); None for any other file."""
+    if not part.media_type.startswith("text/"):
+        return None
+    name = json.dumps(part.filename or "attachment", ensure_ascii=False)
+    content = part.data.decode("utf-8", "replace")
+    end = "" if content.endswith("\n") else "\n"
+    return f"<file name={name}>\n{content}{end}</file>"
 
 
 def classified(

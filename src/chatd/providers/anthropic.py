@@ -31,6 +31,7 @@ from chatd.protocols import Call, ToolDefinition
 from chatd.providers._common import (
     SDKModel,
     classified,
+    file_text,
     finish_metadata,
     parse_tool_input,
     result_text,
@@ -449,6 +450,9 @@ def _blocks(part: Any) -> list[dict[str, Any]]:
     if isinstance(part, TextPart):
         return [{"type": "text", "text": part.text}] if part.text else []
     if isinstance(part, FilePart):
+        text = file_text(part)
+        if text is not None:
+            return [{"type": "text", "text": text}]
         return [_file_block(part.media_type, part.data)]
     if isinstance(part, ReasoningPart):
         return _thinking_block(part)

@@ -30,6 +30,7 @@ from chatd.protocols import Call, ToolDefinition
 from chatd.providers._common import (
     SDKModel,
     classified,
+    file_text,
     finish_metadata,
     parse_tool_input,
     result_text,
@@ -289,6 +290,9 @@ def _parts(part: Any, names: dict[str, tuple[str, str]]) -> list[dict[str, Any]]
     if isinstance(part, ReasoningPart):
         return [_signed({"text": part.text, "thought": True}, part.provider_metadata)]
     if isinstance(part, FilePart):
+        text = file_text(part)
+        if text is not None:
+            return [{"text": text}]
         return [{"inline_data": {"mime_type": part.media_type, "data": part.data}}]
     if isinstance(part, ToolCallPart):
         gemini_id = str(_metadata(part.provider_metadata).get("id") or "")

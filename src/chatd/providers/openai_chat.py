@@ -23,6 +23,7 @@ from chatd.providers._common import (
     SDKModel,
     classified,
     data_url,
+    file_text,
     finish_metadata,
     result_text,
     transport_failure,
@@ -271,7 +272,11 @@ def _user_content(message: Message) -> str | list[dict[str, Any]]:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "text": part.text})
         elif isinstance(part, FilePart):
-            parts.append(_file_part(part.media_type, part.data, part.filename))
+            text = file_text(part)
+            if text is not None:
+                parts.append({"type": "text", "text": text})
+            else:
+                parts.append(_file_part(part.media_type, part.data, part.filename))
     if all(p["type"] == "text" for p in parts):
         return "\n\n".join(p["text"] for p in parts)
     return parts

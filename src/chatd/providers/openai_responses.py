@@ -28,6 +28,7 @@ from chatd.providers._common import (
     SDKModel,
     classified,
     data_url,
+    file_text,
     finish_metadata,
     result_text,
     transport_failure,
@@ -370,7 +371,11 @@ def _user_content(message: Message) -> list[dict[str, Any]]:
         if isinstance(part, TextPart):
             content.append({"type": "input_text", "text": part.text})
         elif isinstance(part, FilePart):
-            content.append(_file_input(part.media_type, part.data, part.filename))
+            text = file_text(part)
+            if text is not None:
+                content.append({"type": "input_text", "text": text})
+            else:
+                content.append(_file_input(part.media_type, part.data, part.filename))
     return content
 
 

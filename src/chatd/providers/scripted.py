@@ -14,6 +14,7 @@ tool with sample arguments) before answering. It never touches the network or a 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from chatd.protocols import Call, GenerateResponse, ToolDefinition
 from chatd.titles import TITLE_PROMPT
 from chatd.types import (
+    FilePart,
     FinishReason,
     Message,
     Role,
@@ -151,9 +153,14 @@ class ScriptedModel:
                 f"to reply to {last_user!r}.",
                 delta_delay=self.delta_delay,
             )
+        attached = ", ".join(
+            f"{p.filename or 'a file'} ({p.media_type}, {len(p.data)} bytes)"
+            for p in _last_user_files(call.prompt)
+        )
         return ScriptedReply(
             reasoning="A short, friendly answer will do.",
-            text=f"You said: {last_user!r}. I am chatd's offline scripted model, so this is "
+            text=f"You said: {last_user!r}{' and attached ' + attached if attached else ''}. "
+            "I am chatd's offline scripted model, so this is "
             "a canned reply — configure a real provider to get real answers.",
             delta_delay=self.delta_delay,
         )
@@ -187,6 +194,16 @@ class ScriptedModel:
                 "pid": os.getpid(),
                 "user": _last_user_text(call.prompt),
                 "system": _texts([m for m in call.prompt if m.role == Role.SYSTEM]),
+                # What the model received of each file: enough to prove the bytes arrived.
+                "files": [
+                    {
+                        "file_id": p.file_id,
+                        "name": p.filename,
+                        "media_type": p.media_type,
+                        "sha256": hashlib.sha256(p.data).hexdigest(),
+                    }
+                    for p in _last_user_files(call.prompt)
+                ],
                 "phase": phase,
                 "t": time.time(),
             }
@@ -268,11 +285,19 @@ def _texts(messages: Sequence[Message]) -> list[str]:
     return [p.text for m in messages for p in m.content if isinstance(p, TextPart)]
 
 
+def _last_user(messages: Sequence[Message]) -> Message | None:
+    return next((m for m in reversed(messages) if m.role == Role.USER), None)
+
+
 def _last_user_text(messages: Sequence[Message]) -> str:
-    for message in reversed(messages):
-        if message.role == Role.USER:
-            return " ".join(p.text for p in message.content if isinstance(p, TextPart))
-    return ""
+    message = _last_user(messages)
+    parts = message.content if message is not None else []
+    return " ".join(p.text for p in parts if isinstance(p, TextPart))
+
+
+def _last_user_files(messages: Sequence[Message]) -> list[FilePart]:
+    message = _last_user(messages)
+    return [p for p in message.content if isinstance(p, FilePart)] if message else []
 
 
 def _tool_results_this_turn(messages: Sequence[Message]) -> list[ToolResultPart]:

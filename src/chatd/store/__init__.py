@@ -20,6 +20,7 @@ from chatd.store._errors import (
     TransitionRejected,
     database_unreachable,
 )
+from chatd.store._files import MAX_CHAT_FILES
 from chatd.store._ids import new_id
 from chatd.store._instructions import MAX_INSTRUCTIONS_CHARS
 from chatd.store._migrations import DatabaseTooNew, current_revision, head_revision, upgrade
@@ -29,6 +30,7 @@ from chatd.store._models import (
     BusyBehavior,
     Chat,
     ChatDetails,
+    ChatFile,
     ChatStatus,
     History,
     Lease,
@@ -53,6 +55,7 @@ from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
 
 __all__ = [
     "CANCELLED_TOOL_RESULT",
+    "MAX_CHAT_FILES",
     "MAX_INSTRUCTIONS_CHARS",
     "NO_TEXT_TITLE",
     "PRICE_KEYS",
@@ -60,6 +63,7 @@ __all__ = [
     "BusyBehavior",
     "Chat",
     "ChatDetails",
+    "ChatFile",
     "ChatIsInterrupting",
     "ChatStatus",
     "Database",

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
+from chatd.store._files import link_files
 from chatd.store._ids import new_id
 from chatd.store._models import (
     BusyBehavior,
@@ -26,7 +27,7 @@ from chatd.store._models import (
 )
 from chatd.store._schema import chat_messages, chat_queued_messages, chats
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Tx, chat_from_row, message_from_row
-from chatd.types import MessagePart, Role, TextPart, ToolResultPart
+from chatd.types import FilePart, MessagePart, Role, TextPart, ToolResultPart
 
 __all__ = ["ChatTransitions"]
 
@@ -141,6 +142,7 @@ class ChatTransitions(StoreBase):
                 "updated_at": now,
             }
             await conn.execute(sa.insert(chats).values(row))
+            messages[-1]["parts"] = await link_files(conn, chat_id, owner_id, parts)
             await conn.execute(
                 sa.insert(chat_messages),
                 [
@@ -184,6 +186,7 @@ class ChatTransitions(StoreBase):
                     return replay
             if tx.archived:
                 raise tx.reject()
+            parts = await link_files(tx.conn, chat_id, tx.row["owner_id"], parts)
             status = tx.status
             interrupt = busy_behavior == BusyBehavior.INTERRUPT
             sent: dict[str, Any] = {
@@ -231,12 +234,14 @@ class ChatTransitions(StoreBase):
         parts: list[MessagePart],
         *,
         created_by: str | None = None,
+        keep_files: bool = False,
     ) -> SendResult:
         """Any non-archived state → P0: replace a user message, dropping what followed it.
 
         The edited message and every later one are soft-deleted, the queue and the
         last error are cleared, ownership is released (the old runner's next fenced
-        write fails), and the replacement is appended as a new user message.
+        write fails), and the replacement is appended as a new user message; with
+        `keep_files` it names the edited message's uploaded files first.
         """
         _check_parts(parts)
         async with self._transition(chat_id, "edit_message") as tx:
@@ -246,7 +251,7 @@ class ChatTransitions(StoreBase):
             row = (
                 (
                     await tx.conn.execute(
-                        sa.select(m.position, m.role, m.deleted, m.compressed).where(
+                        sa.select(m.position, m.role, m.deleted, m.compressed, m.parts).where(
                             m.chat_id == chat_id, m.id == message_id
                         )
                     )
@@ -264,6 +269,10 @@ class ChatTransitions(StoreBase):
                     "This message is before the last compaction or clear and can no longer "
                     "be edited.",
                 )
+            if keep_files:
+                kept = [p for p in row["parts"] if isinstance(p, FilePart) and p.file_id]
+                parts = [*kept, *parts]
+            parts = await link_files(tx.conn, chat_id, tx.row["owner_id"], parts)
             version = tx.bump()
             await tx.conn.execute(
                 sa.update(chat_messages)

@@ -21,6 +21,7 @@ __all__ = [
     "BusyBehavior",
     "Chat",
     "ChatDetails",
+    "ChatFile",
     "ChatStatus",
     "History",
     "Lease",
@@ -370,3 +371,14 @@ class McpServerSecrets(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:  # never print values into a log
         return f"McpServerSecrets(env={sorted(self.env)}, headers={sorted(self.headers)})"
+
+
+class ChatFile(msgspec.Struct, frozen=True, kw_only=True):
+    """An uploaded file's metadata (its bytes are read separately)."""
+
+    id: str
+    owner_id: str
+    name: str
+    media_type: str
+    size: int
+    created_at: datetime

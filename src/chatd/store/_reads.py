@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
+from chatd.store._files import load_file_data
 from chatd.store._models import (
     Chat,
     ChatDetails,
@@ -200,6 +201,7 @@ class Reads(StoreBase):
                     # replaces it rather than keeping it as a system prompt.
                     summary = kind == MESSAGE_KIND_SUMMARY
                     messages.append(Message(role, content, kind=kind if summary else ""))
+            messages = await load_file_data(conn, chat_id, messages)
         return History(
             chat_id=chat_id,
             messages=messages,

@@ -24,6 +24,8 @@ __all__ = [
     "PartsJSON",
     "UTCDateTime",
     "api_tokens",
+    "chat_file_links",
+    "chat_files",
     "chat_heartbeats",
     "chat_messages",
     "chat_queued_messages",
@@ -418,4 +420,31 @@ openai_responses = sa.Table(
     sa.Column("request", JSONValue, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index("ix_openai_responses_chat", "chat_id", "after_seq"),
+)
+
+#: chatd: uploaded files (issue 22). The bytes live in the database, so every replica
+#: serves them; a file is its uploader's alone and outlives the chats it is in.
+chat_files = sa.Table(
+    "chat_files",
+    metadata,
+    _id(primary_key=True),
+    _id("owner_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", NulSafeString(255), nullable=False),
+    sa.Column("media_type", sa.String(128), nullable=False),
+    sa.Column("size", _BIG, nullable=False),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_chat_files_owner", "owner_id"),
+)
+
+#: chatd: which uploaded files a chat's messages name (at most 50 a chat). `position`
+#: orders the links, oldest first, so the oldest is the one evicted.
+chat_file_links = sa.Table(
+    "chat_file_links",
+    metadata,
+    _chat_fk(),
+    _id("file_id", sa.ForeignKey("chat_files.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("position", _BIG, nullable=False),
+    sa.PrimaryKeyConstraint("chat_id", "file_id"),
+    sa.Index("ix_chat_file_links_file", "file_id"),
 )

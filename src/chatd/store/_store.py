@@ -15,6 +15,7 @@ from chatd.store._chat_admin import ChatAdministration
 from chatd.store._chats import ChatTransitions
 from chatd.store._engine import Database, data_dir_from_env, database_url_from_env
 from chatd.store._events import EventSync
+from chatd.store._files import Files
 from chatd.store._instructions import InstructionSettings
 from chatd.store._mcp_servers import McpServers
 from chatd.store._migrations import upgrade
@@ -41,6 +42,7 @@ class Store(
     InstructionSettings,
     McpServers,
     OpenAIResponses,
+    Files,
 ):
     """Every chat state change and read of chatd, each method one transaction.
 

@@ -56,12 +56,12 @@ def part_json(part: MessagePart) -> dict[str, Any]:
     if isinstance(part, ReasoningPart):
         return {"type": "reasoning", "text": part.text}
     if isinstance(part, FilePart):
-        return {
-            "type": "file",
-            "media_type": part.media_type,
-            "filename": part.filename,
-            "data": base64.b64encode(part.data).decode("ascii"),
-        }
+        # An uploaded file is named by id (its bytes: GET /api/chats/files/{id});
+        # only a file that never was uploaded carries its bytes inline.
+        body = {"type": "file", "name": part.filename, "media_type": part.media_type}
+        if part.file_id:
+            return {**body, "file_id": part.file_id}
+        return {**body, "data": base64.b64encode(part.data).decode("ascii")}
     if isinstance(part, SourcePart):
         return {
             "type": "source",

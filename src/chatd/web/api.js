@@ -23,24 +23,23 @@ export class Api {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (err) {
-      throw new ApiError(0, {
-        error: { kind: "network", message: "The server cannot be reached; retry in a moment." },
-      });
-    }
-    if (response.status === 204) return null;
-    const text = await response.text();
-    let parsed = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      parsed = null;
-    }
-    if (!response.ok) throw new ApiError(response.status, parsed);
-    return parsed;
+    return answer(await reach(path, init));
+  }
+
+  /** Upload a File or Blob (POST /api/chats/files); its {id, name, media_type, size}. */
+  async uploadFile(file, name = file.name) {
+    const form = new FormData();
+    form.append("file", file, name || "file");
+    const init = { method: "POST", headers: { Authorization: `Bearer ${this.token}` }, body: form };
+    return answer(await reach("/api/chats/files", init));
+  }
+
+  /** An uploaded file's bytes as a Blob, fetched with the token (never in a URL). */
+  async fileBlob(id) {
+    const init = { headers: { Authorization: `Bearer ${this.token}` } };
+    const response = await reach(`/api/chats/files/${encodeURIComponent(id)}`, init);
+    if (!response.ok) return answer(response);
+    return response.blob();
   }
 
   me() {
@@ -58,8 +57,9 @@ export class Api {
   }
 
   /** A new chat; `builtinTools` names the built-in tools it gets (none: no `tools` key). */
-  createChat(message, model, builtinTools = []) {
+  createChat(message, model, builtinTools = [], fileIds = []) {
     const body = { message };
+    if (fileIds.length) body.file_ids = fileIds;
     if (model) body.model = model;
     if (builtinTools.length) body.tools = { builtin: builtinTools };
     return this.request("POST", "/api/chats", body);
@@ -77,8 +77,9 @@ export class Api {
     return this.request("GET", `/api/chats/${encodeURIComponent(id)}/messages`);
   }
 
-  send(id, message, busyBehavior, model) {
+  send(id, message, busyBehavior, model, fileIds = []) {
     const body = { message, busy_behavior: busyBehavior };
+    if (fileIds.length) body.file_ids = fileIds;
     if (model) body.model = model;
     return this.request("POST", `/api/chats/${encodeURIComponent(id)}/messages`, body);
   }
@@ -119,4 +120,27 @@ export class Api {
     const params = new URLSearchParams({ access_token: this.token, after: String(after) });
     return `/api/chats/${encodeURIComponent(id)}/stream?${params}`;
   }
+}
+
+async function reach(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, {
+      error: { kind: "network", message: "The server cannot be reached; retry in a moment." },
+    });
+  }
+}
+
+async function answer(response) {
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let parsed = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, parsed);
+  return parsed;
 }

@@ -4,6 +4,7 @@
 // lives in ChatState (chatstate.js); this module wires the DOM to it.
 
 import { Api } from "./api.js";
+import { Attachments, watchThumbnails, wireAttachments } from "./attachments.js";
 import { ChatState, retrySecondsLeft } from "./chatstate.js";
 import { costSummary } from "./cost.js";
 import { ChatStream } from "./stream.js";
@@ -602,23 +603,30 @@ function selectedModel(state) {
 async function submitMessage(busyBehavior) {
   const input = $("composer-input");
   const text = input.value;
-  if (!text.trim()) return;
+  if (!text.trim() && !attachments.count) return;
   // Clear at once so the next message can be typed while this one travels; a
   // failed send puts the text back (unless something new was typed meanwhile).
   input.value = "";
   const restore = () => {
     if (!input.value) input.value = text;
   };
+  const fileIds = await attachments.ready();
+  if (!text.trim() && !fileIds.length) return restore(); // every file was refused
   const state = app.chat;
   if (!state) {
-    const chat = await act(() => app.api.createChat(text, selectedModel(null), chosenTools()));
-    if (chat) location.hash = `#/chat/${chat.id}`;
-    else restore();
+    const chat = await act(() =>
+      app.api.createChat(text, selectedModel(null), chosenTools(), fileIds),
+    );
+    if (chat) {
+      attachments.clear();
+      location.hash = `#/chat/${chat.id}`;
+    } else restore();
     return;
   }
   const model = selectedModel(state);
   if (busyBehavior === "interrupt") state.interrupted = true;
-  const sent = await act(() => app.api.send(state.id, text, busyBehavior, model));
+  const sent = await act(() => app.api.send(state.id, text, busyBehavior, model, fileIds));
+  if (sent) attachments.clear();
   if (!sent) restore();
   else if (model) {
     state.modelConfigId = model;
@@ -717,6 +725,17 @@ function editForm(message) {
   form.querySelector("textarea").value = text;
   return form;
 }
+
+// ---------------------------------------------------------------- attachments
+
+const attachments = new Attachments(() => app.api, $("attachments"));
+wireAttachments(attachments, {
+  button: $("attach"),
+  picker: $("file-input"),
+  input: $("composer-input"),
+  dropZones: [$("composer"), $("conversation")],
+});
+watchThumbnails($("messages"), () => app.api);
 
 // ---------------------------------------------------------------- start
 

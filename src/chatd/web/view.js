@@ -151,6 +151,7 @@ function renderMessage(message, results, calls, actions) {
     return h(
       "article",
       { class: "message user", "data-message-id": message.id, "aria-label": "You" },
+      fileChips(message.parts),
       h("div", { class: "message-text", text: textOf(message) }),
       h("button", {
         type: "button",
@@ -193,15 +194,41 @@ function renderMessage(message, results, calls, actions) {
       );
     } else if (part.type === "source") {
       body.push(h("div", { class: "source", text: `Source: ${part.title || part.url}` }));
-    } else if (part.type === "file") {
-      body.push(h("div", { class: "file", text: `File: ${part.filename || part.media_type}` }));
     }
   }
+  const files = fileChips(message.parts);
+  if (files) body.unshift(files);
   if (!body.length) return null;
   return h(
     "article",
     { class: `message ${role}`, "data-message-id": message.id, "aria-label": "Assistant" },
     body,
+  );
+}
+
+/**
+ * A message's files as chips; an image's chip has a thumbnail whose `src` is filled in
+ * by attachments.js (fetched with the token), so no file URL ever carries credentials.
+ */
+export function fileChips(parts) {
+  const files = parts.filter((p) => p.type === "file");
+  if (!files.length) return null;
+  return h(
+    "ul",
+    { class: "file-chips", "aria-label": "Attached files" },
+    files.map((part) => {
+      const label = `${part.name || "file"} (${part.media_type || "file"})`;
+      const thumb = part.media_type && part.media_type.startsWith("image/") && part.file_id
+        ? h("img", { class: "thumb", alt: "", "data-file-id": part.file_id })
+        : h("span", { class: "file-icon", "aria-hidden": "true", text: "📎" });
+      return h(
+        "li",
+        { class: "file-chip", title: label, "data-file-id": part.file_id || undefined },
+        thumb,
+        h("span", { class: "file-name", text: part.name || "file" }),
+        h("span", { class: "visually-hidden", text: ` (${part.media_type || "file"})` }),
+      );
+    }),
   );
 }
 
