@@ -473,7 +473,7 @@ async def test_filling_the_disk_past_the_limit_stops_the_commands(server: Server
 async def test_a_background_process_dies_with_its_chat(server: Server) -> None:
     run = await execute(server, "sleep 300", run_in_background=True)
     workspace = server.workspaces / run.chat_id
-    assert _sandbox_processes(workspace)
+    await _until(lambda: bool(_sandbox_processes(workspace)))  # started, if still exec'ing
     async with httpx.AsyncClient(
         base_url=server.url, headers={"Authorization": f"Bearer {server.user_token}"}
     ) as client:

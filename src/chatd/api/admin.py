@@ -8,7 +8,7 @@ million tokens, returned as decimal strings) prices its chats' steps.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -31,14 +31,18 @@ ID_LENGTH = 36
 MAX_CONTEXT_LIMIT = 2**31 - 1
 
 
+# A price is a JSON number or a decimal string: the one lax field of a strict body.
+Price = Annotated[Decimal, Field(strict=False, allow_inf_nan=False)]
+
+
 class Pricing(Strict):
     """USD per million tokens of each kind (numbers or decimal strings); a kind left
     out costs nothing. The store checks the range."""
 
-    input_price_per_million_tokens: Decimal | None = None
-    output_price_per_million_tokens: Decimal | None = None
-    cache_read_price_per_million_tokens: Decimal | None = None
-    cache_write_price_per_million_tokens: Decimal | None = None
+    input_price_per_million_tokens: Price | None = None
+    output_price_per_million_tokens: Price | None = None
+    cache_read_price_per_million_tokens: Price | None = None
+    cache_write_price_per_million_tokens: Price | None = None
 
 
 class ModelConfigIn(Strict):
