@@ -43,7 +43,7 @@ from chatd.store._models import (
     Visibility,
 )
 from chatd.store._pubsub import Notifier, PgPubSub
-from chatd.store._secrets import SecretBox, load_secret_key
+from chatd.store._secrets import SecretBox, UnreadableSecret, load_secret_key
 from chatd.store._store import Store
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
 
@@ -81,6 +81,7 @@ __all__ = [
     "StoredMessage",
     "StreamEvent",
     "TransitionRejected",
+    "UnreadableSecret",
     "User",
     "Visibility",
     "current_revision",
