@@ -62,25 +62,28 @@ def test_models_lists_and_checks_configs(tmp_path: Path, monkeypatch: pytest.Mon
     assert unknown.exit_code == 2
 
 
-def test_models_check_of_a_config_it_cannot_build_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CHATD_DATA_DIR is `tmp_path`; no database URL or secret key from the environment."""
+    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
+    for name in ("CHATD_DATABASE_URL", "CHATD_SECRET_KEY", "CHATD_BUILTIN_TOOLS"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_models_check_of_a_config_it_cannot_build_is_one_line(data_dir: Path) -> None:
     from cryptography.fernet import Fernet
 
     from chatd.store import Store
 
-    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("CHATD_DATABASE_URL", raising=False)
-    monkeypatch.delenv("CHATD_SECRET_KEY", raising=False)
-
     async def configure() -> None:
-        url = f"sqlite+aiosqlite:///{tmp_path}/chatd.db"
-        store = await Store.open(url, data_dir=tmp_path)
+        url = f"sqlite+aiosqlite:///{data_dir}/chatd.db"
+        store = await Store.open(url, data_dir=data_dir)
         options = {"script": [{"error": {"code": 500}}]}
         await store.create_model_config("broken", "scripted", "broken", options=options)
         await store.close()
         # A key sealed with a secret key this data dir does not have.
-        store = await Store.open(url, data_dir=tmp_path, secret_key=Fernet.generate_key())
+        store = await Store.open(url, data_dir=data_dir, secret_key=Fernet.generate_key())
         key = await store.create_provider_key("old", "openai", "sk-old-secret-1111")
         await store.create_model_config("gpt", "openai", "gpt-5", provider_key_id=key.id)
         await store.close()
@@ -140,11 +143,8 @@ def test_users_create_and_token_create(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_users_tools_grants_restricts_and_lists_tool_policies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("CHATD_DATABASE_URL", raising=False)
-    monkeypatch.delenv("CHATD_BUILTIN_TOOLS", raising=False)
     runner = CliRunner()
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     assert runner.invoke(app, ["users", "create", "ann"]).exit_code == 0

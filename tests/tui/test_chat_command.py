@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pexpect
 
@@ -42,6 +43,18 @@ class Terminal:
     def close(self) -> None:
         if self.child.isalive():
             self.child.terminate(force=True)
+
+    async def quit(self) -> None:
+        self.child.sendline("/quit")
+        await asyncio.to_thread(self.child.expect, pexpect.EOF)
+
+
+async def only_chat(live: LiveReplica, token: str) -> dict[str, Any]:
+    """The user's one chat, as GET /api/chats/{id} shows it."""
+    async with live.client(token) as client:
+        [listed] = (await client.get("/api/chats")).json()["chats"]
+        chat: dict[str, Any] = (await client.get(f"/api/chats/{listed['id']}")).json()
+        return chat
 
 
 async def test_a_turn_streams_and_ctrl_c_interrupts_it_not_the_client(
@@ -106,11 +119,8 @@ async def test_model_with_an_unknown_name_lists_the_valid_ones_and_keeps_the_mod
         await term.expect("you> ")
         term.child.sendline("/model")
         await term.expect("Model for the next messages: the default")
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
     finally:
         term.close()
-    async with live.client(token) as client:
-        [listed] = (await client.get("/api/chats")).json()["chats"]
-        chat = (await client.get(f"/api/chats/{listed['id']}")).json()
+    chat = await only_chat(live, token)
     assert chat["model"] == "scripted:quick" and chat["last_error"] is None

@@ -11,7 +11,7 @@ import pexpect
 from chatd.client._tools import BUILTIN_TOOLS, FILE_TOOLS, tools_for_level
 from chatd.tools import BUILTIN_TOOL_NAMES, allowed_builtin_tools
 from tests.service.conftest import LiveReplica
-from tests.tui.test_chat_command import Terminal
+from tests.tui.test_chat_command import Terminal, only_chat
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -43,13 +43,10 @@ async def test_tools_all_creates_a_chat_with_every_builtin_tool(
         await term.expect("you> ")
         term.child.sendline("/help")
         await term.expect("show the chat's built-in tools")
-        term.child.sendline("/quit")
-        await asyncio.to_thread(term.child.expect, pexpect.EOF)
+        await term.quit()
     finally:
         term.close()
-    async with live.client(token) as client:
-        [chat] = (await client.get("/api/chats")).json()["chats"]
-        chat = (await client.get(f"/api/chats/{chat['id']}")).json()
+    chat = await only_chat(live, token)
     assert chat["tools"]["builtin"] == list(BUILTIN_TOOL_NAMES)
 
 

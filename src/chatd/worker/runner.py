@@ -133,6 +133,10 @@ class ChatRunner:
             await self._generate()
         except StaleFence:
             log.info("chat %s: lease lost, runner stops", self.chat_id)
+        except ChatIsInterrupting:
+            # An interrupt committed between the run's end and the transition closing it
+            # (everything the run made is committed): honour it now, not a lease TTL later.
+            await self._end(partial(self.store.finish_interruption, self.fence, None))
         except Exception:
             log.exception("chat %s: the turn failed inside chatd; it ends in error", self.chat_id)
             await self._fail_internally()
@@ -157,6 +161,10 @@ class ChatRunner:
             await self._end(partial(self.store.finish_error, self.fence, error))
         except StaleFence:
             log.info("chat %s: lease lost, runner stops", self.chat_id)
+        except ChatIsInterrupting:
+            # An interrupt committed between the run's end and the transition closing it
+            # (everything the run made is committed): honour it now, not a lease TTL later.
+            await self._end(partial(self.store.finish_interruption, self.fence, None))
         except Exception:
             log.exception("chat %s: recording the failure failed too", self.chat_id)
 
