@@ -62,9 +62,76 @@ def test_models_lists_and_checks_configs(tmp_path: Path, monkeypatch: pytest.Mon
     assert unknown.exit_code == 2
 
 
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CHATD_DATA_DIR is `tmp_path`; no database URL or secret key from the environment."""
+    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
+    for name in ("CHATD_DATABASE_URL", "CHATD_SECRET_KEY", "CHATD_BUILTIN_TOOLS"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_models_check_of_a_config_it_cannot_build_is_one_line(data_dir: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from chatd.store import Store
+
+    async def configure() -> None:
+        url = f"sqlite+aiosqlite:///{data_dir}/chatd.db"
+        store = await Store.open(url, data_dir=data_dir)
+        options = {"script": [{"error": {"code": 500}}]}
+        await store.create_model_config("broken", "scripted", "broken", options=options)
+        await store.close()
+        # A key sealed with a secret key this data dir does not have.
+        store = await Store.open(url, data_dir=data_dir, secret_key=Fernet.generate_key())
+        key = await store.create_provider_key("old", "openai", "sk-old-secret-1111")
+        await store.create_model_config("gpt", "openai", "gpt-5", provider_key_id=key.id)
+        await store.close()
+
+    asyncio.run(configure())
+    runner = CliRunner()
+    for name, kind, says in [
+        ("broken", "config", "options.script[0].error.code"),
+        ("gpt", "missing_key", "cannot be decrypted"),
+    ]:
+        result = runner.invoke(app, ["models", "--check", name])
+        assert result.exit_code == 1, result.output
+        assert result.output.count("\n") == 1, result.output
+        assert result.output.startswith(f"failed {name}: {kind}: ") and says in result.output
+        assert "sk-old" not in result.output
+
+
+def test_admin_commands_outside_the_data_dir_refuse_instead_of_creating_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("CHATD_DATA_DIR", "CHATD_DATABASE_URL", "CHATD_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+    for args in (
+        ["models"],
+        ["models", "--check", "scripted:default"],
+        ["users", "create", "ann"],
+        ["users", "list"],
+        ["users", "tools", "ann", "all"],
+        ["token", "create", "ann"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.count("\n") == 1, result.output
+        assert "no chatd database at .chatd/chatd.db" in result.output
+        assert "CHATD_DATA_DIR" in result.output
+        assert not (tmp_path / ".chatd").exists(), args
+    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path / "elsewhere"))
+    result = runner.invoke(app, ["users", "list"])
+    assert result.exit_code == 2 and str(tmp_path / "elsewhere" / "chatd.db") in result.output
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_users_create_and_token_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
     runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
     created = runner.invoke(app, ["users", "create", "ann"])
     assert created.exit_code == 0, created.output
     again = runner.invoke(app, ["users", "create", "ann"])
@@ -76,12 +143,10 @@ def test_users_create_and_token_create(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_users_tools_grants_restricts_and_lists_tool_policies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CHATD_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("CHATD_DATABASE_URL", raising=False)
-    monkeypatch.delenv("CHATD_BUILTIN_TOOLS", raising=False)
     runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
     assert runner.invoke(app, ["users", "create", "ann"]).exit_code == 0
     assert runner.invoke(app, ["users", "create", "bob", "--admin"]).exit_code == 0
 

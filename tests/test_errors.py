@@ -106,6 +106,7 @@ def test_error_kinds_are_the_stable_snake_case_strings() -> None:
         "content_filter",
         "missing_key",
         "requires_action_timeout",
+        "internal",
         "generic",
     ]
     assert ErrorKind("rate_limit") is ErrorKind.RATE_LIMIT
@@ -1158,6 +1159,14 @@ TERMINAL_CASES = [
     ("generic", "openrouter", True, 0, "OpenRouter returned an unexpected error."),
     ("generic", "", False, 418, "The AI provider returned an unexpected error."),
     ("requires_action_timeout", "", False, 0, "The chat request failed unexpectedly."),
+    (
+        "internal",
+        "",
+        False,
+        0,
+        "The turn failed inside chatd; the server log has the details. "
+        "Send your message again to retry.",
+    ),
 ]
 
 
@@ -1187,6 +1196,7 @@ RETRY_CASES = [
     ("config", "anthropic", False, "Anthropic rejected the model configuration."),
     ("config", "", False, "The AI provider rejected the model configuration."),
     ("missing_key", "", False, "The API key for this conversation is no longer available."),
+    ("internal", "", False, "The turn failed inside chatd."),
     (
         "provider_disabled",
         "openai",

@@ -11,7 +11,8 @@ import asyncio
 import os
 import platform
 import sys
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.console import Console, Group
@@ -32,6 +33,10 @@ from chatd.types import (
     ToolResultPart,
     ToolResultText,
 )
+
+if TYPE_CHECKING:
+    from chatd.config import Settings
+    from chatd.store import Store
 
 app = typer.Typer(help="chatd: durable LLM agent chats.", no_args_is_help=True)
 
@@ -189,20 +194,14 @@ def models(
     ),
 ) -> None:
     """List the configured models; --check NAME proves one works."""
-    from chatd.config import ConfigError, load_settings
+    from chatd.errors import ClassifiedException
     from chatd.providers import check_model
     from chatd.server import model_for_config
-    from chatd.store import Store
 
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        typer.echo(f"chatd models: {err}", err=True)
-        raise typer.Exit(2) from None
+    settings = _store_settings_or_exit("chatd models")
 
     async def run() -> int:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        store = await _open_store(settings)
         try:
             configs = await store.list_model_configs()
             if check is None:
@@ -217,7 +216,15 @@ def models(
             if chosen is None:
                 typer.echo(f"chatd models: no model config named {check!r}", err=True)
                 return 2
-            result = await check_model(await model_for_config(store, chosen))
+            try:
+                model = await model_for_config(store, chosen)
+            except ClassifiedException as err:
+                typer.echo(
+                    f"failed {chosen.name}: {err.classified.kind}: {err.classified.message}",
+                    err=True,
+                )
+                return 1
+            result = await check_model(model)
             if result.error is None:
                 typer.echo(f"ok {chosen.name} ({result.seconds:.2f} s): {result.text.strip()!r}")
                 return 0
@@ -243,13 +250,12 @@ def users_create(
     admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
 ) -> None:
     """Create a user (use `chatd token create USER` for its token)."""
-    from chatd.store import InvalidRequest, Store
+    from chatd.store import InvalidRequest
 
-    settings = _settings_or_exit("chatd users create")
+    settings = _store_settings_or_exit("chatd users create")
 
     async def create() -> str:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        store = await _open_store(settings)
         try:
             account = await store.create_user(user, is_admin=admin)
             return account.id
@@ -266,14 +272,12 @@ def users_create(
 @users_app.command("list")
 def users_list() -> None:
     """List users: name, role, tool policy override and the effective policy."""
-    from chatd.store import Store
     from chatd.tools import effective_tool_policy
 
-    settings = _settings_or_exit("chatd users list")
+    settings = _store_settings_or_exit("chatd users list")
 
     async def read() -> list[Any]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        store = await _open_store(settings)
         try:
             return await store.list_users()
         finally:
@@ -298,7 +302,7 @@ def users_tools(
 ) -> None:
     """Set which built-in tools USER may enable; `default` follows CHATD_BUILTIN_TOOLS."""
     from chatd.config import TOOL_POLICIES
-    from chatd.store import NotFound, Store
+    from chatd.store import NotFound
     from chatd.tools import allowed_builtin_tools, effective_tool_policy
 
     if policy not in (*TOOL_POLICIES, "default"):
@@ -308,11 +312,10 @@ def users_tools(
             err=True,
         )
         raise typer.Exit(2)
-    settings = _settings_or_exit("chatd users tools")
+    settings = _store_settings_or_exit("chatd users tools")
 
     async def set_policy() -> Any:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        store = await _open_store(settings)
         try:
             account = await store.get_user_by_name(user)
             return await store.set_tool_policy(account.id, None if policy == "default" else policy)
@@ -331,7 +334,7 @@ def users_tools(
     typer.echo(f"{user}: tool policy {policy}, may enable {names}")
 
 
-def _settings_or_exit(command: str) -> Any:
+def _settings_or_exit(command: str) -> Settings:
     from chatd.config import ConfigError, load_settings
 
     try:
@@ -341,10 +344,39 @@ def _settings_or_exit(command: str) -> Any:
         raise typer.Exit(2) from None
 
 
+def _store_settings_or_exit(command: str) -> Settings:
+    """The settings of a command that opens an existing store, or a one-line refusal.
+
+    Only `chatd serve` and `chatd migrate` create a database: an admin command run
+    outside the data dir must not make a new one (with its own secret key) there.
+    """
+    from sqlalchemy.engine import make_url
+
+    settings = _settings_or_exit(command)
+    url = make_url(settings.effective_database_url)
+    database = url.database or ""
+    on_disk = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if on_disk and not Path(database).is_file():
+        typer.echo(
+            f"{command}: no chatd database at {database}; run it where `chatd serve` "
+            "keeps its data, or point CHATD_DATA_DIR (or CHATD_DATABASE_URL) at it",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return settings
+
+
+async def _open_store(settings: Settings) -> Store:
+    from chatd.store import Store
+
+    key = settings.secret_key.encode() if settings.secret_key else None
+    return await Store.open(
+        settings.effective_database_url, data_dir=settings.data_dir, secret_key=key
+    )
+
+
 def _default_token() -> str | None:
     """The first-start admin token `chatd serve` wrote to the data dir, if readable."""
-    from pathlib import Path
-
     path = Path(os.environ.get("CHATD_DATA_DIR", ".chatd")) / "admin.token"
     try:
         return path.read_text().strip() or None
@@ -406,18 +438,12 @@ def token_create(
     admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
 ) -> None:
     """Print a new bearer token for USER as the only line on stdout."""
-    from chatd.config import ConfigError, load_settings
-    from chatd.store import NotFound, Store
+    from chatd.store import NotFound
 
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        typer.echo(f"chatd token create: {err}", err=True)
-        raise typer.Exit(2) from None
+    settings = _store_settings_or_exit("chatd token create")
 
     async def create() -> str:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.effective_database_url, data_dir=settings.data_dir)
+        store = await _open_store(settings)
         try:
             try:
                 account = await store.get_user_by_name(user)

@@ -23,6 +23,7 @@ The kinds ("P" is the provider's display name, or "the AI provider" when unknown
 | content_filter          | no    | provider content policy      | P blocked this response        |
 | missing_key             | no    | the chat's API key is gone   | send your message again        |
 | requires_action_timeout | no    | client tools were not run    | send a message to continue     |
+| internal                | no    | chatd itself failed mid-turn | send the message again         |
 | generic                 | some* | anything else; cancellation  | P returned an unexpected error |
 
 (*) A timeout from a deadline (`TimeoutError`, "context deadline exceeded") is not
@@ -90,6 +91,9 @@ class ErrorKind(enum.StrEnum):
     MISSING_KEY = "missing_key"
     # The client never returned the results of its tools (the store's deadline sweeper).
     REQUIRES_ACTION_TIMEOUT = "requires_action_timeout"
+    # chatd itself failed outside the model call (a bug, a hook of an embedding
+    # application): the turn ends in error instead of holding the chat running.
+    INTERNAL = "internal"
     GENERIC = "generic"
 
 
@@ -447,6 +451,11 @@ def terminal_message(c: ClassifiedError) -> str:
             )
         case ErrorKind.CONTENT_FILTER:
             message = f"{subject} blocked this response under its content policy."
+        case ErrorKind.INTERNAL:
+            message = (
+                "The turn failed inside chatd; the server log has the details. "
+                "Send your message again to retry."
+            )
         case _ if not c.retryable and not c.status_code:
             message = "The chat request failed unexpectedly."
         case _:
@@ -472,6 +481,8 @@ def retry_message(c: ClassifiedError) -> str:
             message = "The API key for this conversation is no longer available."
         case ErrorKind.PROVIDER_DISABLED:
             message = f"{_disabled_provider(c.provider)} has been disabled by an administrator."
+        case ErrorKind.INTERNAL:
+            message = "The turn failed inside chatd."
         case (
             ErrorKind.OVERLOADED
             | ErrorKind.RATE_LIMIT

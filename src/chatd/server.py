@@ -27,8 +27,16 @@ from chatd.errors import ClassifiedError, ErrorKind, with_classification
 from chatd.loop import Metrics, Model
 from chatd.providers import ModelConfig as ProviderConfig
 from chatd.providers import resolve
-from chatd.providers.scripted import InjectedError, ScriptedModel, ScriptedReply
-from chatd.store import Chat, InvalidRequest, NotFound, PgPubSub, Store, StoreConfig
+from chatd.providers.scripted import ScriptedModel
+from chatd.store import (
+    Chat,
+    InvalidRequest,
+    NotFound,
+    PgPubSub,
+    Store,
+    StoreConfig,
+    UnreadableSecret,
+)
 from chatd.store import ModelConfig as StoredModelConfig
 from chatd.stream import StreamHub
 from chatd.tools import Sandbox, SandboxUnavailable, sandbox_for_settings
@@ -78,6 +86,22 @@ async def ensure_default_model(store: Store) -> None:
         await store.update_model_config(default.id, options={"delta_delay": SCRIPTED_DEMO_DELAY})
 
 
+async def warn_unreadable_keys(store: Store) -> None:
+    """One warning per stored provider key this server's secret key cannot decrypt.
+
+    Chats on those keys' model configs end in `missing_key` until an admin stores the
+    key again; saying so at start beats finding out from a user's failed turn.
+    """
+    for key in await store.unreadable_provider_keys():
+        log.warning(
+            "provider key %r (provider %s, id %s) cannot be decrypted with this secret key "
+            "(CHATD_SECRET_KEY or secret.key changed); store it again",
+            key.name,
+            key.provider,
+            key.id,
+        )
+
+
 async def ensure_admin_token(store: Store, settings: Settings) -> str | None:
     """On the first start, create user `admin` and write its token (0600) to the data dir."""
     with contextlib.suppress(NotFound):
@@ -107,13 +131,34 @@ async def resolve_model(store: Store, chat: Chat) -> Model:
 
 
 async def model_for_config(store: Store, config: StoredModelConfig) -> Model:
-    """Build the model a stored config describes (no network I/O)."""
-    if config.provider == "scripted":
-        return scripted_from_options(config.model, config.options)
+    """Build the model a stored config describes (no network I/O).
+
+    Every failure is a `ClassifiedException`, so a turn on a broken config ends in
+    `error` at once: options or settings the provider refuses are `config` (naming
+    the config and the field), a stored key this server's secret key cannot decrypt
+    is `missing_key`. A key reference that no longer exists fails the first call as
+    `missing_key` instead of falling back to the server's environment.
+    """
     api_key = ""
     if config.provider_key_id:
-        with contextlib.suppress(NotFound):
+        try:
             api_key = await store.reveal_provider_key(config.provider_key_id)
+        except NotFound:
+            api_key = ""
+        except UnreadableSecret as err:
+            raise with_classification(
+                err,
+                ClassifiedError(
+                    kind=ErrorKind.MISSING_KEY,
+                    provider=config.provider,
+                    message=(
+                        f"The provider key of model config {config.name!r} cannot be "
+                        "decrypted: the server's secret key changed. An admin must store "
+                        "the key again."
+                    ),
+                    detail=str(err),
+                ),
+            ) from err
     try:
         return resolve(
             ProviderConfig(
@@ -126,44 +171,16 @@ async def model_for_config(store: Store, config: StoredModelConfig) -> Model:
                 provider_options=config.options,
             )
         )
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise with_classification(
             err,
             ClassifiedError(
                 kind=ErrorKind.CONFIG,
                 provider=config.provider,
-                message=f"The model config {config.name!r} cannot be used: {err}.",
+                message=f"The model config {config.name!r} cannot be used: {err}. "
+                "An admin must fix it.",
             ),
         ) from err
-
-
-def scripted_from_options(model: str, options: dict[str, object]) -> ScriptedModel:
-    """A scripted model from a model config: `delta_delay` seconds, and an optional
-    `script` list of replies ({"text", "reasoning", "tool_calls": [[name, args]],
-    "error": {"status_code", "message", "retry_after", "after_parts"}})."""
-    delay = options.get("delta_delay", 0.0)
-    delay = float(delay) if isinstance(delay, int | float) else 0.0
-    script = []
-    entries = options.get("script")
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        error = entry.get("error")
-        script.append(
-            ScriptedReply(
-                text=str(entry.get("text", "")),
-                reasoning=str(entry.get("reasoning", "")),
-                tool_calls=[(str(n), str(a)) for n, a in entry.get("tool_calls", [])],
-                error=InjectedError(**error) if isinstance(error, dict) else None,
-                delta_delay=delay,
-            )
-        )
-    return ScriptedModel(
-        model_name=model,
-        script=script,
-        delta_delay=delay,
-        stamp_deltas=bool(options.get("stamp_deltas", False)),
-    )
 
 
 class Replica:
@@ -282,8 +299,10 @@ async def build(settings: Settings) -> Replica:
         settings.effective_database_url,
         data_dir=settings.data_dir,
         config=store_config(settings),
+        secret_key=settings.secret_key.encode() if settings.secret_key else None,
     )
     await ensure_default_model(store)
+    await warn_unreadable_keys(store)
     replica = Replica(settings, store)
     await replica.connect_replicas()
     return replica

@@ -9,9 +9,9 @@ import pytest
 
 from chatd.errors import ClassifiedException, ErrorKind
 from chatd.loop import Call
-from chatd.providers import PROVIDERS, ModelConfig, resolve
+from chatd.providers import PROVIDERS, InvalidOptions, ModelConfig, resolve
 from chatd.providers.openai_chat import OpenAIChatModel
-from chatd.providers.scripted import ScriptedModel
+from chatd.providers.scripted import InjectedError, ScriptedModel, ScriptedReply
 from tests.providers.helpers import drain
 from tests.providers.replay import ReplayServer
 
@@ -74,6 +74,43 @@ def test_scripted_resolves_to_the_offline_model() -> None:
     model = resolve("scripted:demo")
     assert isinstance(model, ScriptedModel)
     assert (model.provider, model.model) == ("scripted", "demo")
+
+
+def test_scripted_options_build_the_scripted_model() -> None:
+    options = {
+        "delta_delay": 0.01,
+        "stamp_deltas": True,
+        "script": [
+            {"reasoning": "r", "text": "t", "first_part_delay": 1, "tool_calls": [["a", "{}"]]},
+            {"error": {"status_code": 503, "message": "down", "retry_after": 2, "after_parts": 3}},
+        ],
+    }
+    model = resolve(ModelConfig("scripted", "demo", provider_options=options))
+    assert isinstance(model, ScriptedModel) and model.stamp_deltas
+    assert list(model.script) == [
+        ScriptedReply("t", "r", [("a", "{}")], first_part_delay=1.0, delta_delay=0.01),
+        ScriptedReply(tool_calls=[], error=InjectedError(503, "down", 2.0, 3), delta_delay=0.01),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"delta_delay": float("nan")}, "options.delta_delay"),
+        ({"delta_delay": -1}, "options.delta_delay"),
+        ({"stamp_deltas": "yes"}, "options.stamp_deltas"),
+        ({"script": ["hi"]}, "options.script[0]"),
+        ({"script": [{"text": 1}]}, "options.script[0].text"),
+        ({"script": [{}, {"tool_calls": [["t", 5]]}]}, "options.script[1].tool_calls[0][1]"),
+        ({"script": [{"error": {"after_parts": 1.5}}]}, "options.script[0].error.after_parts"),
+    ],
+)
+def test_scripted_options_it_cannot_use_name_the_field(
+    options: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidOptions) as raised:
+        resolve(ModelConfig("scripted", "demo", provider_options=options))
+    assert raised.value.field == field and str(raised.value).startswith(f"{field}: ")
 
 
 def test_a_full_config_resolves_without_a_spec_string() -> None:

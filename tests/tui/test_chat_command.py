@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pexpect
 
@@ -50,6 +51,14 @@ class Terminal:
             self.child.terminate(force=True)
 
 
+async def only_chat(live: LiveReplica, token: str) -> dict[str, Any]:
+    """The user's one chat, as GET /api/chats/{id} shows it."""
+    async with live.client(token) as client:
+        [listed] = (await client.get("/api/chats")).json()["chats"]
+        chat: dict[str, Any] = (await client.get(f"/api/chats/{listed['id']}")).json()
+        return chat
+
+
 async def test_a_turn_streams_and_ctrl_c_interrupts_it_not_the_client(
     live: LiveReplica, tmp_path: Path
 ) -> None:
@@ -92,3 +101,27 @@ async def test_a_turn_streams_and_ctrl_c_interrupts_it_not_the_client(
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     partial = messages[-1]["parts"][0]["text"]
     assert "w10" in partial and "w399" not in partial, "the interrupted turn kept its partial text"
+
+
+async def test_model_with_an_unknown_name_lists_the_valid_ones_and_keeps_the_model(
+    live: LiveReplica, tmp_path: Path
+) -> None:
+    quick = await live.scripted_model("quick", script=[{"text": "answered by quick"}])
+    token = await live.token("uma")
+    term = Terminal(live, token, tmp_path, "--model", quick)
+    try:
+        await term.expect("you> ")
+        term.child.sendline("/model nope")
+        await term.expect("No model named 'nope'; the model stays quick. ")
+        line = await term.expect("you> ")
+        assert "Choose one of: quick, scripted:default" in line
+        term.child.sendline("hello")
+        await term.expect("answered by quick")  # the next message still uses quick
+        await term.expect("you> ")
+        term.child.sendline("/model")
+        await term.expect("Model for the next messages: the default")
+        await term.quit()
+    finally:
+        term.close()
+    chat = await only_chat(live, token)
+    assert chat["model"] == "scripted:quick" and chat["last_error"] is None

@@ -8,7 +8,7 @@ from pathlib import Path
 from chatd.client._tools import BUILTIN_TOOLS, FILE_TOOLS, tools_for_level
 from chatd.tools import BUILTIN_TOOL_NAMES, allowed_builtin_tools
 from tests.service.conftest import LiveReplica
-from tests.tui.test_chat_command import Terminal
+from tests.tui.test_chat_command import Terminal, only_chat
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -43,9 +43,7 @@ async def test_tools_all_creates_a_chat_with_every_builtin_tool(
         await term.quit()
     finally:
         term.close()
-    async with live.client(token) as client:
-        [chat] = (await client.get("/api/chats")).json()["chats"]
-        chat = (await client.get(f"/api/chats/{chat['id']}")).json()
+    chat = await only_chat(live, token)
     assert chat["tools"]["builtin"] == list(BUILTIN_TOOL_NAMES)
 
 

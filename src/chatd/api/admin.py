@@ -17,7 +17,8 @@ from pydantic import Field
 from chatd.api.deps import Admin, store_of
 from chatd.api.errors import ApiError
 from chatd.api.schemas import Strict, json_response
-from chatd.providers import PROVIDERS
+from chatd.providers import PROVIDERS, InvalidOptions, resolve
+from chatd.providers import ModelConfig as ProviderConfig
 from chatd.store import ModelConfig, ProviderKey
 from chatd.stream.wire import timestamp
 
@@ -70,6 +71,15 @@ class ModelConfigPatch(Strict):
     enabled: bool | None = None
     is_default: bool | None = None
     pricing: Pricing | None = None  # null: unpriced
+
+
+# PATCH fields a config cannot be without: null there is a 422, never a NULL column.
+_NOT_NULL = frozenset(ModelConfigPatch.model_fields) - {
+    "base_url",
+    "provider_key_id",
+    "context_limit",
+    "pricing",
+}
 
 
 class ProviderKeyIn(Strict):
@@ -132,9 +142,43 @@ def _check_provider(provider: str) -> None:
         )
 
 
+def _check_buildable(provider: str, model: str, base_url: str | None, options: Any) -> None:
+    """422 unless the provider builds a model from these fields, as the worker will.
+
+    The same code path as a turn's (`resolve`), without a key and without I/O, so an
+    option a turn could not use is refused here, naming the field.
+    """
+    config = ProviderConfig(
+        provider=provider,
+        model=model,
+        base_url=base_url or "",
+        key_from_env=False,
+        provider_options=options,
+    )
+    try:
+        resolve(config)
+    except InvalidOptions as err:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"The {provider} provider cannot use {err.field}: fix it and retry.",
+            str(err),
+            extra={
+                "fields": [
+                    {"loc": ["body", "options", *map(str, err.path)], "message": err.problem}
+                ]
+            },
+        ) from None
+    except ValueError as err:
+        raise ApiError(
+            422, "invalid_request", "The provider cannot build this model config.", str(err)
+        ) from None
+
+
 @router.post("/model-configs", status_code=201)
 async def create_model_config(body: ModelConfigIn, request: Request, _admin: Admin) -> Response:
     _check_provider(body.provider)
+    _check_buildable(body.provider, body.model, body.base_url, body.options)
     config = await store_of(request).create_model_config(**_fields(body))
     return json_response(_config_json(config), 201)
 
@@ -149,7 +193,24 @@ async def patch_model_config(
     config_id: str, body: ModelConfigPatch, request: Request, _admin: Admin
 ) -> Response:
     changes = _fields(body, exclude_unset=True)
-    config = await store_of(request).update_model_config(config_id, **changes)
+    nulls = [name for name, value in changes.items() if value is None and name in _NOT_NULL]
+    if nulls:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "Leave out the fields to keep; these cannot be null.",
+            ", ".join(nulls),
+            extra={"fields": [{"loc": ["body", n], "message": "cannot be null"} for n in nulls]},
+        )
+    store = store_of(request)
+    current = await store.get_model_config(config_id)
+    _check_buildable(
+        current.provider,
+        changes.get("model", current.model),
+        changes.get("base_url", current.base_url),
+        changes.get("options", current.options),
+    )
+    config = await store.update_model_config(config_id, **changes)
     return json_response(_config_json(config))
 
 

@@ -157,8 +157,7 @@ class ChatSession:
             elif name == "/models":
                 await self._models()
             elif name == "/model":
-                self.model = arg or None
-                self.console.print(f"Model for the next messages: {self.model or 'the default'}")
+                await self._pick_model(arg)
             elif name == "/attach":
                 await self._attach(arg)
             elif name == "/queue":
@@ -215,6 +214,25 @@ class ChatSession:
                 "yes" if m["is_default"] else "",
             )
         self.console.print(table)
+
+    async def _pick_model(self, name: str) -> None:
+        """`/model NAME`: a model the user can use (name, id or provider:model), checked
+        now rather than refused by the next send; `/model` alone: the default."""
+        if name:
+            models = (await self.api.request("GET", "/api/chats/models"))["models"]
+            if not any(
+                name in (m["name"], m["id"], f"{m['provider']}:{m['model']}") for m in models
+            ):
+                names = ", ".join(m["name"] for m in models)
+                self.console.print(
+                    f"No model named {name!r}; the model stays {self.model or 'the default'}. "
+                    f"Choose one of: {names}",
+                    markup=False,
+                    highlight=False,
+                )
+                return
+        self.model = name or None
+        self.console.print(f"Model for the next messages: {self.model or 'the default'}")
 
     async def _queue(self) -> None:
         if self.chat_id is None:

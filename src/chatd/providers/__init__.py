@@ -13,12 +13,13 @@ from chatd.providers._check import (
     load_model_configs,
     model_config_from_mapping,
 )
-from chatd.providers._config import MissingAPIKey, ModelConfig
+from chatd.providers._config import InvalidOptions, MissingAPIKey, ModelConfig
 from chatd.providers._registry import PROVIDERS, Provider, resolve
 
 __all__ = [
     "PROVIDERS",
     "CheckResult",
+    "InvalidOptions",
     "MissingAPIKey",
     "ModelConfig",
     "Provider",

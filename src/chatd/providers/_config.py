@@ -16,11 +16,32 @@ from typing import Any
 
 from chatd.errors import ClassifiedError, ClassifiedException, ErrorKind, with_classification
 
-__all__ = ["MissingAPIKey", "ModelConfig", "missing_key_error"]
+__all__ = ["InvalidOptions", "MissingAPIKey", "ModelConfig", "missing_key_error"]
 
 
 class MissingAPIKey(Exception):
     """No API key for a provider that needs one (raised wrapped in a ClassifiedException)."""
+
+
+class InvalidOptions(ValueError):
+    """A model config's `options` its provider cannot build a model from.
+
+    `path` locates the bad field inside the options (`("script", 0, "error")`), so an
+    admin route can name it; the text reads `options.script[0].error: <problem>`.
+    """
+
+    def __init__(self, path: tuple[str | int, ...], problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{self.field}: {problem}")
+
+    @property
+    def field(self) -> str:
+        """The dotted name of the bad field: `options.script[0].error.status_code`."""
+        name = "options"
+        for part in self.path:
+            name += f"[{part}]" if isinstance(part, int) else f".{part}"
+        return name
 
 
 @dataclass(frozen=True, slots=True)

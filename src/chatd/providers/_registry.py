@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from chatd.protocols import Model
 from chatd.providers._config import ModelConfig
+from chatd.providers._scripted_options import scripted_model
 
 __all__ = ["PROVIDERS", "Provider", "resolve"]
 
@@ -123,6 +124,9 @@ def resolve(spec: str | ModelConfig, *, config: ModelConfig | None = None) -> Mo
     With both, `spec` names provider and model and `config` supplies the rest
     (base URL, key, options). Only the chosen provider's SDK is imported. No network
     I/O happens here; a missing key surfaces on the first call as `missing_key`.
+    Raises `ValueError` for a config no model can be built from: an unknown provider,
+    a missing base URL, or options the provider refuses (`InvalidOptions`, naming
+    the field).
     """
     if isinstance(spec, ModelConfig):
         resolved = spec
@@ -141,9 +145,9 @@ def resolve(spec: str | ModelConfig, *, config: ModelConfig | None = None) -> Mo
         resolved = resolved.replace(base_url=entry.base_url)
     if resolved.provider == _COMPAT and not resolved.base_url:
         raise ValueError("provider 'openai-compat' needs base_url (the server's /v1 URL)")
-    cls: Any = getattr(importlib.import_module(entry.module), entry.cls)
     if resolved.provider == "scripted":
-        return cast(Model, cls(model_name=resolved.model))
+        return scripted_model(resolved.model, resolved.provider_options)
+    cls: Any = getattr(importlib.import_module(entry.module), entry.cls)
     return cast(
         Model,
         cls(

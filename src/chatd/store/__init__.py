@@ -49,7 +49,7 @@ from chatd.store._models import (
     Visibility,
 )
 from chatd.store._pubsub import Notifier, PgPubSub
-from chatd.store._secrets import SecretBox, load_secret_key
+from chatd.store._secrets import SecretBox, UnreadableSecret, load_secret_key
 from chatd.store._store import Store
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, StoreConfig
 
@@ -92,6 +92,7 @@ __all__ = [
     "StoredResponse",
     "StreamEvent",
     "TransitionRejected",
+    "UnreadableSecret",
     "UsageTotals",
     "User",
     "Visibility",

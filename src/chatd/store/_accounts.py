@@ -18,12 +18,8 @@ from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._ids import new_id, sha256_hex
 from chatd.store._models import PRICE_KEYS, ApiToken, ModelConfig, ProviderKey, User
-from chatd.store._schema import (
-    api_tokens,
-    model_configs,
-    provider_keys,
-    users,
-)
+from chatd.store._schema import api_tokens, model_configs, provider_keys, users
+from chatd.store._secrets import UnreadableSecret
 
 __all__ = ["Accounts"]
 
@@ -321,6 +317,21 @@ class Accounts(StoreBase):
                 )
             )
             return [ProviderKey(**row._asdict()) for row in rows]
+
+    async def unreadable_provider_keys(self) -> list[ProviderKey]:
+        """The stored keys this store's secret key cannot decrypt (sealed with another)."""
+        k = provider_keys.c
+        async with self.db.read() as conn:
+            rows = (await conn.execute(sa.select(provider_keys).order_by(k.name))).all()
+        box = self._box()
+        unreadable = []
+        for row in rows:
+            fields = row._asdict()
+            try:
+                box.decrypt(fields.pop("ciphertext"))
+            except UnreadableSecret:
+                unreadable.append(ProviderKey(**fields))
+        return unreadable
 
     async def delete_provider_key(self, key_id: str) -> None:
         """Remove a key; refused (409) while a model config uses it."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-__all__ = ["SecretBox", "load_secret_key"]
+__all__ = ["SecretBox", "UnreadableSecret", "load_secret_key"]
 
 KEY_FILE = "secret.key"
 
@@ -37,6 +37,10 @@ def load_secret_key(data_dir: Path) -> bytes:
     return key
 
 
+class UnreadableSecret(ValueError):
+    """A stored secret this key cannot decrypt: it was sealed with another key."""
+
+
 class SecretBox:
     """Encrypts and decrypts short secrets with one Fernet key."""
 
@@ -50,6 +54,6 @@ class SecretBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as err:
-            raise ValueError(
+            raise UnreadableSecret(
                 "cannot decrypt a stored secret: CHATD_SECRET_KEY or secret.key changed"
             ) from err

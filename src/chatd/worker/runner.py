@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from chatd.errors import ClassifiedError, ClassifiedException
+from chatd.errors import ClassifiedError, ClassifiedException, ErrorKind
 from chatd.loop import (
     ChatInterrupted,
     Interrupt,
@@ -138,11 +138,40 @@ class ChatRunner:
             await self._generate()
         except StaleFence:
             log.info("chat %s: lease lost, runner stops", self.chat_id)
+        except ChatIsInterrupting:
+            # An interrupt committed between the run's end and the transition closing it
+            # (everything the run made is committed): honour it now, not a lease TTL later.
+            await self._end(partial(self.store.finish_interruption, self.fence, None))
+        except Exception:
+            log.exception("chat %s: the turn failed inside chatd; it ends in error", self.chat_id)
+            await self._fail_internally()
         finally:
             for task in list(self._background):
                 task.cancel()
             if self._mcp is not None:
                 await self._mcp.aclose()  # after the releasing transition: no one waits
+
+    async def _fail_internally(self) -> None:
+        """End the turn in `error` (kind `internal`) after a failure of chatd's own.
+
+        Left running, the chat would be re-acquired every lease TTL and fail the same
+        way for ever. When even this transition fails (the database is gone), the
+        lease expires and the chat is retried later, which is right for an outage.
+        """
+        error = ClassifiedError(
+            kind=ErrorKind.INTERNAL,
+            detail=f"See the server log for chat {self.chat_id}.",
+        ).normalized()
+        try:
+            await self._end(partial(self.store.finish_error, self.fence, error))
+        except StaleFence:
+            log.info("chat %s: lease lost, runner stops", self.chat_id)
+        except ChatIsInterrupting:
+            # An interrupt committed between the run's end and the transition closing it
+            # (everything the run made is committed): honour it now, not a lease TTL later.
+            await self._end(partial(self.store.finish_interruption, self.fence, None))
+        except Exception:
+            log.exception("chat %s: recording the failure failed too", self.chat_id)
 
     async def record_attempt(self) -> None:
         if self._claimed_attempt:
