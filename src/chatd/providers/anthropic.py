@@ -270,13 +270,17 @@ class _EventTranslator:
             ]
         if kind.endswith("_tool_result"):  # web_search_tool_result and friends
             content = block.model_dump(mode="json", exclude_none=True)
+            metadata: dict[str, Any] = {_KEY: {"content": content}}
+            sources = _sources(content.get("content"))
+            if sources:
+                metadata["sources"] = sources
             return [
                 StreamPart(
                     P.TOOL_RESULT,
                     id=block.tool_use_id,
                     tool_call_name=kind.removesuffix("_tool_result"),
                     provider_executed=True,
-                    provider_metadata={_KEY: {"content": content}},
+                    provider_metadata=metadata,
                 )
             ]
         return []
@@ -317,6 +321,18 @@ class _EventTranslator:
                 provider_executed=block.kind == "server_tool_use",
             ),
         ]
+
+
+def _sources(results: object) -> list[dict[str, str]]:
+    """The pages a web search found (its `web_search_result`s), in chatd's neutral
+    `sources` shape; an error result (`web_search_tool_result_error`) has none."""
+    if not isinstance(results, list):
+        return []
+    return [
+        {"url": r["url"], "title": r.get("title") or ""}
+        for r in results
+        if isinstance(r, dict) and r.get("type") == "web_search_result" and r.get("url")
+    ]
 
 
 class _TextDelta:
