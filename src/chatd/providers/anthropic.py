@@ -270,17 +270,17 @@ class _EventTranslator:
             ]
         if kind.endswith("_tool_result"):  # web_search_tool_result and friends
             content = block.model_dump(mode="json", exclude_none=True)
-            metadata: dict[str, Any] = {_KEY: {"content": content}}
+            found: dict[str, Any] = {_KEY: {"content": content}}
             sources = _sources(content.get("content"))
             if sources:
-                metadata["sources"] = sources
+                found["sources"] = sources
             return [
                 StreamPart(
                     P.TOOL_RESULT,
                     id=block.tool_use_id,
                     tool_call_name=kind.removesuffix("_tool_result"),
                     provider_executed=True,
-                    provider_metadata=metadata,
+                    provider_metadata=found,
                 )
             ]
         return []
