@@ -846,3 +846,29 @@ async def test_interrupt_during_a_replayed_web_search_persists_no_synthetic_resu
     blocks = [b["type"] for m in messages for b in m["content"]]
     assert blocks == ["text", "text", "text"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+
+
+async def test_another_providers_search_in_history_is_not_sent_to_anthropic(
+    server: ReplayServer,
+) -> None:
+    # An OpenAI web search (the chat switched models) has no Anthropic result block:
+    # a server_tool_use without one would be rejected, so neither goes.
+    server.enqueue("anthropic", "text")
+    openai_result = {"openai": {"item_id": "ws_1", "action": {"type": "search", "query": "x"}}}
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                ToolCallPart("ws_1", "web_search", '{"query": "x"}', provider_executed=True),
+                ToolResultPart(
+                    "ws_1", "web_search", provider_executed=True, provider_metadata=openai_result
+                ),
+                TextPart("Found it."),
+            ],
+        ),
+        Message(Role.USER, [TextPart("Thanks")]),
+    ]
+    await drain(claude(server), Call(prompt=history, tools=[WEB_SEARCH]))
+    messages = server.requests[0].json()["messages"]
+    assert [[b["type"] for b in m["content"]] for m in messages] == [["text"], ["text"], ["text"]]

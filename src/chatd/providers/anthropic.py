@@ -361,7 +361,7 @@ def to_anthropic_messages(
             system += _with_cache_mark(blocks, message.provider_options)
             continue
         role = "assistant" if message.role == Role.ASSISTANT else "user"
-        blocks = [b for part in message.content for b in _blocks(part)]
+        blocks = _paired_server_tools([b for part in message.content for b in _blocks(part)])
         blocks = _with_cache_mark(blocks, message.provider_options)
         if not blocks:
             continue
@@ -370,6 +370,14 @@ def to_anthropic_messages(
         else:
             messages.append({"role": role, "content": blocks})
     return system, messages
+
+
+def _paired_server_tools(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Blocks without a server tool use whose result did not become a block: another
+    provider's search (OpenAI, Gemini) has no Anthropic result to send, and Anthropic
+    rejects a server tool use without one."""
+    answered = {b.get("tool_use_id") for b in blocks if b["type"].endswith("_tool_result")}
+    return [b for b in blocks if b["type"] != "server_tool_use" or b["id"] in answered]
 
 
 def _add_prompt_caching(messages: Sequence[Message]) -> list[Message]:
