@@ -50,6 +50,17 @@ def _camel_key(key: str) -> str:
     return head + "".join(word.title() for word in rest)
 
 
+WEATHER_DECLARATION = {
+    "functionDeclarations": [
+        {
+            "name": "get_weather",
+            "parametersJsonSchema": WEATHER.input_schema,
+            "description": "Current weather for a city",
+        }
+    ]
+}
+
+
 def gemini(server: ReplayServer) -> GoogleModel:
     config = ModelConfig("", "", base_url=server.url, api_key="AIza-test")
     model = resolve("google:gemini-2.5-flash", config=config)
@@ -137,18 +148,7 @@ async def test_parallel_function_calls_stream_whole_and_finish_as_tool_calls(
     ]
     assert parts[-1].finish_reason == FinishReason.TOOL_CALLS
     body = server.requests[0].json()
-    # The SDK orders the tools its own way; Gemini reads them as a set.
-    assert sorted(camel(body["tools"]), key=lambda tool: next(iter(tool))) == [
-        {
-            "functionDeclarations": [
-                {
-                    "name": "get_weather",
-                    "parametersJsonSchema": WEATHER.input_schema,
-                    "description": "Current weather for a city",
-                }
-            ]
-        }
-    ]
+    assert camel(body["tools"]) == [WEATHER_DECLARATION]
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
 
 
@@ -352,15 +352,7 @@ async def test_search_grounding_streams_as_a_provider_executed_search_with_its_s
     body = server.requests[0].json()
     # The SDK orders the tools its own way; Gemini reads them as a set.
     assert sorted(camel(body["tools"]), key=lambda tool: next(iter(tool))) == [
-        {
-            "functionDeclarations": [
-                {
-                    "name": "get_weather",
-                    "parametersJsonSchema": WEATHER.input_schema,
-                    "description": "Current weather for a city",
-                }
-            ]
-        },
+        WEATHER_DECLARATION,
         {"googleSearch": {}},
     ]
     call_id = "search-aK3Sa5fVKc2m1dkPlOWL-Ak"
