@@ -63,3 +63,28 @@ async def test_a_source_that_is_not_http_is_text_not_a_link(ui: Ui) -> None:
         ["text", "bad"],
         ["link", "https://example.com/a", "https://example.com/a"],
     ]
+
+
+async def test_a_new_chat_turns_on_web_search_where_its_model_allows_it(ui: Ui) -> None:
+    await ui.live.store.create_model_config(
+        "searcher", "scripted", "searcher", provider_tools=["web_search"]
+    )
+    page = ui.page
+    await page.reload()
+    await expect(page.locator("#app")).to_be_visible()
+    switch = page.get_by_label("Web search", exact=True)
+    await expect(switch).to_be_hidden()  # the default model does not allow it
+    picker = page.get_by_label("Model", exact=True)
+    await picker.select_option(label="searcher (scripted:searcher)")
+    await expect(switch).to_be_visible()
+    await switch.check()
+    await page.get_by_label("Message", exact=True).fill("chatd news")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.wait_for_url("**/#/chat/*")
+    links = page.get_by_label("Sources of web_search").get_by_role("link")
+    await expect(links).to_have_count(2, timeout=20_000)
+    await expect(switch).to_be_hidden()  # an open chat keeps the tools it was made with
+    chat_id = page.url.rsplit("/", 1)[1]
+    async with ui.live.client(ui.token) as client:
+        chat = (await client.get(f"/api/chats/{chat_id}")).json()
+    assert chat["tools"]["provider"] == ["web_search"]

@@ -191,6 +191,7 @@ async def list_models(request: Request, user: User) -> Response:
                     "model": c.model,
                     "context_limit": c.context_limit,
                     "is_default": c.is_default,
+                    "provider_tools": c.provider_tools or [],
                 }
                 for c in configs
                 if c.enabled
