@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 
@@ -20,6 +21,7 @@ from chatd.loop import (
     ToolDefinition,
     ToolResponse,
     run,
+    to_response_messages,
 )
 from chatd.providers import ModelConfig, resolve
 from chatd.providers.anthropic import AnthropicModel
@@ -364,7 +366,10 @@ async def test_web_search_streams_as_a_provider_executed_call_and_result_and_goe
             id=search,
             tool_call_name="web_search",
             provider_executed=True,
-            provider_metadata={"anthropic": {"content": result_block}},
+            provider_metadata={
+                "anthropic": {"content": result_block},
+                "sources": [{"url": "https://weather.example/paris", "title": "Paris weather"}],
+            },
         ),
         StreamPart(P.TEXT_START, id="text-2"),
     ]
@@ -706,3 +711,164 @@ async def test_run_interrupted_server_tool_keeps_the_local_synthetic_result() ->
     assert calls == ["c1"]
     assert [r.tool_call_id for r in results] == ["c1"]
     assert results[0].is_error
+
+
+# --- a replayed web-search turn through the loop ----------------------------------------
+
+WEB_SEARCH = ToolDefinition(
+    "web_search", provider_type="anthropic.web_search_20250305", provider_args={"max_uses": 5}
+)
+SEARCH_ID = "srvtoolu_01WkQy8aYb2RTcTAmPKxTmTm"
+RESULTS = [
+    {
+        "type": "web_search_result",
+        "title": "Releases · coder/coder",
+        "url": "https://github.com/coder/coder/releases",
+        "encrypted_content": "EpcBCioIAxgCIiQ4ODk4YTFkYy0yMjBj",
+        "page_age": "3 days ago",
+    },
+    {
+        "type": "web_search_result",
+        "title": "Changelog <v2.20> & notes",
+        "url": "https://coder.com/changelog?tab=releases&x=1",
+        "encrypted_content": "Eo0CCioIAxgCIiQ4ODk4YTFkYy0yMjBjLTRh",
+    },
+]
+
+
+def _search_run(model: AnthropicModel, history: list[Message], **kw: Any) -> RunOptions:
+    return RunOptions(
+        model=model, messages=history, provider_tools=[WEB_SEARCH], persist_step=Steps(), **kw
+    )
+
+
+async def test_replayed_web_search_is_persisted_as_provider_parts_and_sent_back(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("anthropic", "web_search_cited", "text")
+    model = claude(server)
+    published: list[MessagePart] = []
+    opts = _search_run(model, HELLO.prompt, publish_message_part=lambda _r, p: published.append(p))
+    assert await run(opts) is RunOutcome.FINISHED
+    assert server.requests[0].json()["tools"] == [
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+    ]
+    [step] = cast("Steps", opts.persist_step)
+    call, result = (p for p in step.content if isinstance(p, ToolCallPart | ToolResultPart))
+    assert isinstance(call, ToolCallPart) and isinstance(result, ToolResultPart)
+    assert (call.tool_call_id, call.tool_name, call.input, call.provider_executed) == (
+        SEARCH_ID,
+        "web_search",
+        '{"query": "coder latest release"}',
+        True,
+    )
+    assert (result.tool_call_id, result.provider_executed, result.output) == (
+        SEARCH_ID,
+        True,
+        None,
+    )
+    assert result.provider_metadata == {
+        "anthropic": {
+            "content": {
+                "type": "web_search_tool_result",
+                "tool_use_id": SEARCH_ID,
+                "content": RESULTS,
+            }
+        },
+        "sources": [
+            {"url": "https://github.com/coder/coder/releases", "title": "Releases · coder/coder"},
+            {
+                "url": "https://coder.com/changelog?tab=releases&x=1",
+                "title": "Changelog <v2.20> & notes",
+            },
+        ],
+    }
+    texts = [p.text for p in step.content if isinstance(p, TextPart)]
+    assert texts == ["I'll search for the latest release.", "The latest release is v2.20.0", "."]
+    # Published live as they arrived: the call, then its result.
+    whole = [p for p in published if isinstance(p, ToolResultPart) or p == call]
+    assert [type(p) for p in whole] == [ToolCallPart, ToolResultPart]
+
+    # The next turn sends the provider's call and result back in Anthropic's form.
+    history = [
+        *HELLO.prompt,
+        *to_response_messages(step.content),
+        Message(Role.USER, [TextPart("Thanks")]),
+    ]
+    assert await run(_search_run(model, history)) is RunOutcome.FINISHED
+    assistant = server.requests[1].json()["messages"][1]
+    assert assistant["role"] == "assistant"
+    assert [{k: v for k, v in b.items() if k != "cache_control"} for b in assistant["content"]] == [
+        {"type": "text", "text": "I'll search for the latest release."},
+        {
+            "type": "server_tool_use",
+            "id": SEARCH_ID,
+            "name": "web_search",
+            "input": {"query": "coder latest release"},
+        },
+        {"type": "web_search_tool_result", "tool_use_id": SEARCH_ID, "content": RESULTS},
+        {"type": "text", "text": "The latest release is v2.20.0"},
+        {"type": "text", "text": "."},
+    ]
+
+
+async def test_interrupt_during_a_replayed_web_search_persists_no_synthetic_result(
+    server: ReplayServer,
+) -> None:
+    # The stream stalls after the server_tool_use block: the search is in flight.
+    server.enqueue("anthropic", "web_search_stall", "text")
+    model = claude(server)
+    interrupt = Interrupt()
+
+    def publish(_role: Role, part: MessagePart) -> None:
+        if isinstance(part, ToolCallPart) and part.provider_executed and not part.args_delta:
+            interrupt.interrupt()
+
+    opts = _search_run(model, HELLO.prompt, publish_message_part=publish, interrupt=interrupt)
+    assert await run(opts) is RunOutcome.INTERRUPTED
+    [step] = cast("Steps", opts.persist_step)
+    # The text before the search is kept; the search has no result, and none is made
+    # up for it (only Anthropic can give one); the unpaired call goes with it.
+    assert step.content == [TextPart("I'll search for the latest release.")]
+    assert not [p for p in step.content if isinstance(p, ToolResultPart)]
+
+    # The following request is valid: no server_tool_use without its result. A
+    # history that does hold the orphan call (persisted under another model) loses
+    # it to the sanitiser.
+    orphan = ToolCallPart(SEARCH_ID, "web_search", '{"query": "coder"}', provider_executed=True)
+    history = [
+        *HELLO.prompt,
+        Message(Role.ASSISTANT, [*step.content, orphan]),
+        Message(Role.USER, [TextPart("continue")]),
+    ]
+    assert await run(_search_run(model, history)) is RunOutcome.FINISHED
+    messages = server.requests[1].json()["messages"]
+    blocks = [b["type"] for m in messages for b in m["content"]]
+    assert blocks == ["text", "text", "text"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+
+
+async def test_another_providers_search_in_history_is_not_sent_to_anthropic(
+    server: ReplayServer,
+) -> None:
+    # An OpenAI web search (the chat switched models) has no Anthropic result block:
+    # a server_tool_use without one would be rejected, so neither goes.
+    server.enqueue("anthropic", "text")
+    openai_result = {"openai": {"item_id": "ws_1", "action": {"type": "search", "query": "x"}}}
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                ToolCallPart("ws_1", "web_search", '{"query": "x"}', provider_executed=True),
+                ToolResultPart(
+                    "ws_1", "web_search", provider_executed=True, provider_metadata=openai_result
+                ),
+                TextPart("Found it."),
+            ],
+        ),
+        Message(Role.USER, [TextPart("Thanks")]),
+    ]
+    await drain(claude(server), Call(prompt=history, tools=[WEB_SEARCH]))
+    messages = server.requests[0].json()["messages"]
+    assert [[b["type"] for b in m["content"]] for m in messages] == [["text"], ["text"], ["text"]]

@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 from chatd.errors import ErrorKind
-from chatd.loop import Call, ModelSettings
+from chatd.loop import Call, ModelSettings, ToolDefinition
 from chatd.providers import ModelConfig, resolve
 from chatd.providers.google import GoogleModel
 from chatd.types import (
@@ -48,6 +48,17 @@ def camel(value: Any) -> Any:
 def _camel_key(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(word.title() for word in rest)
+
+
+WEATHER_DECLARATION = {
+    "functionDeclarations": [
+        {
+            "name": "get_weather",
+            "parametersJsonSchema": WEATHER.input_schema,
+            "description": "Current weather for a city",
+        }
+    ]
+}
 
 
 def gemini(server: ReplayServer) -> GoogleModel:
@@ -137,17 +148,7 @@ async def test_parallel_function_calls_stream_whole_and_finish_as_tool_calls(
     ]
     assert parts[-1].finish_reason == FinishReason.TOOL_CALLS
     body = server.requests[0].json()
-    assert camel(body["tools"]) == [
-        {
-            "functionDeclarations": [
-                {
-                    "name": "get_weather",
-                    "parametersJsonSchema": WEATHER.input_schema,
-                    "description": "Current weather for a city",
-                }
-            ]
-        }
-    ]
+    assert camel(body["tools"]) == [WEATHER_DECLARATION]
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
 
 
@@ -338,3 +339,81 @@ async def test_tool_choice_none_still_offers_the_tools(server: ReplayServer) -> 
     body = server.requests[0].json()
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "NONE"}}
     assert len(body["tools"]) == 1
+
+
+async def test_search_grounding_streams_as_a_provider_executed_search_with_its_sources(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("google", "grounding", "text")
+    model = gemini(server)
+    search = ToolDefinition("web_search", provider_type="google.google_search")
+    elsewhere = ToolDefinition("web_search", provider_type="openai.web_search")
+    parts = await drain(model, Call(prompt=HELLO.prompt, tools=[WEATHER, search, elsewhere]))
+    body = server.requests[0].json()
+    # The SDK orders the tools its own way; Gemini reads them as a set.
+    assert sorted(camel(body["tools"]), key=lambda tool: next(iter(tool))) == [
+        WEATHER_DECLARATION,
+        {"googleSearch": {}},
+    ]
+    call_id = "search-aK3Sa5fVKc2m1dkPlOWL-Ak"
+    result = parts[-2]
+    assert parts[:-1] == [
+        StreamPart(P.TEXT_START, id="text-0"),
+        StreamPart(P.TEXT_DELTA, id="text-0", delta="Coder's latest release is"),
+        StreamPart(P.TEXT_DELTA, id="text-0", delta=" v2.20.0."),
+        StreamPart(P.TEXT_END, id="text-0"),
+        StreamPart(
+            P.TOOL_CALL,
+            id=call_id,
+            tool_call_name="web_search",
+            tool_call_input='{"queries": ["coder latest release"]}',
+            provider_executed=True,
+        ),
+        StreamPart(
+            P.TOOL_RESULT,
+            id=call_id,
+            tool_call_name="web_search",
+            provider_executed=True,
+            provider_metadata=result.provider_metadata,
+        ),
+    ]
+    assert result.provider_metadata is not None
+    assert result.provider_metadata["sources"] == [
+        {
+            "url": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQGx1",
+            "title": "github.com",
+        },
+        {
+            "url": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQHk2",
+            "title": "coder.com",
+        },
+    ]
+    grounding = result.provider_metadata["google"]["grounding_metadata"]
+    assert grounding["web_search_queries"] == ["coder latest release"]
+    # A search is not a function call: the step ends, no local tool runs.
+    assert parts[-1].finish_reason == FinishReason.STOP
+
+    # Grounding cannot go back to Gemini: the next request has the text only.
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                TextPart("Coder's latest release is v2.20.0."),
+                ToolCallPart(call_id, "web_search", "{}", provider_executed=True),
+                ToolResultPart(
+                    call_id,
+                    "web_search",
+                    provider_executed=True,
+                    provider_metadata=result.provider_metadata,
+                ),
+            ],
+        ),
+    ]
+    await drain(model, Call(prompt=history, tools=[elsewhere]))
+    body = server.requests[1].json()
+    assert body["contents"][1] == {
+        "role": "model",
+        "parts": [{"text": "Coder's latest release is v2.20.0."}],
+    }
+    assert "tools" not in body and "toolConfig" not in body

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatd.errors import ErrorKind
-from chatd.loop import Call, ModelSettings
+from chatd.loop import Call, ModelSettings, ToolDefinition
 from chatd.providers import ModelConfig, resolve
 from chatd.providers.openai_chat import OpenAIChatModel
 from chatd.types import (
@@ -367,3 +367,37 @@ async def test_context_limit_in_the_config_overrides_the_known_window(
     parts = await drain(resolve("openai-chat:gpt-4o", config=config))
     assert parts[-1].provider_metadata is not None
     assert parts[-1].provider_metadata["context_window"] == 32_768
+
+
+async def test_provider_defined_tools_and_provider_executed_history_are_left_out(
+    server: ReplayServer,
+) -> None:
+    # Chat Completions has no web search tool: an offer of one sends no definition,
+    # and another provider's executed search in history goes back as its text only.
+    server.enqueue("openai_chat", "text", "text")
+    searches = [
+        ToolDefinition("web_search", provider_type="openai.web_search"),
+        ToolDefinition("web_search", provider_type="anthropic.web_search_20250305"),
+    ]
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                ToolCallPart("srvtoolu_1", "web_search", "{}", provider_executed=True),
+                ToolResultPart("srvtoolu_1", "web_search", provider_executed=True),
+                TextPart("Found it."),
+            ],
+        ),
+        Message(Role.USER, [TextPart("Thanks")]),
+    ]
+    model = openai_chat(server)
+    await drain(model, Call(prompt=history, tools=searches))
+    await drain(model, Call(prompt=HELLO.prompt, tools=[*searches, WEATHER]))
+    first, second = (r.json() for r in server.requests)
+    assert "tools" not in first and "tool_choice" not in first
+    assert first["messages"][1:] == [
+        {"role": "assistant", "content": "Found it."},
+        {"role": "user", "content": "Thanks"},
+    ]
+    assert [t["function"]["name"] for t in second["tools"]] == ["get_weather"]

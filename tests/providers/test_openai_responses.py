@@ -15,6 +15,7 @@ from chatd.loop import (
     RunOptions,
     Tool,
     ToolCall,
+    ToolDefinition,
     ToolResponse,
     run,
     stream_from_parts,
@@ -513,3 +514,130 @@ async def test_a_callers_previous_response_id_is_sent_on_the_first_step_only(
     assert first["previous_response_id"] == "resp_caller"
     # The second step chains on the response the first one stored, as the model does.
     assert second["previous_response_id"] == "resp_68b1tools"
+
+
+# --- web search: OpenAI's built-in tool -------------------------------------------------
+
+WS_RESPONSE = "resp_68b1c0ffee1c81a3a1d9b6f0c2d4e5f60a1b2c3d4e5f6a7b"
+WS_ITEM = "ws_68b1c1001f7c81a3b2e4d6f8a0c2e4f6"
+WS_ACTION = {
+    "type": "search",
+    "query": "coder latest release",
+    "sources": [
+        {"type": "url", "url": "https://github.com/coder/coder/releases"},
+        {"type": "url", "url": "https://coder.com/changelog"},
+    ],
+}
+
+
+async def test_web_search_streams_as_provider_executed_parts_with_sources_and_goes_back(
+    server: ReplayServer,
+) -> None:
+    server.enqueue("openai_responses", "web_search", "text")
+    web_search = ToolDefinition(
+        "web_search",
+        provider_type="openai.web_search",
+        provider_args={"search_context_size": "low"},
+    )
+    elsewhere = ToolDefinition("web_search", provider_type="anthropic.web_search_20250305")
+    model = gpt(server, store=False)
+    call = Call(prompt=HELLO.prompt, tools=[web_search, WEATHER, elsewhere])
+    parts = await drain(model, call)
+    body = server.requests[0].json()
+    assert body["tools"] == [
+        {"type": "web_search", "search_context_size": "low"},
+        {
+            "type": "function",
+            "name": "get_weather",
+            "parameters": WEATHER.input_schema,
+            "strict": False,
+            "description": "Current weather for a city",
+        },
+    ]
+    assert body["include"] == ["reasoning.encrypted_content", "web_search_call.action.sources"]
+    result_metadata = {
+        "openai": {
+            "item_id": WS_ITEM,
+            "response_id": WS_RESPONSE,
+            "status": "completed",
+            "action": WS_ACTION,
+        },
+        "sources": [
+            {"url": "https://github.com/coder/coder/releases", "title": ""},
+            {"url": "https://coder.com/changelog", "title": ""},
+        ],
+    }
+    assert parts[:4] == [
+        StreamPart(
+            P.TOOL_INPUT_START, id=WS_ITEM, tool_call_name="web_search", provider_executed=True
+        ),
+        StreamPart(P.TOOL_INPUT_END, id=WS_ITEM),
+        StreamPart(
+            P.TOOL_CALL,
+            id=WS_ITEM,
+            tool_call_name="web_search",
+            tool_call_input='{"query": "coder latest release"}',
+            provider_executed=True,
+            provider_metadata=meta(WS_ITEM, WS_RESPONSE),
+        ),
+        StreamPart(
+            P.TOOL_RESULT,
+            id=WS_ITEM,
+            tool_call_name="web_search",
+            provider_executed=True,
+            provider_metadata=result_metadata,
+        ),
+    ]
+    assert parts[-1].finish_reason == FinishReason.STOP  # the provider ran it: no tool step
+
+    # Without stored responses the next request carries the search as the item it was.
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                ToolCallPart(
+                    WS_ITEM,
+                    "web_search",
+                    parts[2].tool_call_input,
+                    provider_executed=True,
+                    provider_metadata=parts[2].provider_metadata or {},
+                ),
+                ToolResultPart(
+                    WS_ITEM, "web_search", provider_executed=True, provider_metadata=result_metadata
+                ),
+                TextPart("It is v2.20.0."),
+            ],
+        ),
+        Message(Role.USER, [TextPart("Thanks")]),
+    ]
+    await drain(model, Call(prompt=history, tools=[web_search]))
+    assert server.requests[1].json()["input"][1:3] == [
+        {"type": "web_search_call", "id": WS_ITEM, "status": "completed", "action": WS_ACTION},
+        {"role": "assistant", "content": "It is v2.20.0."},
+    ]
+
+
+async def test_another_providers_search_is_not_sent_back(server: ReplayServer) -> None:
+    server.enqueue("openai_responses", "text")
+    history = [
+        *HELLO.prompt,
+        Message(
+            Role.ASSISTANT,
+            [
+                ToolCallPart("srvtoolu_1", "web_search", "{}", provider_executed=True),
+                ToolResultPart(
+                    "srvtoolu_1",
+                    "web_search",
+                    provider_executed=True,
+                    provider_metadata={"anthropic": {"content": {}}},
+                ),
+                TextPart("Found it."),
+            ],
+        ),
+    ]
+    tools = [ToolDefinition("web_search", provider_type="anthropic.web_search_20250305")]
+    await drain(gpt(server, store=False), Call(prompt=history, tools=tools))
+    body = server.requests[0].json()
+    assert body["input"][1:] == [{"role": "assistant", "content": "Found it."}]
+    assert "tools" not in body and "web_search_call.action.sources" not in body["include"]

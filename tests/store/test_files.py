@@ -138,7 +138,7 @@ async def test_migration_0006_adds_the_file_tables_and_downgrades_without_losing
         store = Store(db)
         owner = await user(store)
         chat = await store.create_chat(owner, text("before files"))
-        await upgrade(db)
+        await upgrade(db, "0006")
         assert await current_revision(db) == "0006"
         file = await store.create_file(owner, "big.bin.txt", "text/plain", bytes(range(9, 127)) * 9)
         await store.send_message(chat.id, naming(file.id))

@@ -2,7 +2,9 @@
 
 Admin tokens only (403 otherwise). Provider keys are write-only: responses carry
 their last four characters, never the key. A model config's `pricing` (USD per
-million tokens, returned as decimal strings) prices its chats' steps.
+million tokens, returned as decimal strings) prices its chats' steps; its
+`provider_tools` (e.g. `["web_search"]`) are the provider-executed tools its chats
+may enable, each one its provider can run (422 otherwise).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pydantic import Field
 from chatd.api.deps import Admin, store_of
 from chatd.api.errors import ApiError
 from chatd.api.schemas import Strict, json_response
-from chatd.providers import PROVIDERS, InvalidOptions, resolve
+from chatd.providers import PROVIDER_TOOL_NAMES, PROVIDERS, InvalidOptions, resolve
 from chatd.providers import ModelConfig as ProviderConfig
 from chatd.store import ModelConfig, ProviderKey
 from chatd.stream.wire import timestamp
@@ -58,6 +60,7 @@ class ModelConfigIn(Strict):
     enabled: bool = True
     is_default: bool = False
     pricing: Pricing | None = None
+    provider_tools: list[str] = Field(default_factory=list, max_length=8)
 
 
 class ModelConfigPatch(Strict):
@@ -71,6 +74,7 @@ class ModelConfigPatch(Strict):
     enabled: bool | None = None
     is_default: bool | None = None
     pricing: Pricing | None = None  # null: unpriced
+    provider_tools: list[str] | None = Field(default=None, max_length=8)  # null: none
 
 
 # PATCH fields a config cannot be without: null there is a 422, never a NULL column.
@@ -102,6 +106,7 @@ def _config_json(c: ModelConfig) -> dict[str, Any]:
         "enabled": c.enabled,
         "is_default": c.is_default,
         "pricing": c.pricing,
+        "provider_tools": c.provider_tools or [],
         "created_at": timestamp(c.created_at),
         "updated_at": timestamp(c.updated_at),
     }
@@ -175,10 +180,26 @@ def _check_buildable(provider: str, model: str, base_url: str | None, options: A
         ) from None
 
 
+def _check_provider_tools(provider: str, names: list[str] | None) -> None:
+    """Every name is a provider tool `provider` can run (422 naming the others)."""
+    runs = PROVIDERS[provider].provider_tools
+    refused = [name for name in names or [] if name not in runs]
+    if refused:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"Leave {', '.join(refused)} out of provider_tools: provider {provider!r} "
+            "cannot run it.",
+            f"provider {provider!r} runs {sorted(runs)} of the provider tools "
+            f"{list(PROVIDER_TOOL_NAMES)}; refused {refused}",
+        )
+
+
 @router.post("/model-configs", status_code=201)
 async def create_model_config(body: ModelConfigIn, request: Request, _admin: Admin) -> Response:
     _check_provider(body.provider)
     _check_buildable(body.provider, body.model, body.base_url, body.options)
+    _check_provider_tools(body.provider, body.provider_tools)
     config = await store_of(request).create_model_config(**_fields(body))
     return json_response(_config_json(config), 201)
 
@@ -210,6 +231,8 @@ async def patch_model_config(
         changes.get("base_url", current.base_url),
         changes.get("options", current.options),
     )
+    if body.provider_tools:
+        _check_provider_tools(current.provider, body.provider_tools)
     config = await store.update_model_config(config_id, **changes)
     return json_response(_config_json(config))
 

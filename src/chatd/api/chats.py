@@ -22,6 +22,7 @@ from chatd.api.resources import chat_resource, model_config_named, owned_chat
 from chatd.api.schemas import ASCII_DIGITS, CreateChat, PatchChat, json_response
 from chatd.api.sse import SSE_RETRY_MS, SseResponse
 from chatd.api.state import AppState
+from chatd.store import ModelConfig, NotFound
 from chatd.stream.wire import chat_json
 from chatd.tools import (
     PROCESS_TOOL_NAMES,
@@ -81,6 +82,29 @@ def _check_builtin(state: AppState, user: Principal, names: tuple[str, ...]) -> 
         )
 
 
+async def _check_provider_tools(
+    state: AppState, config: ModelConfig | None, names: tuple[str, ...]
+) -> None:
+    """The chat's model config (the default when none is named) allows every provider
+    tool the chat asks for (422 naming the others)."""
+    try:
+        config = config or await state.store.get_model_config(None)
+    except NotFound:
+        config = None
+    allowed = (config.provider_tools or []) if config is not None else []
+    refused = [name for name in names if name not in allowed]
+    if refused:
+        model = f"{config.name!r}" if config is not None else "the default model"
+        raise ApiError(
+            422,
+            "tool_not_allowed",
+            f"The model {model} does not allow {', '.join(refused)}; leave it out of "
+            "tools.provider, choose a model that allows it, or ask an admin to add it to "
+            "the model config's provider_tools.",
+            f"refused provider tools {refused}: the model config allows {allowed}",
+        )
+
+
 @router.post("", status_code=201)
 async def create_chat(
     body: CreateChat, request: Request, user: User, idempotency_key: IdempotencyKey = None
@@ -100,6 +124,8 @@ async def create_chat(
             _check_builtin(state, user, selection.builtin_names())
         if tools.get("mcp_servers"):
             await _check_mcp_servers(state, tools["mcp_servers"])
+        if selection.provider:
+            await _check_provider_tools(state, config, selection.provider)
     chat = await state.store.create_chat(
         user.user_id,
         body.parts(),
@@ -165,6 +191,7 @@ async def list_models(request: Request, user: User) -> Response:
                     "model": c.model,
                     "context_limit": c.context_limit,
                     "is_default": c.is_default,
+                    "provider_tools": c.provider_tools or [],
                 }
                 for c in configs
                 if c.enabled

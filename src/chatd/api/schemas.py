@@ -172,6 +172,8 @@ class ToolConfig(Strict):
     dynamic: list[DynamicToolSpec] = Field(default_factory=list, max_length=64)
     stop_after: list[str] = Field(default_factory=list)
     exclusive: list[str] = Field(default_factory=list)
+    # Provider-executed tools ("web_search"); the chat's model config must allow them.
+    provider: list[str] = Field(default_factory=list, max_length=8)
 
 
 class CreateChat(MessageWithFiles):

@@ -14,10 +14,17 @@ from chatd.providers._check import (
     model_config_from_mapping,
 )
 from chatd.providers._config import InvalidOptions, MissingAPIKey, ModelConfig
-from chatd.providers._registry import PROVIDERS, Provider, resolve
+from chatd.providers._registry import (
+    PROVIDER_TOOL_NAMES,
+    PROVIDERS,
+    Provider,
+    provider_tool_definitions,
+    resolve,
+)
 
 __all__ = [
     "PROVIDERS",
+    "PROVIDER_TOOL_NAMES",
     "CheckResult",
     "InvalidOptions",
     "MissingAPIKey",
@@ -26,5 +33,6 @@ __all__ = [
     "check_model",
     "load_model_configs",
     "model_config_from_mapping",
+    "provider_tool_definitions",
     "resolve",
 ]

@@ -9,14 +9,25 @@ module and one line here.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from chatd.protocols import Model
+from chatd.protocols import Model, ToolDefinition
 from chatd.providers._config import ModelConfig
 from chatd.providers._scripted_options import scripted_model
 
-__all__ = ["PROVIDERS", "Provider", "resolve"]
+__all__ = [
+    "PROVIDERS",
+    "PROVIDER_TOOL_NAMES",
+    "Provider",
+    "provider_tool_definitions",
+    "resolve",
+]
+
+#: The provider-executed tools a chat may ask for (`"tools": {"provider": [...]}`);
+#: each provider that can run one maps it to its own tool type below.
+PROVIDER_TOOL_NAMES = ("web_search",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +41,9 @@ class Provider:
     key_envs: tuple[str, ...] = ()
     key_required: bool = True
     description: str = ""
+    # chatd's provider tool name → this provider's tool type ("<provider>.<type>", see
+    # ToolDefinition.provider_type); a tool left out is one the provider cannot run.
+    provider_tools: Mapping[str, str] = field(default_factory=dict)
 
 
 _OPENAI_KEY = ("OPENAI_API_KEY",)
@@ -42,12 +56,14 @@ PROVIDERS: dict[str, Provider] = {
         "AnthropicModel",
         key_envs=("ANTHROPIC_API_KEY",),
         description="Anthropic Messages API",
+        provider_tools={"web_search": "anthropic.web_search_20250305"},
     ),
     "google": Provider(
         "chatd.providers.google",
         "GoogleModel",
         key_envs=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
         description="Google Gemini API (google-genai)",
+        provider_tools={"web_search": "google.google_search"},
     ),
     "llamacpp": Provider(
         _CHAT,
@@ -78,6 +94,7 @@ PROVIDERS: dict[str, Provider] = {
         "OpenAIResponsesModel",
         key_envs=_OPENAI_KEY,
         description="OpenAI Responses API",
+        provider_tools={"web_search": "openai.web_search"},
     ),
     "openai-chat": Provider(
         _CHAT,
@@ -106,6 +123,7 @@ PROVIDERS: dict[str, Provider] = {
         "ScriptedModel",
         key_required=False,
         description="chatd's offline scripted model (no network, no key)",
+        provider_tools={"web_search": "scripted.web_search"},
     ),
     "vllm": Provider(
         _CHAT,
@@ -116,6 +134,18 @@ PROVIDERS: dict[str, Provider] = {
         description="vLLM (OpenAI-compatible)",
     ),
 }
+
+
+def provider_tool_definitions(provider: str, names: Iterable[str]) -> list[ToolDefinition]:
+    """The definitions of the provider tools `names` that `provider` can run, in order;
+    names it cannot run (or that are unknown) are left out."""
+    entry = PROVIDERS.get(provider)
+    types = entry.provider_tools if entry is not None else {}
+    return [
+        ToolDefinition(name, provider_type=types[name])
+        for name in dict.fromkeys(names)
+        if name in types
+    ]
 
 
 def resolve(spec: str | ModelConfig, *, config: ModelConfig | None = None) -> Model:

@@ -270,13 +270,17 @@ class _EventTranslator:
             ]
         if kind.endswith("_tool_result"):  # web_search_tool_result and friends
             content = block.model_dump(mode="json", exclude_none=True)
+            found: dict[str, Any] = {_KEY: {"content": content}}
+            sources = _sources(content.get("content"))
+            if sources:
+                found["sources"] = sources
             return [
                 StreamPart(
                     P.TOOL_RESULT,
                     id=block.tool_use_id,
                     tool_call_name=kind.removesuffix("_tool_result"),
                     provider_executed=True,
-                    provider_metadata={_KEY: {"content": content}},
+                    provider_metadata=found,
                 )
             ]
         return []
@@ -319,6 +323,18 @@ class _EventTranslator:
         ]
 
 
+def _sources(results: object) -> list[dict[str, str]]:
+    """The pages a web search found (its `web_search_result`s), in chatd's neutral
+    `sources` shape; an error result (`web_search_tool_result_error`) has none."""
+    if not isinstance(results, list):
+        return []
+    return [
+        {"url": r["url"], "title": r.get("title") or ""}
+        for r in results
+        if isinstance(r, dict) and r.get("type") == "web_search_result" and r.get("url")
+    ]
+
+
 class _TextDelta:
     """A text block's initial text, treated like its first delta."""
 
@@ -345,7 +361,7 @@ def to_anthropic_messages(
             system += _with_cache_mark(blocks, message.provider_options)
             continue
         role = "assistant" if message.role == Role.ASSISTANT else "user"
-        blocks = [b for part in message.content for b in _blocks(part)]
+        blocks = _paired_server_tools([b for part in message.content for b in _blocks(part)])
         blocks = _with_cache_mark(blocks, message.provider_options)
         if not blocks:
             continue
@@ -354,6 +370,14 @@ def to_anthropic_messages(
         else:
             messages.append({"role": role, "content": blocks})
     return system, messages
+
+
+def _paired_server_tools(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Blocks without a server tool use whose result did not become a block: another
+    provider's search (OpenAI, Gemini) has no Anthropic result to send, and Anthropic
+    rejects a server tool use without one."""
+    answered = {b.get("tool_use_id") for b in blocks if b["type"].endswith("_tool_result")}
+    return [b for b in blocks if b["type"] != "server_tool_use" or b["id"] in answered]
 
 
 def _add_prompt_caching(messages: Sequence[Message]) -> list[Message]:

@@ -3,9 +3,14 @@
 Turns `aio.models.generate_content_stream` into chatd `StreamPart`s: text,
 thought summaries as reasoning (with their thought signatures kept for the next
 turn), function calls (Gemini sends each whole, so a call streams as one input
-delta), usage with cached and thought tokens, and finish reasons. SDK exceptions
-become classified errors in `_map_errors()` only, including the RetryInfo delay
-Google puts in 429 bodies; the SDK's retries stay off.
+delta), search grounding, usage with cached and thought tokens, and finish reasons.
+Grounding (the `google_search` tool, offered for a `google.google_search` provider
+tool) becomes one provider-executed `web_search` call and result per response, after
+its text: the queries are the call's input, the grounding chunks' pages its sources.
+Grounding cannot go back to Gemini, so no provider-executed part (this provider's
+or another's) is in the next request. SDK exceptions become classified errors in
+`_map_errors()` only, including the RetryInfo delay Google puts in 429 bodies; the
+SDK's retries stay off.
 """
 
 from __future__ import annotations
@@ -105,10 +110,19 @@ class GoogleModel(SDKModel[genai.Client]):
         config: dict[str, Any] = {}
         if system:
             config["system_instruction"] = system
-        if call.tools:
+        functions = [_function(t) for t in call.tools if not t.provider_type]
+        tools: list[dict[str, Any]] = []
+        if functions:
             # Offered even with choice "none": history holding tool calls needs them.
-            config["tools"] = [{"function_declarations": [_function(t) for t in call.tools]}]
+            tools.append({"function_declarations": functions})
             config["tool_config"] = {"function_calling_config": _calling_config(call.tool_choice)}
+        tools += [
+            {kind: dict(t.provider_args)}
+            for t in call.tools
+            if (kind := t.provider_defined_type(_KEY)) is not None
+        ]
+        if tools:
+            config["tools"] = tools
         names = {"max_output_tokens": settings.max_output_tokens}
         for name in ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty"):
             names[name] = getattr(settings, name)
@@ -158,6 +172,7 @@ class _ChunkTranslator:
         self._signature = ""
         self._blocks = itertools.count()
         self._called = False
+        self._grounding: genai_types.GroundingMetadata | None = None
 
     def feed(self, chunk: genai_types.GenerateContentResponse) -> list[StreamPart]:
         parts: list[StreamPart] = []
@@ -169,6 +184,8 @@ class _ChunkTranslator:
             content = candidate.content
             for part in (content.parts if content is not None else None) or []:
                 parts += self._part(part)
+            if candidate.grounding_metadata is not None:
+                self._grounding = candidate.grounding_metadata
             if candidate.finish_reason is not None:
                 reason = str(getattr(candidate.finish_reason, "value", candidate.finish_reason))
                 self.finish_reason = _FINISH_REASONS.get(reason, FinishReason.OTHER)
@@ -235,9 +252,45 @@ class _ChunkTranslator:
 
     def close(self) -> list[StreamPart]:
         parts = self._close_block()
+        if self._grounding is not None:
+            parts += _grounding_parts(self._grounding, self.response_id)
         if self._called and self.finish_reason == FinishReason.STOP:
             self.finish_reason = FinishReason.TOOL_CALLS  # Gemini says STOP after calls
         return parts
+
+
+def _grounding_parts(
+    grounding: genai_types.GroundingMetadata, response_id: str
+) -> list[StreamPart]:
+    """A grounded response's search: a provider-executed `web_search` call (its queries)
+    and result (the grounding chunks' pages as sources); nothing when it searched nothing."""
+    queries = grounding.web_search_queries or []
+    webs = [c.web for c in grounding.grounding_chunks or [] if c.web is not None and c.web.uri]
+    if not queries and not webs:
+        return []
+    call_id = f"search-{response_id or secrets.token_hex(6)}"
+    arguments = json.dumps({"queries": queries})
+    sources = [{"url": w.uri or "", "title": w.title or w.domain or ""} for w in webs]
+    found: dict[str, Any] = {
+        _KEY: {"grounding_metadata": grounding.model_dump(mode="json", exclude_none=True)},
+        "sources": sources,
+    }
+    return [
+        StreamPart(
+            P.TOOL_CALL,
+            id=call_id,
+            tool_call_name="web_search",
+            tool_call_input=arguments,
+            provider_executed=True,
+        ),
+        StreamPart(
+            P.TOOL_RESULT,
+            id=call_id,
+            tool_call_name="web_search",
+            provider_executed=True,
+            provider_metadata=found,
+        ),
+    ]
 
 
 def _usage(usage: genai_types.GenerateContentResponseUsageMetadata) -> Usage:
@@ -294,6 +347,8 @@ def _parts(part: Any, names: dict[str, tuple[str, str]]) -> list[dict[str, Any]]
         if text is not None:
             return [{"text": text}]
         return [{"inline_data": {"mime_type": part.media_type, "data": part.data}}]
+    if isinstance(part, ToolCallPart | ToolResultPart) and part.provider_executed:
+        return []  # run by a provider (a search): nothing Gemini can take back
     if isinstance(part, ToolCallPart):
         gemini_id = str(_metadata(part.provider_metadata).get("id") or "")
         names[part.tool_call_id] = (part.tool_name, gemini_id)

@@ -3,9 +3,11 @@
 Turns a streamed `chat.completions.create` into chatd `StreamPart`s: text,
 reasoning (`reasoning_content` / `reasoning` deltas, as DeepSeek, vLLM, Ollama and
 OpenRouter send them), tool calls with incremental arguments, usage and the finish
-reason. With `base_url` it talks to Ollama, vLLM, LM Studio, llama.cpp's server or
-OpenRouter. SDK exceptions become classified errors in `_map_errors()` only; the
-SDK's own retries are off, because the loop owns retrying.
+reason. Provider-defined tools (web search) cannot be expressed here and are not
+sent, nor is another provider's executed call or result in history. With
+`base_url` it talks to Ollama, vLLM, LM Studio, llama.cpp's server or OpenRouter.
+SDK exceptions become classified errors in `_map_errors()` only; the SDK's own
+retries are off, because the loop owns retrying.
 """
 
 from __future__ import annotations
@@ -86,9 +88,11 @@ class OpenAIChatModel(SDKModel[AsyncOpenAI]):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if call.tools:
+        # Chat Completions has no provider-defined tools (web search): they are left out.
+        tools = [_tool(t) for t in call.tools if not t.provider_type]
+        if tools:
             # Offered even with choice "none": history holding tool calls needs them.
-            request["tools"] = [_tool(t) for t in call.tools]
+            request["tools"] = tools
             request["tool_choice"] = _tool_choice(call.tool_choice)
         if settings.max_output_tokens is not None:
             # OpenAI itself wants the newer name; compatible servers know the older one.

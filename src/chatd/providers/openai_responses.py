@@ -2,7 +2,9 @@
 
 Turns a streamed `responses.create` into chatd `StreamPart`s: output text,
 reasoning summaries (and raw reasoning text where a server sends it), function
-calls with incremental arguments, usage and the terminal status. Every part the
+calls with incremental arguments, the built-in web search (`{"type": "web_search"}`,
+offered for a `openai.web_search` provider tool) as provider-executed calls and
+results with the pages it used, usage and the terminal status. Every part the
 model produced carries `{"openai": {"item_id", "response_id"}}` metadata, so the
 next step can chain on the stored response and send only what is new. When the
 provider has lost that response ("previous response not found", classified
@@ -15,6 +17,7 @@ first step. SDK exceptions become classified errors in `_map_errors()` only.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
@@ -153,10 +156,15 @@ class OpenAIResponsesModel(SDKModel[AsyncOpenAI]):
         if not store:
             # Without stored responses, reasoning must travel back encrypted.
             extra.setdefault("include", ["reasoning.encrypted_content"])
-        if call.tools:
+        tools = [definition for t in call.tools if (definition := _tool(t)) is not None]
+        if tools:
             # Offered even with choice "none": history holding tool calls needs them.
-            request["tools"] = [_tool(t) for t in call.tools]
+            request["tools"] = tools
             request["tool_choice"] = _tool_choice(call.tool_choice)
+        if any(t["type"] == "web_search" for t in tools):
+            # The pages a search used come back only when asked for.
+            include = [*extra.get("include", ()), "web_search_call.action.sources"]
+            extra["include"] = list(dict.fromkeys(include))
         if settings.max_output_tokens is not None:
             request["max_output_tokens"] = settings.max_output_tokens
         for name in ("temperature", "top_p"):
@@ -289,6 +297,15 @@ class _EventTranslator:
         return [StreamPart(P.REASONING_DELTA, id=block_id, delta=event.delta)]
 
     def _item_added(self, item: Any) -> list[StreamPart]:
+        if item.type == "web_search_call":
+            return [
+                StreamPart(
+                    P.TOOL_INPUT_START,
+                    id=item.id,
+                    tool_call_name="web_search",
+                    provider_executed=True,
+                )
+            ]
         if item.type != "function_call":
             return []
         self._calls[item.id] = (item.call_id, item.name)
@@ -302,6 +319,8 @@ class _EventTranslator:
                 StreamPart(P.REASONING_END, id=block_id, provider_metadata=metadata)
                 for block_id in self._reasoning.pop(item.id, [])
             ]
+        if item.type == "web_search_call":
+            return _web_search_parts(item, self._metadata(item.id))
         if item.type == "function_call":
             self._called = True
             call_id, name = self._calls.pop(item.id, (item.call_id, item.name))
@@ -331,6 +350,37 @@ class _EventTranslator:
             self.finish_reason = FinishReason.TOOL_CALLS
         else:
             self.finish_reason = FinishReason.STOP
+
+
+def _web_search_parts(item: Any, metadata: dict[str, Any]) -> list[StreamPart]:
+    """A finished `web_search_call` item: the provider-executed call (its action's
+    query) and its result, the item kept to go back as it came, with its sources."""
+    action = item.action.model_dump(mode="json", exclude_none=True) if item.action else {}
+    arguments = {k: v for k, v in action.items() if k in ("query", "queries", "url", "pattern")}
+    sources = [{"url": s["url"], "title": ""} for s in action.get("sources", []) if s.get("url")]
+    result_metadata: dict[str, Any] = {
+        _KEY: {**metadata[_KEY], "status": item.status, "action": action}
+    }
+    if sources:
+        result_metadata["sources"] = sources
+    return [
+        StreamPart(P.TOOL_INPUT_END, id=item.id),
+        StreamPart(
+            P.TOOL_CALL,
+            id=item.id,
+            tool_call_name="web_search",
+            tool_call_input=json.dumps(arguments),
+            provider_executed=True,
+            provider_metadata=metadata,
+        ),
+        StreamPart(
+            P.TOOL_RESULT,
+            id=item.id,
+            tool_call_name="web_search",
+            provider_executed=True,
+            provider_metadata=result_metadata,
+        ),
+    ]
 
 
 def _usage(usage: Any) -> Usage:
@@ -394,6 +444,8 @@ def _assistant_items(message: Message) -> list[dict[str, Any]]:
             items.append({"role": "assistant", "content": part.text})
         elif isinstance(part, ReasoningPart):
             _add_reasoning(items, reasoning, part)
+        elif isinstance(part, ToolResultPart) and part.provider_executed:
+            items += _web_search_item(part)
         elif isinstance(part, ToolCallPart) and not part.provider_executed:
             items.append(
                 {
@@ -437,7 +489,30 @@ def _tool_output(part: ToolResultPart) -> dict[str, Any]:
     return {"type": "function_call_output", "call_id": part.tool_call_id, "output": output}
 
 
-def _tool(tool: ToolDefinition) -> dict[str, Any]:
+def _web_search_item(part: ToolResultPart) -> list[dict[str, Any]]:
+    """A web search goes back as the `web_search_call` item it was (its call part
+    adds nothing); another provider's result, which has no OpenAI item, is left out."""
+    metadata = part.provider_metadata.get(_KEY)
+    if not isinstance(metadata, Mapping) or not metadata.get("action"):
+        return []
+    return [
+        {
+            "type": "web_search_call",
+            "id": metadata.get("item_id") or part.tool_call_id,
+            "status": metadata.get("status") or "completed",
+            "action": metadata["action"],
+        }
+    ]
+
+
+def _tool(tool: ToolDefinition) -> dict[str, Any] | None:
+    """A function tool, or OpenAI's web search (`openai.web_search`, its settings in
+    `provider_args`); another provider's tool is left out."""
+    kind = tool.provider_defined_type(_KEY)
+    if kind is not None:
+        return {**tool.provider_args, "type": kind}
+    if tool.provider_type:
+        return None
     definition: dict[str, Any] = {
         "type": "function",
         "name": tool.name,

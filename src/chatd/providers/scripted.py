@@ -8,7 +8,11 @@ with those arguments verbatim and answers with the tool's result, so any tool ca
 driven through the real API without a provider key. Otherwise, when tools are offered
 and none has run yet this turn, it makes one call that works in a fresh workspace
 (`execute` of a harmless command, else `write_file` of `hello.txt`, else the first
-tool with sample arguments) before answering. It never touches the network or a key.
+tool with sample arguments) before answering. Offered its web search (the
+`web_search` provider tool, `scripted.web_search`), it first "searches" for the last
+user message once per turn, a provider-executed call and result with made-up
+example.com sources, as Anthropic's server tool streams them. It never touches the
+network or a key.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import itertools
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +81,8 @@ class ScriptedReply:
     text: str = ""
     reasoning: str = ""
     tool_calls: Sequence[tuple[str, str]] = ()
+    # A query: the reply starts with a provider-executed web search for it.
+    web_search: str = ""
     error: InjectedError | None = None
     # Seconds to wait before the first part and between deltas (for live demos and
     # load tests). Deltas keep a fixed schedule, as a provider's stream does: one
@@ -139,8 +146,17 @@ class ScriptedModel:
         directive = _parse_call_directive(last_user)
         if directive is not None:
             return self._directive_reply(directive, call, results)
-        if call.tools and not results:
-            tool, args = _first_call(call.tools)
+        local = [t for t in call.tools if not t.provider_type]
+        if _WEB_SEARCH in {t.provider_type for t in call.tools} and not any(
+            r.provider_executed for r in results
+        ):
+            return ScriptedReply(
+                web_search=last_user,
+                text=f"I searched the web for {last_user!r}; the sources are above.",
+                delta_delay=self.delta_delay,
+            )
+        if local and not results:
+            tool, args = _first_call(local)
             return ScriptedReply(
                 reasoning=f"The user asked: {last_user!r}. I will call {tool} first.",
                 text="Let me check that.",
@@ -204,6 +220,7 @@ class ScriptedModel:
                     }
                     for p in _last_user_files(call.prompt)
                 ],
+                "provider_tools": [t.provider_type for t in call.tools if t.provider_type],
                 "phase": phase,
                 "t": time.time(),
             }
@@ -246,6 +263,8 @@ class ScriptedModel:
             for word in _words(reply.reasoning):
                 yield StreamPart(P.REASONING_DELTA, id=rid, delta=word)
             yield StreamPart(P.REASONING_END, id=rid)
+        if reply.web_search:
+            yield from _web_search(f"ws_{n}", reply.web_search)
         if reply.text:
             tid = f"t{n}"
             yield StreamPart(P.TEXT_START, id=tid)
@@ -269,6 +288,38 @@ class ScriptedModel:
                 total_tokens=prompt_tokens + output_tokens,
             ),
         )
+
+
+_WEB_SEARCH = "scripted.web_search"
+
+
+def _web_search(call_id: str, query: str) -> Iterator[StreamPart]:
+    """A provider-executed web search and its result, with two made-up sources."""
+    args = json.dumps({"query": query})
+    q = urllib.parse.quote_plus(query)
+    sources = [
+        {"url": f"https://example.com/search?q={q}", "title": f"Results for {query}"},
+        {"url": f"https://example.org/wiki/{q}", "title": f"{query} - Example wiki"},
+    ]
+    yield StreamPart(
+        P.TOOL_INPUT_START, id=call_id, tool_call_name="web_search", provider_executed=True
+    )
+    yield StreamPart(P.TOOL_INPUT_DELTA, id=call_id, delta=args)
+    yield StreamPart(P.TOOL_INPUT_END, id=call_id)
+    yield StreamPart(
+        P.TOOL_CALL,
+        id=call_id,
+        tool_call_name="web_search",
+        tool_call_input=args,
+        provider_executed=True,
+    )
+    yield StreamPart(
+        P.TOOL_RESULT,
+        id=call_id,
+        tool_call_name="web_search",
+        provider_executed=True,
+        provider_metadata={"sources": sources},
+    )
 
 
 def _words(text: str) -> Iterator[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -199,6 +199,7 @@ class Accounts(StoreBase):
         enabled: bool = True,
         is_default: bool = False,
         pricing: Mapping[str, Any] | None = None,
+        provider_tools: Sequence[str] | None = None,
     ) -> ModelConfig:
         now = self.clock()
         config = ModelConfig(
@@ -216,6 +217,7 @@ class Accounts(StoreBase):
             created_at=now,
             updated_at=now,
             pricing=_pricing(pricing),
+            provider_tools=list(dict.fromkeys(provider_tools)) if provider_tools else None,
         )
         try:
             async with self.db.write() as conn:
@@ -259,7 +261,8 @@ class Accounts(StoreBase):
 
     async def update_model_config(self, config_id: str, **changes: Any) -> ModelConfig:
         """Change a config's fields (name, model, base_url, provider_key_id, options,
-        context_limit, compaction_threshold_percent, enabled, is_default, pricing)."""
+        context_limit, compaction_threshold_percent, enabled, is_default, pricing,
+        provider_tools)."""
         allowed = {
             "name",
             "model",
@@ -271,6 +274,7 @@ class Accounts(StoreBase):
             "enabled",
             "is_default",
             "pricing",
+            "provider_tools",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -279,6 +283,9 @@ class Accounts(StoreBase):
             )
         if "pricing" in changes:
             changes["pricing"] = _pricing(changes["pricing"])
+        if "provider_tools" in changes:
+            tools = changes["provider_tools"]
+            changes["provider_tools"] = list(dict.fromkeys(tools)) if tools else None
         await self.get_model_config(config_id)
         now = self.clock()
         try:

@@ -303,6 +303,8 @@ class ModelConfig(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     # USD per million tokens as decimal strings, keyed by `PRICE_KEYS`; None: unpriced.
     pricing: dict[str, str] | None = None
+    # The provider-executed tools ("web_search") its chats may enable; None: none.
+    provider_tools: list[str] | None = None
 
 
 #: The kinds of token a model config may price, in USD per million tokens: input,

@@ -191,6 +191,8 @@ model_configs = sa.Table(
     sa.Column("is_default", sa.Boolean(), nullable=False, default=False),
     # chatd: USD per million tokens as decimal strings, by kind (NULL: unpriced).
     sa.Column("pricing", JSONValue, nullable=True),
+    # chatd: the provider-executed tools ("web_search") its chats may enable; NULL: none.
+    sa.Column("provider_tools", JSONValue, nullable=True),
     *_timestamps(),
     sa.Index(
         "ux_model_configs_default",

@@ -93,13 +93,28 @@ def part_json(part: MessagePart) -> dict[str, Any]:
     else:
         result = None
     assert isinstance(part, ToolResultPart)
-    return {
+    view: dict[str, Any] = {
         "type": "tool_result",
         "tool_call_id": part.tool_call_id,
         "tool_name": part.tool_name,
         "result": result,
         "provider_executed": part.provider_executed,
     }
+    if part.provider_executed:
+        view["sources"] = _sources(part.provider_metadata.get("sources"))
+    return view
+
+
+def _sources(value: object) -> list[dict[str, str]]:
+    """A provider-executed result's sources (the pages a web search found), each
+    `{"url", "title"}`; the adapters put them in its provider metadata."""
+    if not isinstance(value, list):
+        return []
+    return [
+        {"url": str(s["url"]), "title": str(s.get("title") or "")}
+        for s in value
+        if isinstance(s, dict) and s.get("url")
+    ]
 
 
 def message_json(m: StoredMessage) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 from chatd.loop import RunOptions, Tool, ToolCall, ToolResponse
+from chatd.providers import PROVIDER_TOOL_NAMES
 from chatd.tools._builtin import BUILTIN_TOOL_NAMES
 from chatd.tools._mcp_config import McpServerConfig
 
@@ -61,6 +62,8 @@ class ToolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     dynamic: tuple[DynamicToolSpec, ...] = ()
     stop_after: tuple[str, ...] = ()
     exclusive: tuple[str, ...] = ()
+    # Provider-executed tools (web search): run by the provider, if the model config allows.
+    provider: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, value: object) -> ToolConfig:
@@ -80,7 +83,8 @@ class ToolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
         return encoded
 
     def validate(self) -> None:
-        """Check names: known built-ins, valid and unique dynamic names (ToolConfigError)."""
+        """Check names: known built-ins and provider tools, valid and unique dynamic names
+        (ToolConfigError)."""
         if self.builtin != "all":
             unknown = sorted(set(self.builtin) - set(BUILTIN_TOOL_NAMES))
             if unknown:
@@ -88,6 +92,12 @@ class ToolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
                     f"tools.builtin: unknown built-in tools {unknown}; "
                     f"the built-ins are {list(BUILTIN_TOOL_NAMES)}"
                 )
+        unknown_provider = sorted(set(self.provider) - set(PROVIDER_TOOL_NAMES))
+        if unknown_provider:
+            raise ToolConfigError(
+                f"tools.provider: unknown provider tools {unknown_provider}; "
+                f"the provider tools are {list(PROVIDER_TOOL_NAMES)}"
+            )
         seen: set[str] = set()
         for spec in self.dynamic:
             name = spec.name
@@ -100,7 +110,7 @@ class ToolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
                 raise ToolConfigError(
                     f"tools.dynamic: {name!r} contains '__', which is reserved for MCP tools"
                 )
-            if name in BUILTIN_TOOL_NAMES or name in seen:
+            if name in BUILTIN_TOOL_NAMES or name in seen or name in self.provider:
                 raise ToolConfigError(f"tools.dynamic: the tool name {name!r} is already used")
             if spec.input_schema.get("type") != "object":
                 raise ToolConfigError(

@@ -57,11 +57,14 @@ export class Api {
   }
 
   /** A new chat; `builtinTools` names the built-in tools it gets (none: no `tools` key). */
-  createChat(message, model, builtinTools = [], fileIds = []) {
+  createChat(message, model, builtinTools = [], fileIds = [], providerTools = []) {
     const body = { message };
     if (fileIds.length) body.file_ids = fileIds;
     if (model) body.model = model;
-    if (builtinTools.length) body.tools = { builtin: builtinTools };
+    const tools = {};
+    if (builtinTools.length) tools.builtin = builtinTools;
+    if (providerTools.length) tools.provider = providerTools;
+    if (Object.keys(tools).length) body.tools = tools;
     return this.request("POST", "/api/chats", body);
   }
 

@@ -137,11 +137,28 @@ function renderModelPicker() {
   }
   const shown = app.pickedModel ?? own ?? "";
   select.value = options.some(([value]) => value === shown) ? shown : (own ?? "");
+  renderWebSearch();
 }
 
 $("model-select").addEventListener("change", (event) => {
   app.pickedModel = event.target.value;
+  renderWebSearch();
 });
+
+/** A new chat may ask for web search when the model it would run on (the picked one,
+ * else the deployment default) allows it; the server checks again. */
+function renderWebSearch() {
+  const picked = app.pickedModel;
+  const model = app.chat
+    ? null
+    : app.models.find((m) => (picked ? m.id === picked : m.is_default));
+  $("web-search-picker").hidden = !(model && (model.provider_tools || []).includes("web_search"));
+}
+
+/** The provider tools a new chat asks for. */
+function chosenProviderTools() {
+  return !$("web-search-picker").hidden && $("web-search").checked ? ["web_search"] : [];
+}
 
 let listRequest = 0;
 
@@ -393,6 +410,7 @@ function renderTools(state) {
     );
   }
   select.value = levels.includes(app.toolLevel) ? app.toolLevel : "off";
+  renderWebSearch();
 
   const badge = $("chat-builtin-tools");
   const label = state ? builtinLabel(state.builtinTools) : "";
@@ -615,7 +633,7 @@ async function submitMessage(busyBehavior) {
   const state = app.chat;
   if (!state) {
     const chat = await act(() =>
-      app.api.createChat(text, selectedModel(null), chosenTools(), fileIds),
+      app.api.createChat(text, selectedModel(null), chosenTools(), fileIds, chosenProviderTools()),
     );
     if (chat) {
       attachments.clear();

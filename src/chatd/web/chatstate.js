@@ -85,11 +85,13 @@ export class ChatState {
         const tool = this.previewTool(part.tool_call_id, part.tool_name);
         tool.args = part.args;
         tool.complete = true;
+        tool.providerExecuted = Boolean(part.provider_executed);
         break;
       }
       case "tool_result": {
         const tool = this.previewTool(part.tool_call_id, part.tool_name);
         tool.result = part.result;
+        tool.sources = part.sources;
         tool.isError = Boolean(part.is_error) || (part.result && part.result.type === "error");
         break;
       }

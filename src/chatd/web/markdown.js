@@ -161,20 +161,28 @@ export function renderInline(text, parent) {
   if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
 }
 
-function link(url, label, original) {
+/**
+ * An `<a>` opening `url` in a new tab without the opener or a referrer, or null when
+ * the URL is not http(s) or mailto (a `javascript:` link never becomes one).
+ */
+export function safeAnchor(url) {
   let target = null;
   try {
     target = new URL(url, document.baseURI);
   } catch {
-    target = null;
+    return null;
   }
-  if (!target || !SAFE_PROTOCOLS.has(target.protocol)) {
-    return document.createTextNode(original);
-  }
+  if (!SAFE_PROTOCOLS.has(target.protocol)) return null;
   const a = document.createElement("a");
   a.href = target.href;
   a.rel = "noopener noreferrer nofollow";
   a.target = "_blank";
+  return a;
+}
+
+function link(url, label, original) {
+  const a = safeAnchor(url);
+  if (!a) return document.createTextNode(original);
   if (label === null) a.textContent = url;
   else renderInline(label, a);
   return a;

@@ -1,7 +1,7 @@
 // Rendering a chat's messages and its live preview as DOM. Text from the server is
 // only ever set with textContent or rendered by markdown.js (which does the same).
 
-import { renderMarkdown } from "./markdown.js";
+import { renderMarkdown, safeAnchor } from "./markdown.js";
 
 /** Create an element: h("div", {class: "x", "aria-label": "y"}, child, "text", …). */
 export function h(tag, attrs = {}, ...children) {
@@ -43,21 +43,55 @@ function resultText(result) {
 }
 
 /**
- * A tool call card: name and state in the summary, input and result inside.
+ * The pages a provider-executed tool (web search) used, as links opening in a new tab;
+ * a title or URL is only ever text, and a URL that is not http(s) is not a link.
+ */
+function sourceList(name, sources) {
+  return h(
+    "ul",
+    { class: "tool-sources", "aria-label": `Sources of ${name}` },
+    sources.map((source) => {
+      const label = source.title || source.url;
+      const a = safeAnchor(source.url);
+      if (a) {
+        a.textContent = label;
+        a.title = source.url;
+      }
+      return h("li", {}, a || h("span", { text: label }));
+    }),
+  );
+}
+
+/**
+ * A tool call card: name and state in the summary, input and result inside. A
+ * provider-executed call (web search: the provider ran it) has its sources listed
+ * under the card; its result has no output of its own (`null`).
  * `openTools` remembers which cards the user expanded across re-renders.
  */
-export function toolCard({ id, name, args, input, result, isError, pending }, openTools) {
+export function toolCard(
+  { id, name, args, input, result, isError, pending, providerExecuted, sources },
+  openTools,
+) {
   const state = result === undefined
     ? (pending ? "running…" : "no result")
     : isError ? "error" : "done";
+  const shown = result !== undefined && result !== null;
   const card = h(
     "details",
-    { class: `tool tool-${state.replace("…", "")}`, "data-tool-call-id": id },
+    {
+      class: `tool tool-${state.replace("…", "")}${providerExecuted ? " tool-provider" : ""}`,
+      "data-tool-call-id": id,
+    },
     h(
       "summary",
       {},
-      h("span", { class: "tool-icon", "aria-hidden": "true", text: "⚙" }),
+      h("span", {
+        class: "tool-icon",
+        "aria-hidden": "true",
+        text: providerExecuted ? "🔎" : "⚙",
+      }),
       h("span", { class: "tool-name", text: name }),
+      providerExecuted ? h("span", { class: "tool-by", text: "run by the provider" }) : null,
       h("span", { class: "tool-state", text: state }),
     ),
     h(
@@ -70,15 +104,15 @@ export function toolCard({ id, name, args, input, result, isError, pending }, op
         "aria-label": `Input of ${name}`,
         text: pretty(args !== undefined ? args : input),
       }),
-      result === undefined ? null : h("div", { class: "tool-label", text: "Result" }),
-      result === undefined
-        ? null
-        : h("pre", {
+      shown ? h("div", { class: "tool-label", text: "Result" }) : null,
+      shown
+        ? h("pre", {
           class: "tool-result",
           tabindex: "0",
           "aria-label": `Result of ${name}`,
           text: resultText(result),
-        }),
+        })
+        : null,
     ),
   );
   if (openTools.has(id)) card.open = true;
@@ -86,7 +120,9 @@ export function toolCard({ id, name, args, input, result, isError, pending }, op
     if (card.open) openTools.add(id);
     else openTools.delete(id);
   });
-  return card;
+  // The sources are what a reader wants of a search: shown without a click.
+  if (!sources || !sources.length) return card;
+  return h("div", { class: "tool-with-sources" }, card, sourceList(name, sources));
 }
 
 function reasoningBlock(text, streaming) {
@@ -176,6 +212,8 @@ function renderMessage(message, results, calls, actions) {
             args: part.args,
             result: result ? result.result : undefined,
             isError: result ? result.result && result.result.type === "error" : false,
+            providerExecuted: part.provider_executed,
+            sources: result ? result.sources : undefined,
           },
           actions.openTools,
         ),
@@ -188,6 +226,8 @@ function renderMessage(message, results, calls, actions) {
             name: part.tool_name,
             result: part.result,
             isError: part.result && part.result.type === "error",
+            providerExecuted: part.provider_executed,
+            sources: part.sources,
           },
           actions.openTools,
         ),

@@ -23,10 +23,12 @@ from chatd.loop import (
     Model,
     PersistedStep,
     PersistStepError,
+    ProviderTool,
     RunOptions,
     RunOutcome,
     StreamError,
     Tool,
+    ToolDefinition,
     run,
 )
 from chatd.loop.compaction import (
@@ -36,6 +38,7 @@ from chatd.loop.compaction import (
     compact,
     estimate_tokens,
 )
+from chatd.providers import provider_tool_definitions
 from chatd.store import (
     Chat,
     ChatIsInterrupting,
@@ -308,6 +311,7 @@ class ChatRunner:
             metrics=self.worker.metrics,
             compaction=compaction,
             reload_messages=self._reload,
+            provider_tools=_provider_tools(tool_config, config),
         )
         options = selection.apply(options)
         gauge = self.worker.metrics.chats.labels("streaming")
@@ -434,3 +438,13 @@ def _ends_with_pending_dynamic_calls(messages: list[Any], chat: Chat) -> bool:
     if last.role != Role.ASSISTANT:
         return False
     return any(isinstance(p, ToolCallPart) and p.tool_name in names for p in last.content)
+
+
+def _provider_tools(
+    tool_config: ToolConfig, config: ModelConfig
+) -> list[ProviderTool | ToolDefinition]:
+    """The provider tools the chat asks for that its model config still allows (an
+    admin may have narrowed it since), as the config's provider defines them."""
+    allowed = set(config.provider_tools or ())
+    wanted = [name for name in tool_config.provider if name in allowed]
+    return [*provider_tool_definitions(config.provider, wanted)]
