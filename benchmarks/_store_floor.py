@@ -2,10 +2,10 @@
 
 The same statements `Store.commit_step` and `Store.load_history(after_position=...)`
 run — lock the chat row, find the last assistant message, insert the step's two
-messages, bump the chat row; read the history versions and the new rows, decode
-their parts — written by hand against the async driver chatd runs on (aiosqlite,
-asyncpg) with nothing in between: no SQLAlchemy, no fences, no typed rows. What the
-store costs beyond this is the price of its layers.
+messages, bump the chat row; read the history versions and the new rows in one joined
+statement, decode their parts — written by hand against the async driver chatd runs
+on (aiosqlite, asyncpg) with nothing in between: no SQLAlchemy, no fences, no typed
+rows. What the store costs beyond this is the price of its layers.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ _LAST_ASSISTANT = (
     "AND deleted = {1} ORDER BY position"
 )
 _NEW_ROWS = (
-    "SELECT position, role, parts, kind FROM chat_messages WHERE chat_id = {0} "
-    "AND position > {1} AND deleted = {2} AND compressed = {2} AND visibility != 'user' "
-    "ORDER BY position"
+    "SELECT c.history_version, c.history_reset_version, m.position, m.role, m.parts, m.kind "
+    "FROM chats c LEFT JOIN chat_messages m ON m.chat_id = c.id AND m.position > {1} "
+    "AND m.deleted = {2} AND m.compressed = {2} AND m.visibility != 'user' "
+    "WHERE c.id = {0} ORDER BY m.position"
 )
 
 
@@ -103,13 +104,9 @@ class SqliteFloor:
     async def load(self, chat_id: str, position: int) -> int:
         conn = self.conn
         assert conn is not None
-        async with conn.execute(
-            "SELECT history_version, history_reset_version FROM chats WHERE id = ?", (chat_id,)
-        ) as cursor:
-            await cursor.fetchone()
-        async with conn.execute(_NEW_ROWS.format("?", "?", 0), (chat_id, position)) as cursor:
+        async with conn.execute(_NEW_ROWS.format("?", "?", 0), (position, chat_id)) as cursor:
             rows = await cursor.fetchall()
-        return len([msgspec.json.decode(row[2]) for row in rows])
+        return len([msgspec.json.decode(row[4]) for row in rows if row[2] is not None])
 
 
 class PostgresFloor:
@@ -154,8 +151,5 @@ class PostgresFloor:
     async def load(self, chat_id: str, position: int) -> int:
         conn = self.conn
         assert conn is not None
-        await conn.fetchrow(
-            "SELECT history_version, history_reset_version FROM chats WHERE id = $1", chat_id
-        )
         rows = await conn.fetch(_NEW_ROWS.format("$1", "$2", "false"), chat_id, position)
-        return len([msgspec.json.decode(row["parts"]) for row in rows])
+        return len([msgspec.json.decode(row["parts"]) for row in rows if row["position"]])

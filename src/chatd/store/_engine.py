@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.util.concurrency import await_
 
 from chatd.store._nul import decode_json, encode_json
-from chatd.store._sqlite_driver import one_hop_dbapi, run_on_connection_thread
+from chatd.store._sqlite_driver import (
+    fetch_on_connection_thread,
+    one_hop_dbapi,
+    run_on_connection_thread,
+)
 
 __all__ = ["Database", "data_dir_from_env", "database_url_from_env"]
 
@@ -121,6 +125,20 @@ class Database:
         committed state; several statements are not one snapshot."""
         async with self._reader.connect() as conn:
             yield conn
+
+    async def fetch_raw(
+        self, conn: AsyncConnection, sqlite_sql: str, postgres_sql: str, params: Sequence[Any]
+    ) -> list[Any]:
+        """The rows of one statement run on `conn`'s driver itself, with no SQLAlchemy
+        statement, compile or result layer: for the hottest reads. `?` placeholders on
+        SQLite, `$n` on PostgreSQL; values come back as the driver gives them (on
+        PostgreSQL, jsonb through the engine's deserializer, NUL decoded)."""
+        raw = await conn.get_raw_connection()
+        if self.is_sqlite:
+            return await fetch_on_connection_thread(raw.dbapi_connection, sqlite_sql, params)
+        driver: Any = raw.driver_connection
+        rows: list[Any] = await driver.fetch(postgres_sql, *params)
+        return rows
 
     async def dispose(self) -> None:
         if self._read_engine is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
 from chatd.store._base import StoreBase
@@ -39,7 +40,7 @@ from chatd.store._schema import (
     model_configs,
 )
 from chatd.store._tx import chat_from_row, message_from_row, queued_from_row
-from chatd.types import MESSAGE_KIND_SUMMARY, Message, MessagePart, SourcePart
+from chatd.types import MESSAGE_KIND_SUMMARY, Message, MessagePart, Role, SourcePart
 
 __all__ = ["Reads"]
 
@@ -73,6 +74,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(stamp), chat_id
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidRequest("invalid_request", "The cursor is not valid.") from err
+
+
+# `load_history`'s statement, on the driver itself (kept in step with the schema:
+# tests/store/test_history_statement.py compares it with the SQLAlchemy query it
+# replaced, on both engines).
+_NEW_MESSAGES = (
+    "SELECT c.history_version, c.history_reset_version, m.position, m.role, m.parts, m.kind "
+    "FROM chats c LEFT JOIN chat_messages m ON m.chat_id = c.id AND m.position > {0} "
+    "AND m.deleted = {2} AND m.compressed = {2} AND m.visibility != 'user' "
+    "WHERE c.id = {1} ORDER BY m.position"
+)
+_NEW_MESSAGES_SQLITE = _NEW_MESSAGES.format("?", "?", 0)
+_NEW_MESSAGES_POSTGRES = _NEW_MESSAGES.format("$1", "$2", "false")
+_PARTS = msgspec.json.Decoder(list[MessagePart])
+
+
+def _sqlite_parts(text: str) -> list[MessagePart]:
+    return _PARTS.decode(text)
+
+
+def _postgres_parts(value: Any) -> list[MessagePart]:
+    # jsonb comes through the engine's deserializer (`_nul.decode_json`) as builtins.
+    return msgspec.convert(value, list[MessagePart])
 
 
 class Reads(StoreBase):
@@ -169,45 +193,36 @@ class Reads(StoreBase):
         new; when the chat's `history_reset_version` moved past the version it read
         (edit, clear, compaction), it must reload from 0.
         """
-        m = chat_messages.c
+        # One statement on the driver itself (the worker's hottest read): the chat's
+        # versions joined to what is new (nothing new: one row of NULL message columns;
+        # no chat: no row).
         async with self.db.read() as conn:
-            head = (
-                await conn.execute(
-                    sa.select(chats.c.history_version, chats.c.history_reset_version).where(
-                        chats.c.id == chat_id
-                    )
-                )
-            ).first()
-            if head is None:
-                raise NotFound("chat", chat_id)
-            rows = await conn.execute(
-                sa.select(m.position, m.role, m.parts, m.kind)
-                .where(
-                    m.chat_id == chat_id,
-                    m.position > after_position,
-                    ~m.deleted,
-                    ~m.compressed,
-                    m.visibility != Visibility.USER,
-                )
-                .order_by(m.position)
+            rows = await self.db.fetch_raw(
+                conn, _NEW_MESSAGES_SQLITE, _NEW_MESSAGES_POSTGRES, (after_position, chat_id)
             )
+            if not rows:
+                raise NotFound("chat", chat_id)
+            head = rows[0]
+            decode = _sqlite_parts if self.db.is_sqlite else _postgres_parts
             messages = []
             last_position = after_position
-            for position, role, parts, kind in rows:
+            for _, _, position, role, parts, kind in rows:
+                if position is None:
+                    continue
                 last_position = position
-                content = _model_parts(parts)
+                content = _model_parts(decode(parts))
                 if content:
                     # A compaction summary keeps its kind, so the next compaction
                     # replaces it rather than keeping it as a system prompt.
                     summary = kind == MESSAGE_KIND_SUMMARY
-                    messages.append(Message(role, content, kind=kind if summary else ""))
+                    messages.append(Message(Role(role), content, kind=kind if summary else ""))
             messages = await load_file_data(conn, chat_id, messages)
         return History(
             chat_id=chat_id,
             messages=messages,
             last_position=last_position,
-            history_version=head.history_version,
-            history_reset_version=head.history_reset_version,
+            history_version=head[0],
+            history_reset_version=head[1],
         )
 
     async def usage_totals(self, chat_id: str) -> dict[str, int | None]:

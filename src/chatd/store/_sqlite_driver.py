@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 
-__all__ = ["one_hop_dbapi", "run_on_connection_thread"]
+__all__ = ["fetch_on_connection_thread", "one_hop_dbapi", "run_on_connection_thread"]
 
 # (description, rowcount, lastrowid, rows) of one executed statement.
 _Outcome = tuple[Any, int, int | None, list[Any]]
@@ -56,6 +56,14 @@ async def _on_thread(
 async def run_on_connection_thread(adapted: Any, sql: str) -> None:
     """Execute one statement (e.g. BEGIN) on an adapted connection, in one hop."""
     await _on_thread(adapted._connection, sql, (), False)
+
+
+async def fetch_on_connection_thread(
+    adapted: Any, sql: str, parameters: Sequence[Any]
+) -> list[Any]:
+    """The rows of one statement on an adapted connection, in one hop."""
+    outcome: _Outcome = await _on_thread(adapted._connection, sql, tuple(parameters), False)
+    return outcome[3]
 
 
 class _OneHopCursor:
