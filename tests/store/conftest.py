@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from chatd.store import Database, SecretBox, Store, StoreConfig, upgrade
@@ -134,3 +135,11 @@ async def store(backend: Backend, clock: FakeClock) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+async def table_columns(db: Database, table: str) -> list[str]:
+    """The column names of `table` as the database has them now (after a migration)."""
+    async with db.read() as conn:
+        return await conn.run_sync(
+            lambda c: [col["name"] for col in sa.inspect(c).get_columns(table)]
+        )

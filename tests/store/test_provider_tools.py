@@ -7,7 +7,7 @@ from alembic import command
 
 from chatd.store import Database, Store, current_revision, upgrade
 from chatd.store._migrations import _config
-from tests.store.conftest import Backend
+from tests.store.conftest import Backend, table_columns
 
 
 async def test_provider_tools_round_trip_once_each_and_clear(store: Store) -> None:
@@ -40,16 +40,13 @@ async def test_migration_0007_adds_provider_tools_and_downgrades(backend: Backen
                     " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
                 )
             )
-        await upgrade(db)
+        await upgrade(db, "0007")
         assert await current_revision(db) == "0007"
         assert (await store.get_model_config("c1")).provider_tools is None
         await store.update_model_config("c1", provider_tools=["web_search"])
         async with db.write() as conn:
             await conn.run_sync(lambda c: command.downgrade(_config(c), "0006"))
-        async with db.read() as conn:
-            columns = await conn.run_sync(
-                lambda c: [col["name"] for col in sa.inspect(c).get_columns("model_configs")]
-            )
+        columns = await table_columns(db, "model_configs")
         assert "provider_tools" not in columns and "name" in columns
     finally:
         await db.dispose()

@@ -134,6 +134,7 @@ async def create_chat(
         tool_config=tools,
         system_prompt=body.system_prompt,
         request_key=idempotency_key,
+        mode=body.mode,
     )
     return json_response(
         await chat_resource(state, chat, config), 201, {"Location": f"/api/chats/{chat.id}"}
@@ -208,9 +209,11 @@ async def get_chat(chat_id: str, request: Request, user: User) -> Response:
 
 @router.patch("/{chat_id}")
 async def patch_chat(chat_id: str, body: PatchChat, request: Request, user: User) -> Response:
-    """Rename or (un)archive a chat."""
+    """Rename or (un)archive a chat, or change its mode (the next turn uses it)."""
     state = app_state(request)
     chat = await owned_chat(state, chat_id, user)
+    if "mode" in body.model_fields_set:
+        chat = await state.store.set_mode(chat_id, body.mode)
     if body.title is not None:
         chat = await state.store.update_title(chat_id, body.title)
     if body.archived is not None and body.archived != chat.archived:

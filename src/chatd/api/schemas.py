@@ -32,6 +32,8 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_INT64",
     "MAX_MESSAGE_BYTES",
+    "ApprovePlan",
+    "ChatMode",
     "CreateChat",
     "DynamicToolSpec",
     "EditMessage",
@@ -176,8 +178,13 @@ class ToolConfig(Strict):
     provider: list[str] = Field(default_factory=list, max_length=8)
 
 
+# A chat's mode: "plan" (read-only tools and propose_plan until approved) or null.
+ChatMode = Literal["plan"] | None
+
+
 class CreateChat(MessageWithFiles):
     model: str | None = Field(default=None, max_length=256)
+    mode: ChatMode = None
     title: str | None = Field(default=None, min_length=1, max_length=256)
     tools: ToolConfig | None = None
     system_prompt: str | None = Field(default=None, max_length=65536)
@@ -219,5 +226,16 @@ class ToolResults(Strict):
 
 
 class PatchChat(Strict):
+    """What is present changes; `"mode": null` leaves plan mode, no `mode` keeps it."""
+
     title: str | None = Field(default=None, min_length=1, max_length=256)
     archived: bool | None = None
+    mode: ChatMode = None
+
+
+class ApprovePlan(Strict):
+    """The message that approves the plan; the default asks the model to carry it out."""
+
+    message: str = Field(default="The plan is approved: carry it out.", min_length=1)
+
+    _text = field_validator("message")(_check_text)

@@ -19,6 +19,7 @@ from chatd.api.errors import ApiError
 from chatd.api.resources import chat_resource, follow_stream, model_config_named, owned_chat
 from chatd.api.schemas import (
     ASCII_DIGITS,
+    ApprovePlan,
     EditMessage,
     Int64,
     SendMessage,
@@ -27,9 +28,13 @@ from chatd.api.schemas import (
     json_response,
 )
 from chatd.api.sse import sse_response
-from chatd.store import BusyBehavior
+from chatd.api.state import AppState
+from chatd.store import BusyBehavior, Chat
+from chatd.stream.events import pending_tool_calls
 from chatd.stream.wire import message_json, queued_json
+from chatd.tools import ASK_USER_QUESTION, answer_problem
 from chatd.types import (
+    TextPart,
     ToolResultError,
     ToolResultMedia,
     ToolResultOutput,
@@ -96,6 +101,28 @@ async def send_message(
     )
 
 
+@router.post("/{chat_id}/plan/approve")
+async def approve_plan(
+    chat_id: str, request: Request, user: User, body: ApprovePlan | None = None
+) -> Response:
+    """Approve the proposed plan: the chat leaves plan mode and the approval message
+    starts (or queues) the turn that carries it out with every tool (409 when the chat
+    is not in plan mode)."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    approval = body or ApprovePlan()
+    result = await state.store.send_message(
+        chat_id, [TextPart(approval.message)], created_by=user.user_id, approve_plan=True
+    )
+    return json_response(
+        {
+            "chat": await chat_resource(state, result.chat),
+            "message": message_json(result.message) if result.message else None,
+            "queued_message": queued_json(result.queued) if result.queued else None,
+        }
+    )
+
+
 @router.patch("/{chat_id}/messages/{message_id}")
 async def edit_message(
     chat_id: str, message_id: str, body: EditMessage, request: Request, user: User
@@ -140,13 +167,29 @@ def _output(output: ToolOutput) -> ToolResultOutput:
     return ToolResultMedia(data=output.data, media_type=output.media_type, text=output.text or "")
 
 
+async def _check_answers(state: AppState, chat: Chat, body: ToolResults) -> None:
+    """A text answer to an `ask_user_question` call that offered choices is one of them
+    (422 otherwise); an error result declines the question."""
+    questions = {
+        c["tool_call_id"]: c["args"]
+        for c in pending_tool_calls((await state.store.chat_details(chat)).messages)
+        if c["tool_name"] == ASK_USER_QUESTION
+    }
+    for result in body.results:
+        if result.tool_call_id in questions and result.output.type == "text":
+            problem = answer_problem(questions[result.tool_call_id], result.output.text or "")
+            if problem is not None:
+                raise ApiError(422, "invalid_tool_results", problem)
+
+
 @router.post("/{chat_id}/tool-results")
 async def submit_tool_results(
     chat_id: str, body: ToolResults, request: Request, user: User
 ) -> Response:
     """Results of the client-side tool calls a requires_action chat waits for."""
     state = app_state(request)
-    await owned_chat(state, chat_id, user)
+    chat = await owned_chat(state, chat_id, user)
+    await _check_answers(state, chat, body)
     results = [
         ToolResultPart(tool_call_id=r.tool_call_id, output=_output(r.output)) for r in body.results
     ]

@@ -103,7 +103,8 @@ class ScriptedModel:
     stamp_deltas: bool = False
     # Tests of several replicas: append a JSON line to this file when a call starts
     # and when it ends, naming `caller`, so a test can prove no chat ever ran on
-    # two replicas at once; the line also carries the prompt's system texts, in order.
+    # two replicas at once; the line also carries the prompt's system texts, in order,
+    # and the names of the tools offered.
     call_log: Path | None = None
     caller: str = ""
     calls: list[Call] = field(default_factory=list)
@@ -220,6 +221,7 @@ class ScriptedModel:
                     }
                     for p in _last_user_files(call.prompt)
                 ],
+                "tools": [t.name for t in call.tools if not t.provider_type],
                 "provider_tools": [t.provider_type for t in call.tools if t.provider_type],
                 "phase": phase,
                 "t": time.time(),

@@ -25,6 +25,7 @@ from chatd.store._ids import new_id
 from chatd.store._instructions import MAX_INSTRUCTIONS_CHARS
 from chatd.store._migrations import DatabaseTooNew, current_revision, head_revision, upgrade
 from chatd.store._models import (
+    PLAN_MODE,
     PRICE_KEYS,
     ApiToken,
     BusyBehavior,
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_CHAT_FILES",
     "MAX_INSTRUCTIONS_CHARS",
     "NO_TEXT_TITLE",
+    "PLAN_MODE",
     "PRICE_KEYS",
     "ApiToken",
     "BusyBehavior",

@@ -138,6 +138,15 @@ class ChatAdministration(StoreBase):
             tx.set(title=title[:256], title_source=source)
             return await tx.save(bump=False)
 
+    async def set_mode(self, chat_id: str, mode: str | None) -> Chat:
+        """Metadata only, allowed in every state: the next run reads it (a running turn
+        keeps the tools it started with)."""
+        async with self._transition(chat_id, "set_mode") as tx:
+            if tx.row["mode"] == mode:
+                return tx.chat
+            tx.set(mode=mode)
+            return await tx.save(bump=False)
+
     async def delete_chat(self, chat_id: str) -> Chat:
         """W/E/archived → gone, with everything that references it. Busy chats are refused."""
         async with self._transition(chat_id, "delete_chat") as tx:

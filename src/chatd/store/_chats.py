@@ -17,6 +17,7 @@ from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._files import link_files
 from chatd.store._ids import new_id
 from chatd.store._models import (
+    PLAN_MODE,
     BusyBehavior,
     Chat,
     ChatStatus,
@@ -59,6 +60,7 @@ class ChatTransitions(StoreBase):
         system_prompt: str | None = None,
         request_key: str | None = None,
         prior: Sequence[tuple[Role, list[MessagePart]]] = (),
+        mode: str | None = None,
     ) -> Chat:
         """N → P0: the chat, its system prompt (if any), the `prior` history a client
         brings along (OpenAI-style APIs send the whole conversation) and the user
@@ -138,6 +140,7 @@ class ChatTransitions(StoreBase):
                 "requires_action_deadline_at": None,
                 "compaction_requested_at": None,
                 "create_request_key": request_key,
+                "mode": mode,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -176,8 +179,13 @@ class ChatTransitions(StoreBase):
         created_by: str | None = None,
         model_config_id: str | None = None,
         request_key: str | None = None,
+        approve_plan: bool = False,
     ) -> SendResult:
-        """Append a user message, queue it, or interrupt with it (the table of spec §2.4)."""
+        """Append a user message, queue it, or interrupt with it (the table of spec §2.4).
+
+        With `approve_plan` the message approves the plan: the chat leaves plan mode in
+        the same transaction (refused when it is not in plan mode).
+        """
         _check_parts(parts)
         async with self._transition(chat_id, "send_message") as tx:
             if request_key is not None:
@@ -186,6 +194,10 @@ class ChatTransitions(StoreBase):
                     return replay
             if tx.archived:
                 raise tx.reject()
+            if approve_plan:
+                if tx.row["mode"] != PLAN_MODE:
+                    raise tx.reject(message="The chat is not in plan mode: no plan to approve.")
+                tx.set(mode=None)
             parts = await link_files(tx.conn, chat_id, tx.row["owner_id"], parts)
             status = tx.status
             interrupt = busy_behavior == BusyBehavior.INTERRUPT

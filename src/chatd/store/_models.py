@@ -16,6 +16,7 @@ import msgspec
 from chatd.types import Message, MessagePart, Role
 
 __all__ = [
+    "PLAN_MODE",
     "PRICE_KEYS",
     "ApiToken",
     "BusyBehavior",
@@ -39,6 +40,11 @@ __all__ = [
     "User",
     "Visibility",
 ]
+
+
+# A chat's `mode` when it explores with read-only tools and ends its turns by proposing
+# a plan (`propose_plan`) until the user approves it.
+PLAN_MODE = "plan"
 
 
 class ChatStatus(enum.StrEnum):
@@ -117,6 +123,8 @@ class Chat(msgspec.Struct, frozen=True, kw_only=True):
     # The instruction sources the last run joined before the chat's own system prompt
     # ("deployment", "user", "agents_md", "chat"); None before the first run.
     instructions: list[str] | None = None
+    # PLAN_MODE, or None: every tool the chat's configuration gives it.
+    mode: str | None = None
 
     @property
     def state(self) -> str:

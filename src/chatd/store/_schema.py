@@ -265,6 +265,8 @@ chats = sa.Table(
     sa.Column("create_request_key", NulSafeString(128), nullable=True),
     # chatd: the instruction sources its last run joined into the system prompt.
     sa.Column("instructions", JSONValue, nullable=True),
+    # chatd: "plan" (read-only tools and propose_plan until the plan is approved) or NULL.
+    sa.Column("mode", sa.String(16), nullable=True),
     *_timestamps(),
     sa.Index(
         "ix_chats_acquire",

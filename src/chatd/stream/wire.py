@@ -177,6 +177,7 @@ def chat_json(
         "model": model,
         "model_config_id": chat.model_config_id,
         "tools": chat.tool_config,
+        "mode": chat.mode,
         "instructions": chat.instructions,
         "last_error": chat.last_error,
         "retry_state": chat.retry_state,

@@ -6,6 +6,8 @@
   `AGENTS.md` for a run's instructions, through the same confinement.
 - `McpConnections(servers)`: an async context manager owning a run's MCP sessions;
   its `tools` are named `<slug>__<tool>`.
+- `plan_mode_selection()` and `with_question_tool()`: what a run in plan mode offers
+  (read-only built-ins, `propose_plan`), and `ask_user_question`, answered by the user.
 - `ToolConfig` (a chat's `tools` field) and `select_tools()`: which tools a run
   gets, and the name sets `chatd.loop.RunOptions` needs.
 
@@ -20,6 +22,14 @@ from chatd.tools._instructions import read_agents_md
 from chatd.tools._mcp import McpConnections
 from chatd.tools._mcp_config import McpServerConfig, McpToolInfo, mcp_tool_name
 from chatd.tools._output import MODEL_OUTPUT_CAP
+from chatd.tools._plan import (
+    ASK_USER_QUESTION,
+    PROPOSE_PLAN,
+    READ_ONLY_BUILTIN_TOOLS,
+    answer_problem,
+    plan_mode_selection,
+    with_question_tool,
+)
 from chatd.tools._policy import PROCESS_TOOL_NAMES, allowed_builtin_tools, effective_tool_policy
 from chatd.tools._sandbox import (
     Bubblewrap,
@@ -40,9 +50,12 @@ from chatd.tools._selection import (
 from chatd.tools._workspace import Workspace, Workspaces
 
 __all__ = [
+    "ASK_USER_QUESTION",
     "BUILTIN_TOOL_NAMES",
     "MODEL_OUTPUT_CAP",
     "PROCESS_TOOL_NAMES",
+    "PROPOSE_PLAN",
+    "READ_ONLY_BUILTIN_TOOLS",
     "Bubblewrap",
     "BuiltinToolsConfig",
     "DynamicToolSpec",
@@ -59,12 +72,15 @@ __all__ = [
     "Workspace",
     "Workspaces",
     "allowed_builtin_tools",
+    "answer_problem",
     "builtin_tools",
     "dynamic_tool",
     "effective_tool_policy",
     "mcp_tool_name",
+    "plan_mode_selection",
     "read_agents_md",
     "sandbox_for_settings",
     "select_mcp_servers",
     "select_tools",
+    "with_question_tool",
 ]

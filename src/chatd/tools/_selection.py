@@ -35,6 +35,10 @@ __all__ = [
 
 _log = logging.getLogger("chatd.tools")
 
+# The tools of plan mode (chatd.tools._plan); no client tool may take their names.
+PROPOSE_PLAN = "propose_plan"
+ASK_USER_QUESTION = "ask_user_question"
+
 # What every provider accepts as a function name (OpenAI's rule is the strictest).
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -112,6 +116,10 @@ class ToolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
                 )
             if name in BUILTIN_TOOL_NAMES or name in seen or name in self.provider:
                 raise ToolConfigError(f"tools.dynamic: the tool name {name!r} is already used")
+            if name in (PROPOSE_PLAN, ASK_USER_QUESTION):
+                raise ToolConfigError(
+                    f"tools.dynamic: the tool name {name!r} is reserved for plan mode"
+                )
             if spec.input_schema.get("type") != "object":
                 raise ToolConfigError(
                     f"tools.dynamic: the input_schema of {name!r} must be a JSON schema "

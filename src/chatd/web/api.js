@@ -100,6 +100,10 @@ export class Api {
     return this.request("POST", `/api/chats/${encodeURIComponent(id)}/compact`);
   }
 
+  approvePlan(id) {
+    return this.request("POST", `/api/chats/${encodeURIComponent(id)}/plan/approve`);
+  }
+
   toolResults(id, results) {
     return this.request("POST", `/api/chats/${encodeURIComponent(id)}/tool-results`, { results });
   }

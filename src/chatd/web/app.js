@@ -356,8 +356,10 @@ function render() {
       onEdit: startEdit,
       editForm,
       openTools: app.openTools,
+      onApprove: approvePlan,
     });
   }
+  showApprove(state);
   renderPreview($("preview"), state ? state.preview : [], Boolean(state && state.busy), app.openTools);
   $("empty-chat").hidden = Boolean(state && (state.messages.size || state.preview.length));
 
@@ -530,6 +532,25 @@ function renderQueue(state) {
   );
 }
 
+/** Only the newest plan of an idle chat still in plan mode can be approved. */
+function showApprove(state) {
+  const cards = [...$("messages").querySelectorAll(".plan-card")];
+  const approvable = state && state.mode === "plan" && !state.busy && state.status !== "requires_action";
+  cards.forEach((card, i) => {
+    card.querySelector(".plan-approve").hidden = !(approvable && i === cards.length - 1);
+  });
+}
+
+async function approvePlan() {
+  const state = app.chat;
+  if (!state) return;
+  const answer = await act(() => app.api.approvePlan(state.id));
+  if (answer && app.chat === state) {
+    state.mode = answer.chat.mode;
+    scheduleRender();
+  }
+}
+
 function renderAction(state) {
   const action = state && state.status === "requires_action" ? state.action : null;
   const section = $("action-required");
@@ -544,8 +565,9 @@ function renderAction(state) {
     return;
   }
   $("action-calls").replaceChildren(
-    ...action.tool_calls.map((call, i) =>
-      h(
+    ...action.tool_calls.map((call, i) => call.tool_name === "ask_user_question"
+      ? questionField(call, i)
+      : h(
         "fieldset",
         { class: "action-call", "data-tool-call-id": call.tool_call_id },
         h("legend", { text: `Tool ${call.tool_name}` }),
@@ -571,6 +593,48 @@ function renderAction(state) {
   $("action-deadline").textContent = Number.isNaN(deadline.getTime())
     ? ""
     : `Answer before ${deadline.toLocaleTimeString()}, or the turn ends with an error.`;
+}
+
+/** A question the model asks the user: its choices as buttons (one answers at once), or
+ * a free answer. The answer goes back as the tool's result. */
+function questionField(call, i) {
+  let args = {};
+  try {
+    args = (typeof call.args === "string" ? JSON.parse(call.args) : call.args) || {};
+  } catch {
+    args = {};
+  }
+  const choices = Array.isArray(args.choices) ? args.choices.map(String) : [];
+  const answer = h("textarea", {
+    id: `action-result-${i}`,
+    rows: "2",
+    "data-tool-call-id": call.tool_call_id,
+    hidden: choices.length > 0,
+  });
+  return h(
+    "fieldset",
+    { class: "action-call question", "data-tool-call-id": call.tool_call_id },
+    h("legend", { text: "The model asks" }),
+    h("p", { class: "question-text", text: String(args.question || "") }),
+    choices.length
+      ? h(
+        "div",
+        { class: "question-choices", role: "group", "aria-label": "Choices" },
+        choices.map((choice) =>
+          h("button", {
+            type: "button",
+            class: "choice",
+            text: choice,
+            onclick: () => {
+              answer.value = choice;
+              $("action-form").requestSubmit();
+            },
+          })),
+      )
+      : h("label", { for: `action-result-${i}`, text: "Your answer" }),
+    answer,
+    h("input", { type: "checkbox", id: `action-error-${i}`, hidden: true }),
+  );
 }
 
 function prettyArgs(args) {

@@ -14,6 +14,7 @@ export class ChatState {
     this.modelConfigId = chat.model_config_id; // null: the deployment default
     this.model = chat.model; // "provider:model" it runs on
     this.builtinTools = chat.tools ? chat.tools.builtin : null; // "all", a list, or null
+    this.mode = chat.mode; // "plan" or null
     this.queue = chat.queued_messages || [];
     this.retry = chat.retry_state;
     this.retryReceivedAt = Date.now();

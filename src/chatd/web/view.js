@@ -125,6 +125,37 @@ export function toolCard(
   return h("div", { class: "tool-with-sources" }, card, sourceList(name, sources));
 }
 
+/** The plan a `propose_plan` call carries, or null when its input is not one. */
+export function planOf(args) {
+  try {
+    const value = typeof args === "string" ? JSON.parse(args) : args;
+    return value && typeof value.plan === "string" ? value.plan : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A proposed plan (plan mode): its Markdown and an Approve button, which app.js shows
+ * only on the newest plan of a chat still in plan mode and idle.
+ */
+export function planCard(id, plan, onApprove) {
+  return h(
+    "section",
+    { class: "plan-card", "data-tool-call-id": id, "aria-label": "Proposed plan" },
+    h("h4", { text: "Proposed plan" }),
+    h("div", { class: "markdown" }, renderMarkdown(plan)),
+    h("button", {
+      type: "button",
+      class: "primary plan-approve",
+      text: "Approve",
+      "aria-label": "Approve the plan",
+      hidden: true,
+      onclick: () => onApprove(),
+    }),
+  );
+}
+
 function reasoningBlock(text, streaming) {
   const block = h(
     "details",
@@ -138,7 +169,8 @@ function reasoningBlock(text, streaming) {
 
 /**
  * Render the committed history into `container`.
- * `actions` = {onEdit(message), editing: id|null, editForm(message) → element, openTools}.
+ * `actions` = {onEdit(message), editing: id|null, editForm(message) → element, openTools,
+ * onApprove()}.
  */
 export function renderMessages(container, messages, actions) {
   const results = new Map();
@@ -202,7 +234,9 @@ function renderMessage(message, results, calls, actions) {
   for (const part of message.parts) {
     if (part.type === "text") body.push(h("div", { class: "markdown" }, renderMarkdown(part.text)));
     else if (part.type === "reasoning") body.push(reasoningBlock(part.text, false));
-    else if (part.type === "tool_call") {
+    else if (part.type === "tool_call" && part.tool_name === "propose_plan" && planOf(part.args) !== null) {
+      body.push(planCard(part.tool_call_id, planOf(part.args), actions.onApprove));
+    } else if (part.type === "tool_call") {
       const result = results.get(part.tool_call_id);
       body.push(
         toolCard(

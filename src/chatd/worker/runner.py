@@ -40,6 +40,7 @@ from chatd.loop.compaction import (
 )
 from chatd.providers import provider_tool_definitions
 from chatd.store import (
+    PLAN_MODE,
     Chat,
     ChatIsInterrupting,
     ChatStatus,
@@ -51,11 +52,15 @@ from chatd.store import (
 )
 from chatd.stream.wire import live_part
 from chatd.tools import (
+    ASK_USER_QUESTION,
     ToolConfig,
     ToolConfigError,
+    ToolSelection,
     allowed_builtin_tools,
     effective_tool_policy,
+    plan_mode_selection,
     select_tools,
+    with_question_tool,
 )
 from chatd.types import (
     MessagePart,
@@ -296,9 +301,13 @@ class ChatRunner:
         workspace = self.worker.workspaces.get(self.chat_id) if builtin else None
         self.instructions = await gather_instructions(chat, owner, deployment, workspace)
         extra = self.worker.server_tools(chat) if self.worker.server_tools is not None else []
-        if tool_config.mcp_servers:  # opt-in: other chats never read the mcp_servers table
+        planning = chat.mode == PLAN_MODE
+        # opt-in: other chats never read the mcp_servers table; plan mode offers no MCP tool.
+        if tool_config.mcp_servers and not planning:
             extra = [*extra, *await self._connect_mcp(tool_config.mcp_servers)]
-        selection = select_tools(tool_config, builtin=builtin, mcp=extra)
+        selection = _mode_selection(
+            select_tools(tool_config, builtin=builtin, mcp=extra), planning=planning
+        )
         compaction = self._compaction_options(config)
         options = RunOptions(
             model=AttemptRecorder(model, self.record_attempt),
@@ -426,13 +435,25 @@ class ChatRunner:
         )
 
 
+def _mode_selection(selection: ToolSelection, *, planning: bool) -> ToolSelection:
+    """Plan mode's tools; otherwise the chat's, with `ask_user_question` when the run has
+    built-in tools (a chat without them, such as an OpenAI-compatible API one, is offered
+    only the tools its client named)."""
+    if planning:
+        return plan_mode_selection(selection)
+    if selection.builtin_tool_names:
+        return with_question_tool(selection)
+    return selection
+
+
 def _ends_with_pending_dynamic_calls(messages: list[Any], chat: Chat) -> bool:
     """The previous owner committed a dynamic-tool step but died before requires_action."""
     try:
         names = {spec.name for spec in ToolConfig.from_json(chat.tool_config or None).dynamic}
     except ToolConfigError:
         return False
-    if not names or not messages:
+    names.add(ASK_USER_QUESTION)
+    if not messages:
         return False
     last = messages[-1]
     if last.role != Role.ASSISTANT:
