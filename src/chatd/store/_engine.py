@@ -11,6 +11,7 @@ Nothing here knows about chats.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,12 +26,14 @@ from sqlalchemy.util.concurrency import await_
 
 from chatd.store._nul import decode_json, encode_json
 from chatd.store._sqlite_driver import (
+    begin_on_connection_thread,
     fetch_on_connection_thread,
     one_hop_dbapi,
-    run_on_connection_thread,
 )
 
 __all__ = ["Database", "data_dir_from_env", "database_url_from_env"]
+
+log = logging.getLogger("chatd.store")
 
 DEFAULT_DATA_DIR = "./.chatd"
 # 5 s: how long a transition waits for another writer's lock before failing
@@ -191,4 +194,5 @@ def _sqlite_on_begin(conn: Connection) -> None:
     if options.get("isolation_level") == "AUTOCOMMIT":
         return
     mode = options.get(_BEGIN_OPTION, "DEFERRED")
-    await_(run_on_connection_thread(conn.connection.dbapi_connection, f"BEGIN {mode}"))
+    if await_(begin_on_connection_thread(conn.connection.dbapi_connection, mode)):
+        log.warning("sqlite: rolled back a transaction a cancelled task left open")

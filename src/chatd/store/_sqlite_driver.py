@@ -23,7 +23,11 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 
-__all__ = ["fetch_on_connection_thread", "one_hop_dbapi", "run_on_connection_thread"]
+__all__ = [
+    "begin_on_connection_thread",
+    "fetch_on_connection_thread",
+    "one_hop_dbapi",
+]
 
 # (description, rowcount, lastrowid, rows) of one executed statement.
 _Outcome = tuple[Any, int, int | None, list[Any]]
@@ -53,9 +57,23 @@ async def _on_thread(
     return await submit(_run_statement, connection._conn, sql, parameters, many)
 
 
-async def run_on_connection_thread(adapted: Any, sql: str) -> None:
-    """Execute one statement (e.g. BEGIN) on an adapted connection, in one hop."""
-    await _on_thread(adapted._connection, sql, (), False)
+def _begin(connection: sqlite3.Connection, mode: str) -> bool:
+    """On the connection's thread: BEGIN, after rolling back a transaction left open
+    (a task cancelled mid-transaction can return its connection before the rollback
+    ran; BEGIN would then fail with "cannot start a transaction within a
+    transaction"). True when there was one to roll back."""
+    stale = connection.in_transaction
+    if stale:
+        connection.execute("ROLLBACK")
+    connection.execute(f"BEGIN {mode}")
+    return stale
+
+
+async def begin_on_connection_thread(adapted: Any, mode: str) -> bool:
+    """BEGIN `mode` on an adapted connection, in one hop (see `_begin`)."""
+    submit: Any = adapted._connection._execute
+    stale: bool = await submit(_begin, adapted._connection._conn, mode)
+    return stale
 
 
 async def fetch_on_connection_thread(
