@@ -7,9 +7,10 @@ import asyncio
 
 import httpx
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from tests.service.conftest import LiveReplica
+from tests.service.test_fuzz import fuzz_settings
 
 EXAMPLES_PER_OPERATION = 25
 
@@ -29,13 +30,7 @@ async def test_no_5xx_and_openai_errors_under_schema_fuzzing(live: LiveReplica) 
     failures: list[str] = []
 
     def fuzz(operation: schemathesis.APIOperation) -> None:
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            derandomize=True,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @fuzz_settings(EXAMPLES_PER_OPERATION)
         @given(operation.as_strategy())
         def run(case: schemathesis.Case) -> None:
             if isinstance(case.body, dict):

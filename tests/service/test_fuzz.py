@@ -43,6 +43,20 @@ from tests.api.conftest import free_port
 from tests.service.test_crash import _env
 
 EXAMPLES_PER_OPERATION = 12
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Reproducible runs of `examples` cases an operation: no deadline, no example
+    database, no health check (a live server is slow on purpose)."""
+    return settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 STREAMING = ("/stream", "/watch")
 # Admin routes are fuzzed with an admin token (an ordinary one only ever gets 403).
 ADMIN = ("/api/chats/model-configs", "/api/chats/provider-keys", "/api/chats/mcp-servers")
@@ -200,13 +214,7 @@ def test_no_5xx_and_documented_errors_under_schema_fuzzing(served: Served) -> No
         if operation.path.endswith(STREAMING):
             continue
 
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            derandomize=True,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @fuzz_settings(EXAMPLES_PER_OPERATION)
         @given(operation.as_strategy())
         def run(case: schemathesis.Case) -> None:
             headers = served.bearer(case.operation.path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 
 from chatd.store import PLAN_MODE, Database, Store, TransitionRejected, current_revision, upgrade
@@ -23,11 +24,8 @@ async def test_mode_is_created_set_and_cleared_by_approval(store: Store) -> None
     sent = await store.send_message(chat.id, [TextPart("go")], approve_plan=True)
     assert sent.chat.mode is None and (await store.get_chat(chat.id)).mode is None
     before = await store.get_chat(plain.id)
-    try:
+    with pytest.raises(TransitionRejected):
         await store.send_message(plain.id, [TextPart("go")], approve_plan=True)
-        raise AssertionError("approving without a plan must be refused")
-    except TransitionRejected:
-        pass
     after = await store.get_chat(plain.id)
     assert (after.last_position, after.queue_length) == (before.last_position, before.queue_length)
 

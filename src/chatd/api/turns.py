@@ -8,12 +8,14 @@ store transition or read; the store's refusals become HTTP errors in
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import Field
 
+from chatd.api.auth import Principal
 from chatd.api.deps import IdempotencyKey, User, app_state
 from chatd.api.errors import ApiError
 from chatd.api.resources import chat_resource, follow_stream, model_config_named, owned_chat
@@ -29,7 +31,7 @@ from chatd.api.schemas import (
 )
 from chatd.api.sse import sse_response
 from chatd.api.state import AppState
-from chatd.store import BusyBehavior, Chat
+from chatd.store import BusyBehavior, Chat, Store
 from chatd.stream.events import pending_tool_calls
 from chatd.stream.wire import message_json, queued_json
 from chatd.tools import ASK_USER_QUESTION, answer_problem
@@ -149,10 +151,7 @@ async def edit_message(
 @router.post("/{chat_id}/interrupt")
 async def interrupt(chat_id: str, request: Request, user: User) -> Response:
     """Stop the running turn; what was produced so far is kept."""
-    state = app_state(request)
-    await owned_chat(state, chat_id, user)
-    chat = await state.store.interrupt(chat_id)
-    return json_response({"chat": await chat_resource(state, chat)})
+    return await _transition(request, chat_id, user, lambda store: store.interrupt(chat_id))
 
 
 def _output(output: ToolOutput) -> ToolResultOutput:
@@ -207,36 +206,30 @@ async def get_queue(chat_id: str, request: Request, user: User) -> Response:
 
 @router.delete("/{chat_id}/queue/{queued_id}")
 async def delete_queued(chat_id: str, queued_id: str, request: Request, user: User) -> Response:
-    state = app_state(request)
-    await owned_chat(state, chat_id, user)
-    chat = await state.store.delete_queued_message(chat_id, queued_id)
-    return json_response({"chat": await chat_resource(state, chat)})
+    return await _transition(
+        request, chat_id, user, lambda store: store.delete_queued_message(chat_id, queued_id)
+    )
 
 
 @router.post("/{chat_id}/queue/{queued_id}/promote")
 async def promote_queued(chat_id: str, queued_id: str, request: Request, user: User) -> Response:
-    state = app_state(request)
-    await owned_chat(state, chat_id, user)
-    chat = await state.store.promote_queued_message(chat_id, queued_id)
-    return json_response({"chat": await chat_resource(state, chat)})
+    return await _transition(
+        request, chat_id, user, lambda store: store.promote_queued_message(chat_id, queued_id)
+    )
 
 
 @router.post("/{chat_id}/compact")
 async def compact(chat_id: str, request: Request, user: User) -> Response:
     """Summarise the history now (the worker runs the compaction)."""
-    state = app_state(request)
-    await owned_chat(state, chat_id, user)
-    chat = await state.store.request_compaction(chat_id)
-    return json_response({"chat": await chat_resource(state, chat)})
+    return await _transition(
+        request, chat_id, user, lambda store: store.request_compaction(chat_id)
+    )
 
 
 @router.post("/{chat_id}/clear")
 async def clear(chat_id: str, request: Request, user: User) -> Response:
     """Start fresh: the model forgets the history, the user still sees it."""
-    state = app_state(request)
-    await owned_chat(state, chat_id, user)
-    chat = await state.store.clear_context(chat_id)
-    return json_response({"chat": await chat_resource(state, chat)})
+    return await _transition(request, chat_id, user, lambda store: store.clear_context(chat_id))
 
 
 @router.get("/{chat_id}/stream")
@@ -258,3 +251,13 @@ async def stream(
     return sse_response(
         subscription, keepalive=state.sse_keepalive, write_deadline=state.sse_write_deadline
     )
+
+
+async def _transition(
+    request: Request, chat_id: str, user: Principal, act: Callable[[Store], Awaitable[Chat]]
+) -> Response:
+    """The shape of a route that changes one chat: ownership (404 for anyone else),
+    the store's transition, the chat's resource."""
+    state = app_state(request)
+    await owned_chat(state, chat_id, user)
+    return json_response({"chat": await chat_resource(state, await act(state.store))})
