@@ -242,6 +242,13 @@ async def test_cancelling_a_response_that_has_not_started_yet(tmp_path: Path) ->
         async with sdk(live.url, await live.token("ann")) as client:
             long = " ".join(f"w{i}" for i in range(200))
             running = await client.responses.create(model="slow", input=long, background=True)
+            # Only once it streams does it hold the one slot (both pending, either
+            # could be claimed first).
+            stream = await client.responses.retrieve(running.id, stream=True)
+            async for event in stream:
+                if event.type.endswith(".delta"):
+                    break
+            await stream.close()
             waiting = await client.responses.create(model="slow", input="next", background=True)
             cancelled = await client.responses.cancel(waiting.id)
             assert cancelled.status == "cancelled" and cancelled.output == []
