@@ -48,7 +48,7 @@ def test_all_is_sorted_and_importable(name: str) -> None:
 def test_migrations_ship_inside_the_package() -> None:
     versions = SRC / "store" / "migrations" / "versions"
     assert (versions / "__init__.py").exists()  # packaged with the wheel
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
 
 
 # Importing a database driver or writing SQL outside the store; a database URL
@@ -94,7 +94,7 @@ def test_migrate_command_upgrades_and_is_idempotent(tmp_path: Path) -> None:
     env = {"CHATD_DATA_DIR": str(tmp_path), "CHATD_DATABASE_URL": ""}
     first = runner.invoke(app, ["migrate"], env=env)
     assert first.exit_code == 0, first.output
-    assert "upgraded from an empty database to revision 0008" in first.output
+    assert f"upgraded from an empty database to revision {head_revision()}" in first.output
     again = runner.invoke(app, ["migrate"], env=env)
     assert again.exit_code == 0 and "up to date" in again.output
     assert (tmp_path / "chatd.db").exists()

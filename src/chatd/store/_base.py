@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,6 +14,8 @@ from chatd.store._secrets import SecretBox
 from chatd.store._tx import StoreConfig, Tx
 
 __all__ = ["ChatListener", "StoreBase", "utcnow"]
+
+log = logging.getLogger("chatd.store")
 
 ChatListener = Callable[[Chat], None]
 
@@ -83,3 +86,11 @@ class StoreBase:
             self._committed(tx.saved)
         if tx.last_event_seq:
             self._events_written([(chat_id, tx.last_event_seq)])
+        if tx.saved is not None and tx.saved.parent_id is not None:
+            try:
+                await self._child_committed(tx.saved)
+            except Exception:  # the child's transition stands; the sweeper retries the parent
+                log.warning("chat %s: answering its parent's wait failed", chat_id, exc_info=True)
+
+    async def _child_committed(self, chat: Chat) -> None:
+        """A child chat's transition committed: `ChildChats` answers its parent's wait."""

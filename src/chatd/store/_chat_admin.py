@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from chatd.store._agents import interrupt_locked, lock_busy_children
 from chatd.store._base import StoreBase
 from chatd.store._errors import RejectionKind
 from chatd.store._models import Chat, ChatStatus, Visibility
 from chatd.store._schema import chat_messages, chats
-from chatd.store._tx import CANCELLED_TOOL_RESULT
+from chatd.store._tx import CANCELLED_TOOL_RESULT, chat_from_row
 from chatd.types import Role, TextPart, ToolCallPart, ToolResultPart, ToolResultText
 
 __all__ = ["ChatAdministration"]
@@ -148,11 +149,32 @@ class ChatAdministration(StoreBase):
             return await tx.save(bump=False)
 
     async def delete_chat(self, chat_id: str) -> Chat:
-        """W/E/archived → gone, with everything that references it. Busy chats are refused."""
+        """W/E/archived → gone, with everything that references it. Busy chats are refused.
+
+        A parent goes with its settled children; a child still working is interrupted
+        and detached (it becomes a chat of its own, deletable once it has stopped).
+        """
         async with self._transition(chat_id, "delete_chat") as tx:
             if not tx.archived:  # archived chats are always waiting or in error
                 tx.require(ChatStatus.WAITING, ChatStatus.ERROR)
             chat = tx.chat
-            await tx.conn.execute(sa.delete(chats).where(chats.c.id == chat_id))
+            detached = []
+            for busy in await lock_busy_children(tx):
+                busy.set(parent_id=None)
+                detached.append(await interrupt_locked(busy))
+            c = chats.c
+            gone = (
+                (await tx.conn.execute(sa.select(chats).where(c.parent_id == chat_id)))
+                .mappings()
+                .all()
+            )
+            await tx.conn.execute(sa.delete(chats).where(c.parent_id == chat_id))
+            await tx.conn.execute(sa.delete(chats).where(c.id == chat_id))
+        for child in detached:
+            self._committed(child)
+        for row in gone:
+            self._deleted(chat_from_row(row))
         self._deleted(chat)
+        if chat.parent_id is not None:  # a parent waiting for this child learns it is gone
+            await self._child_committed(chat)
         return chat

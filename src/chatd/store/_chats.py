@@ -12,6 +12,13 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from chatd.store._agents import (
+    answer_waits,
+    interrupt_locked,
+    lock_busy_children,
+    wait_calls,
+    wait_deadline,
+)
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._files import link_files
@@ -27,7 +34,7 @@ from chatd.store._models import (
     Visibility,
 )
 from chatd.store._schema import chat_messages, chat_queued_messages, chats
-from chatd.store._tx import CANCELLED_TOOL_RESULT, Tx, chat_from_row, message_from_row
+from chatd.store._tx import Tx, chat_from_row, message_from_row
 from chatd.types import FilePart, MessagePart, Role, TextPart, ToolResultPart
 
 __all__ = ["ChatTransitions"]
@@ -61,18 +68,22 @@ class ChatTransitions(StoreBase):
         request_key: str | None = None,
         prior: Sequence[tuple[Role, list[MessagePart]]] = (),
         mode: str | None = None,
+        parent_id: str | None = None,
     ) -> Chat:
         """N → P0: the chat, its system prompt (if any), the `prior` history a client
         brings along (OpenAI-style APIs send the whole conversation) and the user
         message that starts the turn.
 
         A repeated `request_key` (Idempotency-Key) of the same owner returns the chat
-        it created the first time, unchanged.
+        it created the first time, unchanged. With `parent_id` the chat is a child
+        (`spawn_agent`) of that chat, which must be the owner's and not a child itself.
         """
         _check_parts(parts)
         now = self.clock()
         chat_id = new_id()
         async with self.db.write() as conn:
+            if parent_id is not None:
+                await _check_parent(conn, parent_id, owner_id)
             if request_key is not None:
                 existing = (
                     (
@@ -141,6 +152,7 @@ class ChatTransitions(StoreBase):
                 "compaction_requested_at": None,
                 "create_request_key": request_key,
                 "mode": mode,
+                "parent_id": parent_id,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -333,25 +345,28 @@ class ChatTransitions(StoreBase):
     async def interrupt(self, chat_id: str) -> Chat:
         """R → I; P and A finish the interruption inline (→ W, or P with the queue head).
 
-        Interrupting an interrupting chat is a no-op, not an error.
+        Interrupting an interrupting chat is a no-op, not an error. The chat's busy
+        children are interrupted in the same transaction, also when the chat itself
+        is idle (it spawned them and ended its turn without waiting).
         """
         async with self._transition(chat_id, "interrupt") as tx:
-            tx.require(
-                ChatStatus.RUNNING,
-                ChatStatus.INTERRUPTING,
-                ChatStatus.PENDING,
-                ChatStatus.REQUIRES_ACTION,
-            )
-            status = tx.status
-            if status == ChatStatus.INTERRUPTING:
-                return tx.chat
-            if status == ChatStatus.RUNNING:
-                tx.set_status(ChatStatus.INTERRUPTING)
+            children = await lock_busy_children(tx)
+            if not (children and tx.status in _IDLE and not tx.archived):
+                tx.require(
+                    ChatStatus.RUNNING,
+                    ChatStatus.INTERRUPTING,
+                    ChatStatus.PENDING,
+                    ChatStatus.REQUIRES_ACTION,
+                )
+            interrupted = [await interrupt_locked(child) for child in children]
+            if tx.status in (*_IDLE, ChatStatus.INTERRUPTING):
+                chat = tx.chat
             else:
-                await tx.answer_pending_calls(CANCELLED_TOOL_RESULT)
-                tx.set(requires_action_deadline_at=None)
-                await tx.promote_head_or_wait()
-            return await tx.save()
+                await interrupt_locked(tx)
+                chat = tx.saved or tx.chat
+        for child in interrupted:
+            self._committed(child)
+        return chat
 
     async def complete_requires_action(
         self, chat_id: str, results: Sequence[ToolResultPart]
@@ -359,7 +374,15 @@ class ChatTransitions(StoreBase):
         """A → P: the client's results for every pending dynamic call, as one tool message."""
         async with self._transition(chat_id, "complete_requires_action") as tx:
             tx.require(ChatStatus.REQUIRES_ACTION)
-            pending = await tx.pending_tool_calls()
+            calls = await tx.pending_tool_calls()
+            waits = wait_calls(calls)
+            # `wait_agent` is answered by the chat's agents, never by the client.
+            pending = [call for call in calls if call not in waits]
+            if not pending:
+                raise tx.reject(
+                    message="The chat is waiting for its agents (wait_agent); there are "
+                    "no client tool calls to answer."
+                )
             by_id = {result.tool_call_id: result for result in results}
             if len(by_id) != len(results) or set(by_id) != {c.tool_call_id for c in pending}:
                 raise InvalidRequest(
@@ -378,9 +401,28 @@ class ChatTransitions(StoreBase):
                     )
                 )
             await tx.append_messages([{"role": Role.TOOL, "parts": ordered}])
+            if waits:  # the agents' answer makes the chat pending once they have settled
+                tx.set(requires_action_deadline_at=wait_deadline(tx, waits))
+                tx.bump()
+                await answer_waits(tx, expired=False)
+                return await tx.save()
             tx.set(requires_action_deadline_at=None)
             tx.set_status(ChatStatus.PENDING)
             return await tx.save()
+
+
+_IDLE = (ChatStatus.WAITING, ChatStatus.ERROR)
+
+
+async def _check_parent(conn: Any, parent_id: str, owner_id: str) -> None:
+    c = chats.c
+    row = (await conn.execute(sa.select(c.owner_id, c.parent_id).where(c.id == parent_id))).first()
+    if row is None or row.owner_id != owner_id:
+        raise NotFound("chat", parent_id)
+    if row.parent_id is not None:
+        raise InvalidRequest(
+            "invalid_request", "An agent cannot start agents of its own (depth 1)."
+        )
 
 
 async def _find_request(tx: Tx, request_key: str) -> SendResult | None:

@@ -125,6 +125,8 @@ class Chat(msgspec.Struct, frozen=True, kw_only=True):
     instructions: list[str] | None = None
     # PLAN_MODE, or None: every tool the chat's configuration gives it.
     mode: str | None = None
+    # The chat that spawned this one with `spawn_agent` (children cannot spawn).
+    parent_id: str | None = None
 
     @property
     def state(self) -> str:

@@ -267,6 +267,10 @@ chats = sa.Table(
     sa.Column("instructions", JSONValue, nullable=True),
     # chatd: "plan" (read-only tools and propose_plan until the plan is approved) or NULL.
     sa.Column("mode", sa.String(16), nullable=True),
+    # chatd: the chat that spawned this one (a sub-agent, depth 1), or NULL. No foreign
+    # key: `delete_chat` removes or detaches the children itself, and SQLite can neither
+    # add nor drop a column with one without rebuilding `chats` (which would cascade).
+    _id("parent_id", nullable=True),
     *_timestamps(),
     sa.Index(
         "ix_chats_acquire",
@@ -280,6 +284,12 @@ chats = sa.Table(
         "status",
         postgresql_where=sa.text("status IN ('running', 'interrupting')"),
         sqlite_where=sa.text("status IN ('running', 'interrupting')"),
+    ),
+    sa.Index(
+        "ix_chats_parent",
+        "parent_id",
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+        sqlite_where=sa.text("parent_id IS NOT NULL"),
     ),
     sa.Index(
         "ix_chats_deadline",

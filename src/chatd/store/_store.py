@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from chatd.store._accounts import Accounts
+from chatd.store._agents import ChildChats
 from chatd.store._chat_admin import ChatAdministration
 from chatd.store._chats import ChatTransitions
 from chatd.store._engine import Database, data_dir_from_env, database_url_from_env
@@ -33,6 +34,7 @@ PING_TIMEOUT = 2.0
 
 class Store(
     ChatTransitions,
+    ChildChats,
     ChatAdministration,
     WorkerTransitions,
     EventSync,

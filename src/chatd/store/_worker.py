@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from chatd.errors import ClassifiedError
+from chatd.store._agents import answer_waits, wait_deadline
 from chatd.store._base import StoreBase
 from chatd.store._errors import ChatIsInterrupting, TransitionRejected
 from chatd.store._ids import new_id
@@ -329,12 +330,14 @@ class WorkerTransitions(StoreBase):
         """R0 → A0, R1 → A1: the last step waits for client tool results until a deadline."""
         async with self._transition(fence.chat_id, "enter_requires_action") as tx:
             _require_running(tx, fence)
-            if not await tx.pending_tool_calls():
+            pending = await tx.pending_tool_calls()
+            if not pending:
                 raise tx.reject(message="The last step has no pending client tool calls.")
             await tx.release_lease()
-            deadline = tx.now + timedelta(seconds=self.config.requires_action_timeout)
-            tx.set(requires_action_deadline_at=deadline)
+            tx.set(requires_action_deadline_at=wait_deadline(tx, pending))
             tx.set_status(ChatStatus.REQUIRES_ACTION)
+            # A `wait_agent` whose children have all settled is answered at once.
+            await answer_waits(tx, expired=False)
             return await tx.save()
 
     async def finish_interruption(
@@ -400,6 +403,10 @@ class WorkerTransitions(StoreBase):
             deadline = tx.row["requires_action_deadline_at"]
             if only_if_expired and deadline is not None and deadline > tx.now:
                 raise tx.reject(message="The requires_action deadline has not passed yet.")
+            if await answer_waits(tx, expired=True):
+                # A `wait_agent` ran out of time: it answers with the children's
+                # status so far and the turn goes on (or waits for client results).
+                return await tx.save()
             await tx.answer_pending_calls(DEADLINE_TOOL_RESULT)
             minutes = max(round(self.config.requires_action_timeout / 60), 1)
             error = ClassifiedError(

@@ -1,0 +1,1 @@
+"""Core contracts shared by the store, the tools and the worker (no I/O here)."""
