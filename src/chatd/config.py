@@ -42,6 +42,11 @@ class Settings:
     heartbeat_interval: float = 5.0
     sync_interval: float = 1.0
     max_concurrent_chats: int = 1000
+    # Deployment-wide: at most this many top-level chats, and this many sub-agents
+    # (child chats), run at once over all replicas; the rest wait `pending`, oldest
+    # first (0: no limit). Upstream's are 5 and 10; these bound a runaway, not a team.
+    max_running_chats: int = 500
+    max_running_agents: int = 1000
     # Admission: no chat is claimed while the event loop runs timers later than this
     # (seconds; 0 turns the check off). Chats wait `pending` instead of slowing all.
     acquire_max_lag: float = 0.1
@@ -143,6 +148,8 @@ _ENV = {
     "heartbeat_interval": "CHATD_HEARTBEAT_INTERVAL",
     "sync_interval": "CHATD_SYNC_INTERVAL",
     "max_concurrent_chats": "CHATD_MAX_CONCURRENT_CHATS",
+    "max_running_chats": "CHATD_MAX_RUNNING_CHATS",
+    "max_running_agents": "CHATD_MAX_RUNNING_AGENTS",
     "acquire_max_lag": "CHATD_ACQUIRE_MAX_LAG",
     "acquire_max_busy": "CHATD_ACQUIRE_MAX_BUSY",
     "max_queued_messages": "CHATD_MAX_QUEUED_MESSAGES",
@@ -176,19 +183,23 @@ _ENV = {
 
 
 # Settings where 0 means "off" (every other number must be positive).
-_ZERO_IS_OFF = frozenset({"acquire_max_lag", "acquire_max_busy"})
+_ZERO_IS_OFF = frozenset(
+    {"acquire_max_lag", "acquire_max_busy", "max_running_chats", "max_running_agents"}
+)
 
 
 def _convert(name: str, raw: str, kind: object) -> object:
     variable = _ENV.get(name, name)
     text = raw.strip()
     if name in _ZERO_IS_OFF:
+        whole = kind in ("int", int)
         try:
-            number = float(text)
+            number: float = int(text) if whole else float(text)
         except ValueError:
             number = -1.0
         if not number >= 0:
-            raise ConfigError(f"{variable} must be a number, 0 to turn it off (got {raw!r})")
+            what = "a whole number" if whole else "a number"
+            raise ConfigError(f"{variable} must be {what}, 0 to turn it off (got {raw!r})")
         return number
     if kind in ("bool", bool):
         flag = text.lower()

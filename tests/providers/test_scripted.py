@@ -174,6 +174,16 @@ async def test_call_directive_calls_exactly_that_tool_with_those_arguments_once(
     assert _final_text(steps) == "line 1\nline 2"
 
 
+async def test_several_call_lines_make_one_call_per_step_in_order() -> None:
+    first = Recorder("first", ToolResponse.text("one"))
+    second = Recorder("second", ToolResponse.text("two"))
+    message = '/call second {"n": 1}\n\n/call first\n/call second {"n": 2}'
+    steps = await _turn(message, first, second)
+    assert _calls(steps) == [("second", '{"n": 1}'), ("first", "{}"), ("second", '{"n": 2}')]
+    assert [len(_calls([step])) for step in steps] == [1, 1, 1, 0]
+    assert _final_text(steps) == "two\none\ntwo"
+
+
 async def test_call_directive_without_arguments_sends_an_empty_object() -> None:
     target = Recorder("process_list", ToolResponse.text("no processes"))
     steps = await _turn("/call process_list", Recorder("other"), target)

@@ -81,7 +81,13 @@ async def test_plan_mode_offers_read_only_tools_until_the_plan_is_approved(
             assert approval == "The plan is approved: carry it out."
             assert (await wait_status(client, chat_id, "waiting"))["mode"] is None
             first = _offered(call_log, approval)[0]
-            assert first == ["read_file", "write_file", "edit_files", "ask_user_question"]
+            assert first == [
+                "read_file",
+                "write_file",
+                "edit_files",
+                "ask_user_question",
+                *("spawn_agent", "wait_agent", "message_agent", "interrupt_agent", "list_agents"),
+            ]
             parts = [p for m in await _messages(client, chat_id) for p in m["parts"]]
             assert [p.get("tool_name") for p in parts[-3:]] == ["write_file", "write_file", None]
             root = live.replica.settings.effective_workspace_root

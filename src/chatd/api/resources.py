@@ -53,6 +53,7 @@ async def chat_resource(
         model=f"{model.provider}:{model.model}" if model is not None else None,
         requires_action=_requires_action(chat, pending_tool_calls(details.messages)),
         usage=details.usage,
+        children=details.children,
     )
 
 

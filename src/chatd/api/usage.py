@@ -48,11 +48,33 @@ def _usage_json(by_model: list[UsageTotals]) -> dict[str, Any]:
 
 @router.get("/api/chats/{chat_id}/cost")
 async def chat_cost(chat_id: str, request: Request, user: User) -> Response:
-    """The chat's cost and tokens, in all and by model (hidden messages included)."""
+    """The chat's cost and tokens, in all and by model (hidden messages included).
+
+    A parent's sums include its agents' (child chats'); `own` is the parent's alone
+    and `agents` each child's."""
     state = app_state(request)
     chat = await owned_chat(state, chat_id, user)
+    store = state.store
+    children = await store.list_children(chat.id) if chat.parent_id is None else []
+    if not children:
+        return json_response(
+            {"chat_id": chat.id, **_usage_json(await store.usage_by_model(chat_id=chat.id))}
+        )
+    tree = [chat.id, *(child.id for child in children)]
     return json_response(
-        {"chat_id": chat.id, **_usage_json(await state.store.usage_by_model(chat_id=chat.id))}
+        {
+            "chat_id": chat.id,
+            **_usage_json(await store.usage_by_model(chat_ids=tree)),
+            "own": _usage_json(await store.usage_by_model(chat_id=chat.id)),
+            "agents": [
+                {
+                    "chat_id": child.id,
+                    "title": child.title,
+                    **_usage_json(await store.usage_by_model(chat_id=child.id)),
+                }
+                for child in children
+            ],
+        }
     )
 
 

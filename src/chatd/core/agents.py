@@ -11,8 +11,9 @@ tools and the worker share the names and the argument rules kept here.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
+
+from chatd.core.durations import parse_duration
 
 __all__ = [
     "AGENT_TOOL_NAMES",
@@ -24,7 +25,6 @@ __all__ = [
     "SPAWN_AGENT",
     "WAIT_AGENT",
     "AgentWait",
-    "parse_duration",
     "parse_wait",
 ]
 
@@ -38,25 +38,6 @@ AGENT_TOOL_NAMES = (SPAWN_AGENT, WAIT_AGENT, MESSAGE_AGENT, INTERRUPT_AGENT, LIS
 # Upstream's default wait (5 minutes); a wait is capped at an hour.
 DEFAULT_WAIT_SECONDS = 300.0
 MAX_WAIT_SECONDS = 3600.0
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from `"60s"`, `"5m"`, `"1.5h"`, `"250ms"` or a number of seconds;
-    ValueError for anything else (or a duration of zero or less)."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT[match.group(2)]
-    else:
-        raise ValueError(f'not a duration: {value!r} (use e.g. "60s", "5m" or 90)')
-    if not seconds > 0:
-        raise ValueError(f"a duration must be more than zero, not {value!r}")
-    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +69,7 @@ def parse_wait(arguments: str) -> AgentWait:
     seconds = DEFAULT_WAIT_SECONDS
     if values.get("timeout") is not None:
         try:
-            seconds = min(parse_duration(values["timeout"]), MAX_WAIT_SECONDS)
+            seconds = min(parse_duration(values["timeout"], "timeout"), MAX_WAIT_SECONDS)
         except ValueError as err:
-            return AgentWait(None, 0.0, f"{WAIT_AGENT}: timeout: {err}.")
+            return AgentWait(None, 0.0, f"{WAIT_AGENT}: {err}.")
     return AgentWait(tuple(dict.fromkeys(ids)) if ids else None, seconds)

@@ -98,6 +98,9 @@ class RunOptions:
     stop_after_tools: set[str] = field(default_factory=set)
     # Tools that must be the only call of their step.
     exclusive_tool_names: set[str] = field(default_factory=set)
+    # Tools this run does not offer, each with the reason a call of it gets as its
+    # error (instead of "Tool not found"), e.g. why a sub-agent cannot spawn.
+    unavailable_tools: dict[str, str] = field(default_factory=dict)
     # Provider-native tools, their definitions sent as they are: run by the provider
     # (web search; a bare ToolDefinition is one) or by their `runner` here.
     provider_tools: list[ProviderTool | ToolDefinition] = field(default_factory=list)
@@ -561,7 +564,8 @@ class _Run:
         tool = provider_tool.runner if provider_tool is not None else self.tools.get(call.tool_name)
         metadata, provider_metadata = "", None
         if tool is None:
-            output: Any = ToolResultError(f"Tool not found: {call.tool_name}")
+            reason = self.o.unavailable_tools.get(call.tool_name)
+            output: Any = ToolResultError(reason or f"Tool not found: {call.tool_name}")
         elif provider_tool is None and call.tool_name not in self.active:
             output = ToolResultError(f"Tool not active in this turn: {call.tool_name}")
         else:

@@ -58,6 +58,7 @@ _PM = ("provider", "model")
 _MESSAGE_COUNT_BUCKETS = tuple(float(2**k) for k in range(11))
 _PROMPT_SIZE_BUCKETS = tuple(float(1024 * 4**k) for k in range(10))
 _TOOL_RESULT_BUCKETS = tuple(float(64 * 4**k) for k in range(9))
+_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -96,6 +97,29 @@ class Metrics:
             namespace=namespace,
             subsystem=subsystem,
             registry=registry,
+        )
+
+        # chatd's own: the deployment's capacity (CHATD_MAX_RUNNING_CHATS/_AGENTS) as
+        # this replica's last claim saw it, by kind ("chat": top-level, "agent": child).
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(
+                name, doc, ["kind"], namespace=namespace, subsystem=subsystem, registry=registry
+            )
+
+        self.capacity_running = gauge(
+            "capacity_running", "Chats running in the deployment, by kind, at the last claim."
+        )
+        self.capacity_queued = gauge(
+            "capacity_queued", "Chats waiting pending to run, by kind, at the last claim."
+        )
+        self.capacity_limit = gauge(
+            "capacity_limit", "The deployment's limit on running chats, by kind (0: none)."
+        )
+        self.capacity_wait_seconds = histogram(
+            "capacity_wait_seconds",
+            "Seconds a chat waited pending before a replica claimed it, by kind.",
+            ("kind",),
+            _WAIT_BUCKETS,
         )
         self.message_count = histogram(
             "message_count",

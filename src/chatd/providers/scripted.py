@@ -2,13 +2,14 @@
 
 It streams replies from a script of `ScriptedReply` entries (text, reasoning, tool
 calls, pauses, injected provider errors, mid-stream disconnects). Without a script it
-answers any message with a short reply. When the last user message is exactly
-`/call TOOL {JSON arguments}` (arguments optional), it calls that offered tool once
-with those arguments verbatim and answers with the tool's result, so any tool can be
-driven through the real API without a provider key. Otherwise, when tools are offered
-and none has run yet this turn, it makes one call that works in a fresh workspace
-(`execute` of a harmless command, else `write_file` of `hello.txt`, else the first
-tool with sample arguments) before answering. Offered its web search (the
+answers any message with a short reply. When the last user message is exactly `/call
+TOOL {JSON arguments}` (arguments optional), it calls that offered tool once with
+those arguments verbatim and answers with the tool's result, so any tool can be driven
+through the real API without a provider key; a message of several such lines makes the
+calls one step each, in order, and answers with every result. Otherwise, when tools
+are offered and none has run yet this turn, it makes one call that works in a fresh
+workspace (`execute` of a harmless command, else `write_file` of `hello.txt`, else the
+first tool with sample arguments) before answering. Offered its web search (the
 `web_search` provider tool, `scripted.web_search`), it first "searches" for the last
 user message once per turn, a provider-executed call and result with made-up
 example.com sources, as Anthropic's server tool streams them. It never touches the
@@ -144,9 +145,9 @@ class ScriptedModel:
         """Obey a `/call` directive, or call one offered tool once per turn, then answer."""
         last_user = _last_user_text(call.prompt)
         results = _tool_results_this_turn(call.prompt)
-        directive = _parse_call_directive(last_user)
-        if directive is not None:
-            return self._directive_reply(directive, call, results)
+        directives = _parse_call_directives(last_user)
+        if directives:
+            return self._directive_reply(directives, call, results)
         local = [t for t in call.tools if not t.provider_type]
         if _WEB_SEARCH in {t.provider_type for t in call.tools} and not any(
             r.provider_executed for r in results
@@ -183,11 +184,14 @@ class ScriptedModel:
         )
 
     def _directive_reply(
-        self, directive: _CallDirective, call: Call, results: list[ToolResultPart]
+        self, directives: list[_CallDirective], call: Call, results: list[ToolResultPart]
     ) -> ScriptedReply:
-        """One call of exactly the named tool, then its result as the answer."""
-        if results:
-            return ScriptedReply(text=_answer(results[-1]), delta_delay=self.delta_delay)
+        """One call of exactly the named tool per step, in order, then the results
+        as the answer."""
+        if len(results) >= len(directives):
+            text = "\n".join(_answer(result) for result in results)
+            return ScriptedReply(text=text, delta_delay=self.delta_delay)
+        directive = directives[len(results)]
         if directive.problem:
             return ScriptedReply(text=directive.problem, delta_delay=self.delta_delay)
         offered = [t.name for t in call.tools]
@@ -402,6 +406,17 @@ class _CallDirective:
 
 _DIRECTIVE = "/call"
 _DIRECTIVE_USAGE = 'Use: /call TOOL_NAME {JSON arguments}, e.g. /call execute {"command": "ls"}.'
+
+
+def _parse_call_directives(text: str) -> list[_CallDirective]:
+    """The message as one directive, or as several, one per line; [] otherwise."""
+    single = _parse_call_directive(text)
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        several = [_parse_call_directive(line) for line in lines]
+        if all(d is not None and not d.problem for d in several):
+            return [d for d in several if d is not None]
+    return [single] if single is not None else []
 
 
 def _parse_call_directive(text: str) -> _CallDirective | None:

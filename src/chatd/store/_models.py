@@ -212,6 +212,8 @@ class ChatDetails(msgspec.Struct, frozen=True, kw_only=True):
     # What the user sees, only while the chat waits for client tools (else empty).
     messages: list[StoredMessage]
     usage: dict[str, int | None]  # token and cost totals, as `Store.usage_totals`
+    # The chats it spawned (sub-agents), oldest first; only a top-level chat has any.
+    children: list[Chat] = msgspec.field(default_factory=list)
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,6 +223,29 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True):
     runner_id: str
     lease_epoch: int
     first_seq: int  # the first event seq this owner may use (spec §5.1)
+
+
+class Capacity(msgspec.Struct, frozen=True, kw_only=True):
+    """Deployment-wide limits on running chats (0: none): top-level chats and sub-agents
+    (child chats) each have their own, so waiting parents never starve their children."""
+
+    chats: int = 0
+    agents: int = 0
+
+    @property
+    def limited(self) -> bool:
+        return self.chats > 0 or self.agents > 0
+
+
+class Acquisition(msgspec.Struct, frozen=True, kw_only=True):
+    """What one claim won, and the deployment's running and queued chats by kind
+    ("chat", "agent") right after it (empty when no capacity limit is set).
+    `waited` is, per claimed pending chat, its kind and the seconds it was pending."""
+
+    leases: list[Lease]
+    running: dict[str, int] = msgspec.field(default_factory=dict)
+    queued: dict[str, int] = msgspec.field(default_factory=dict)
+    waited: list[tuple[str, float]] = msgspec.field(default_factory=list)
 
 
 class History(msgspec.Struct, frozen=True, kw_only=True):

@@ -257,13 +257,26 @@ class Reads(StoreBase):
         config = model_config if known else None
         # A chat just created has run no step: nothing to add up.
         count_usage = chat.snapshot_version > 1
+        # Children are spawned by a run with built-in tools (the agent tools come with
+        # them): a chat that never ran, has none, or is a child itself has no children.
+        read_children = (
+            count_usage and chat.parent_id is None and bool((chat.tool_config or {}).get("builtin"))
+        )
         usage = _usage_of(None)
         queue: list[QueuedMessage] = []
         messages: list[StoredMessage] = []
+        children: list[Chat] = []
         query = _usage_and_config(chat, usage=count_usage, config=not known)
         if query is None and not chat.queue_length and chat.requires_action_deadline_at is None:
             return ChatDetails(queue=queue, model_config=config, messages=messages, usage=usage)
         async with self.db.read() as conn:
+            if read_children:
+                rows = await conn.execute(
+                    sa.select(chats)
+                    .where(chats.c.parent_id == chat.id)
+                    .order_by(chats.c.created_at, chats.c.id)
+                )
+                children = [chat_from_row(r) for r in rows.mappings()]
             if query is not None:
                 row = (await conn.execute(query)).mappings().first()
                 if row is not None and count_usage:
@@ -276,7 +289,9 @@ class Reads(StoreBase):
             if chat.requires_action_deadline_at is not None:
                 rows = await conn.execute(_user_messages(chat.id))
                 messages = [message_from_row(r) for r in rows.mappings()]
-        return ChatDetails(queue=queue, model_config=config, messages=messages, usage=usage)
+        return ChatDetails(
+            queue=queue, model_config=config, messages=messages, usage=usage, children=children
+        )
 
     async def read_new_events(
         self, cursors: Mapping[str, int], *, limit: int = 5000

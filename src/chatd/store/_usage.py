@@ -7,6 +7,7 @@ their tokens were spent. Nothing here writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,11 +28,13 @@ class UsageReads(StoreBase):
         self,
         *,
         chat_id: str | None = None,
+        chat_ids: Sequence[str] | None = None,
         owner_id: str | None = None,
         since: datetime | None = None,
     ) -> list[UsageTotals]:
-        """Sums of one chat's (`chat_id`) or one user's chats' (`owner_id`) assistant
-        messages created at or after `since`, one entry per provider and model, by name."""
+        """Sums of one chat's (`chat_id`), some chats' (`chat_ids`: a parent and its
+        children) or one user's chats' (`owner_id`) assistant messages created at or
+        after `since`, one entry per provider and model, by name."""
         m = chat_messages.c
         unpriced = sa.case((m.cost_micros.is_(None), 1), else_=0)
         query: sa.Select[Any] = sa.select(
@@ -44,6 +47,8 @@ class UsageReads(StoreBase):
         ).where(m.role == Role.ASSISTANT, m.step_id.is_not(None))
         if chat_id is not None:
             query = query.where(m.chat_id == chat_id)
+        if chat_ids is not None:
+            query = query.where(m.chat_id.in_(list(chat_ids)))
         if owner_id is not None:
             query = query.join(chats, chats.c.id == m.chat_id).where(chats.c.owner_id == owner_id)
         if since is not None:

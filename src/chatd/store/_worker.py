@@ -10,7 +10,7 @@ instead, which the loop treats as its interrupt.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,15 @@ from chatd.store._agents import answer_waits, wait_deadline
 from chatd.store._base import StoreBase
 from chatd.store._errors import ChatIsInterrupting, TransitionRejected
 from chatd.store._ids import new_id
-from chatd.store._models import Chat, ChatStatus, Lease, StreamEvent, Visibility
+from chatd.store._models import (
+    Acquisition,
+    Capacity,
+    Chat,
+    ChatStatus,
+    Lease,
+    StreamEvent,
+    Visibility,
+)
 from chatd.store._rows import driver_timestamp, event_rows, insert_event_rows
 from chatd.store._schema import chat_heartbeats, chat_messages, chats
 from chatd.store._tx import CANCELLED_TOOL_RESULT, Fence, Tx, chat_from_row
@@ -31,6 +39,18 @@ __all__ = ["WorkerTransitions"]
 DEADLINE_TOOL_RESULT = "The client did not return a result for this tool call before the deadline."
 SUMMARIZED_TOOL = "chat_summarized"
 _BUSY = (ChatStatus.RUNNING, ChatStatus.INTERRUPTING)
+_KINDS = ("chat", "agent")
+# The PostgreSQL advisory lock (pg_advisory_xact_lock) that orders capacity-limited claims.
+_CAPACITY_LOCK = 0x63686174  # "chat"
+
+
+def _kind(row: Mapping[str, Any]) -> str:
+    return "chat" if row["parent_id"] is None else "agent"
+
+
+def _aware(value: datetime) -> datetime:
+    """A timestamp read back from SQLite is naive UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _require_running(tx: Tx, fence: Fence, expected_history_version: int | None = None) -> None:
@@ -44,6 +64,12 @@ class WorkerTransitions(StoreBase):
     # --- leases ---------------------------------------------------------------------------
 
     async def acquire_pending_chats(self, worker_id: str, limit: int = 10) -> list[Lease]:
+        """Claim up to `limit` runnable chats (no capacity limit); see `acquire_chats`."""
+        return (await self.acquire_chats(worker_id, limit)).leases
+
+    async def acquire_chats(
+        self, worker_id: str, limit: int = 10, capacity: Capacity | None = None
+    ) -> Acquisition:
         """Claim up to `limit` runnable chats: pending ones, and busy ones whose lease expired.
 
         `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never claim the same chat;
@@ -51,99 +77,170 @@ class WorkerTransitions(StoreBase):
         pending → running; a taken-over running/interrupting chat keeps its status.
         Each claim also counts the runner's first generation attempt (and clears
         `retry_state`), so the first model call needs no transaction of its own.
+
+        With a `capacity`, a pending chat is claimed only while the deployment runs
+        fewer chats of its kind (top-level or sub-agent) than the limit; the others
+        stay pending, oldest first. A taken-over chat is already counted, so it is
+        always claimed. On PostgreSQL an advisory lock orders concurrent claims, so
+        two replicas never both take the last slot.
         """
         if limit <= 0:
-            return []
+            return Acquisition(leases=[])
         now = self.clock()
-        c, h = chats.c, chat_heartbeats.c
-        query = (
-            sa.select(chats)
-            .select_from(chats.outerjoin(chat_heartbeats, h.chat_id == c.id))
-            .where(
-                ~c.archived,
-                sa.or_(
-                    c.status == ChatStatus.PENDING,
-                    sa.and_(
-                        c.status.in_(_BUSY),
-                        sa.or_(h.chat_id.is_(None), h.expires_at < now),
-                    ),
-                ),
-            )
-            .order_by(c.updated_at)
-            .limit(limit)
-            .with_for_update(of=chats, skip_locked=True)
-        )
-        expires_at = now + timedelta(seconds=self.config.lease_ttl)
-        leases: list[Lease] = []
         async with self.db.write() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-            if not rows:
-                return []
-            updates = []
-            for found in rows:
-                row = dict(found)
-                first_seq = row["seq_reserved"] + 1
-                row.update(
-                    status=(
-                        ChatStatus.RUNNING if row["status"] == ChatStatus.PENDING else row["status"]
-                    ),
-                    worker_id=worker_id,
-                    runner_id=new_id(),
-                    lease_epoch=row["lease_epoch"] + 1,
-                    snapshot_version=row["snapshot_version"] + 1,
-                    seq_reserved=row["seq_reserved"] + self.config.seq_block,
-                    updated_at=now,
-                )
-                # The runner's first model call is attempt +1: recorded here, in the
-                # claim's own transaction (what `record_generation_attempt` would do).
-                row["generation_attempt"] += 1
-                if row["retry_state"] is not None:
-                    row.update(retry_state=None, retry_state_version=row["snapshot_version"])
-                updates.append(row)
-                chat = chat_from_row(row)
-                leases.append(
-                    Lease(
-                        chat=chat,
-                        runner_id=row["runner_id"],
-                        lease_epoch=row["lease_epoch"],
-                        first_seq=first_seq,
-                    )
-                )
-            names = (
-                "status",
-                "worker_id",
-                "runner_id",
-                "lease_epoch",
-                "snapshot_version",
-                "seq_reserved",
-                "updated_at",
-                "generation_attempt",
-                "retry_state",
-                "retry_state_version",
-            )
-            await conn.execute(
-                sa.update(chats)
-                .where(c.id == sa.bindparam("b_id"))
-                .values({name: sa.bindparam(f"b_{name}") for name in names}),
-                [{"b_id": row["id"]} | {f"b_{n}": row[n] for n in names} for row in updates],
-            )
-            claimed = [row["id"] for row in updates]
-            await conn.execute(sa.delete(chat_heartbeats).where(h.chat_id.in_(claimed)))
-            await conn.execute(
-                sa.insert(chat_heartbeats),
-                [
-                    {
-                        "chat_id": row["id"],
-                        "runner_id": row["runner_id"],
-                        "worker_id": worker_id,
-                        "heartbeat_at": now,
-                        "expires_at": expires_at,
-                    }
-                    for row in updates
-                ],
-            )
+            if capacity is None or not capacity.limited:
+                rows = await self._runnable(conn, now, limit)
+                counts: dict[tuple[str, str], int] = {}
+            else:
+                rows, counts = await self._runnable_within(conn, now, limit, capacity)
+                counts.setdefault(("chat", "busy"), 0)  # counted, even when nothing is
+            leases = await self._claim(conn, worker_id, now, rows)
         for lease in leases:
             self._committed(lease.chat)
+        claimed = dict.fromkeys(_KINDS, 0)
+        waited = []
+        for row in rows:
+            if row["status"] == ChatStatus.PENDING:
+                kind = _kind(row)
+                claimed[kind] += 1
+                waited.append((kind, max(0.0, (now - _aware(row["updated_at"])).total_seconds())))
+        if not counts:
+            return Acquisition(leases=leases, waited=waited)
+        return Acquisition(
+            leases=leases,
+            running={k: counts.get((k, "busy"), 0) + claimed[k] for k in _KINDS},
+            queued={k: counts.get((k, "pending"), 0) - claimed[k] for k in _KINDS},
+            waited=waited,
+        )
+
+    def _runnable_query(self, *conditions: Any) -> Any:
+        c, h = chats.c, chat_heartbeats.c
+        return (
+            sa.select(chats)
+            .select_from(chats.outerjoin(chat_heartbeats, h.chat_id == c.id))
+            .where(~c.archived, *conditions)
+            .order_by(c.updated_at, c.id)  # ids are time-ordered (UUIDv7)
+            .with_for_update(of=chats, skip_locked=True)
+        )
+
+    def _expired(self, now: Any) -> Any:
+        c, h = chats.c, chat_heartbeats.c
+        return sa.and_(c.status.in_(_BUSY), sa.or_(h.chat_id.is_(None), h.expires_at < now))
+
+    async def _runnable(self, conn: Any, now: Any, limit: int) -> list[dict[str, Any]]:
+        query = self._runnable_query(
+            sa.or_(chats.c.status == ChatStatus.PENDING, self._expired(now))
+        ).limit(limit)
+        return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+    async def _runnable_within(
+        self, conn: Any, now: Any, limit: int, capacity: Capacity
+    ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+        """The runnable rows `capacity` admits, and the deployment's counts before the
+        claim: (kind, "busy" | "pending") → chats."""
+        c = chats.c
+        if not self.db.is_sqlite:
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CAPACITY_LOCK)))
+        kind = sa.case((c.parent_id.is_(None), "chat"), else_="agent")
+        state = sa.case((c.status == ChatStatus.PENDING, "pending"), else_="busy")
+        counted = await conn.execute(
+            sa.select(kind, state, sa.func.count())
+            .where(~c.archived, c.status.in_((ChatStatus.PENDING, *_BUSY)))
+            .group_by(kind, state)
+        )
+        counts = {(k, st): int(n) for k, st, n in counted}
+        rows = [
+            dict(row)
+            for row in (
+                await conn.execute(self._runnable_query(self._expired(now)).limit(limit))
+            ).mappings()
+        ]
+        for name, top_level in (("chat", True), ("agent", False)):
+            ceiling = capacity.chats if top_level else capacity.agents
+            room = limit - len(rows)
+            if ceiling > 0:
+                room = min(room, ceiling - counts.get((name, "busy"), 0))
+            if room <= 0:
+                continue
+            query = self._runnable_query(
+                c.status == ChatStatus.PENDING,
+                c.parent_id.is_(None) if top_level else c.parent_id.is_not(None),
+            ).limit(room)
+            rows += [dict(row) for row in (await conn.execute(query)).mappings()]
+        return rows, counts
+
+    async def _claim(
+        self, conn: Any, worker_id: str, now: Any, rows: list[dict[str, Any]]
+    ) -> list[Lease]:
+        """Lease `rows` to `worker_id`: pending → running, new runner and epoch,
+        a block of seqs, the first attempt counted, and a fresh heartbeat."""
+        if not rows:
+            return []
+        h = chat_heartbeats.c
+        expires_at = now + timedelta(seconds=self.config.lease_ttl)
+        leases: list[Lease] = []
+        updates = []
+        for found in rows:
+            row = dict(found)
+            first_seq = row["seq_reserved"] + 1
+            row.update(
+                status=(
+                    ChatStatus.RUNNING if row["status"] == ChatStatus.PENDING else row["status"]
+                ),
+                worker_id=worker_id,
+                runner_id=new_id(),
+                lease_epoch=row["lease_epoch"] + 1,
+                snapshot_version=row["snapshot_version"] + 1,
+                seq_reserved=row["seq_reserved"] + self.config.seq_block,
+                updated_at=now,
+            )
+            # The runner's first model call is attempt +1: recorded here, in the
+            # claim's own transaction (what `record_generation_attempt` would do).
+            row["generation_attempt"] += 1
+            if row["retry_state"] is not None:
+                row.update(retry_state=None, retry_state_version=row["snapshot_version"])
+            updates.append(row)
+            leases.append(
+                Lease(
+                    chat=chat_from_row(row),
+                    runner_id=row["runner_id"],
+                    lease_epoch=row["lease_epoch"],
+                    first_seq=first_seq,
+                )
+            )
+        names = (
+            "status",
+            "worker_id",
+            "runner_id",
+            "lease_epoch",
+            "snapshot_version",
+            "seq_reserved",
+            "updated_at",
+            "generation_attempt",
+            "retry_state",
+            "retry_state_version",
+        )
+        await conn.execute(
+            sa.update(chats)
+            .where(chats.c.id == sa.bindparam("b_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in names}),
+            [{"b_id": row["id"]} | {f"b_{n}": row[n] for n in names} for row in updates],
+        )
+        claimed = [row["id"] for row in updates]
+        await conn.execute(sa.delete(chat_heartbeats).where(h.chat_id.in_(claimed)))
+        await conn.execute(
+            sa.insert(chat_heartbeats),
+            [
+                {
+                    "chat_id": row["id"],
+                    "runner_id": row["runner_id"],
+                    "worker_id": worker_id,
+                    "heartbeat_at": now,
+                    "expires_at": expires_at,
+                }
+                for row in updates
+            ],
+        )
         return leases
 
     async def renew_leases(self, worker_id: str, runner_ids: Collection[str]) -> set[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from chatd.core.agents import WAIT_AGENT
 from chatd.store import Chat, ChatStatus, QueuedMessage, StoredMessage, Visibility
 from chatd.stream.wire import message_json, queued_json, timestamp
 from chatd.types import ToolCallPart, ToolResultPart
@@ -41,7 +42,8 @@ def emitted_state_of(chat: Chat) -> dict[str, Any]:
 
 
 def pending_tool_calls(messages: Sequence[StoredMessage]) -> list[dict[str, Any]]:
-    """Tool calls of the last assistant message that have no result yet."""
+    """Tool calls of the last assistant message that the client must answer: those
+    with no result yet, but `wait_agent`, which the chat's agents answer."""
     answered = {p.tool_call_id for m in messages for p in m.parts if isinstance(p, ToolResultPart)}
     for message in reversed(messages):
         calls = [p for p in message.parts if isinstance(p, ToolCallPart)]
@@ -49,7 +51,9 @@ def pending_tool_calls(messages: Sequence[StoredMessage]) -> list[dict[str, Any]
             return [
                 {"tool_call_id": c.tool_call_id, "tool_name": c.tool_name, "args": c.input}
                 for c in calls
-                if c.tool_call_id not in answered and not c.provider_executed
+                if c.tool_call_id not in answered
+                and not c.provider_executed
+                and c.tool_name != WAIT_AGENT
             ]
     return []
 
@@ -111,7 +115,8 @@ def derive_events(
         # 4. error, 5. action_required: on reaching those statuses.
         if chat.status == ChatStatus.ERROR and chat.last_error:
             events.append(("error", dict(chat.last_error)))
-        if chat.status == ChatStatus.REQUIRES_ACTION:
+        # (not while it waits only for its agents: the client has nothing to submit)
+        if chat.status == ChatStatus.REQUIRES_ACTION and requires_action_calls:
             events.append(
                 (
                     "action_required",

@@ -166,8 +166,10 @@ def chat_json(
     last_seq: int | None = None,
     requires_action: dict[str, Any] | None = None,
     usage: dict[str, int | None] | None = None,
+    children: Sequence[Chat] | None = None,
 ) -> dict[str, Any]:
-    """A chat; with `queue` the full resource, without it the list summary."""
+    """A chat; with `queue` the full resource, without it the list summary. The full
+    resource lists the chat's `children` (sub-agents) with their live status."""
     body: dict[str, Any] = {
         "id": chat.id,
         "owner_id": chat.owner_id,
@@ -178,6 +180,7 @@ def chat_json(
         "model_config_id": chat.model_config_id,
         "tools": chat.tool_config,
         "mode": chat.mode,
+        "parent_id": chat.parent_id,
         "instructions": chat.instructions,
         "last_error": chat.last_error,
         "retry_state": chat.retry_state,
@@ -192,6 +195,9 @@ def chat_json(
         body["queue_length"] = chat.queue_length
     else:
         body["queued_messages"] = [queued_json(q) for q in queue]
+        body["children"] = [
+            {"id": c.id, "title": c.title, "status": str(c.status)} for c in children or ()
+        ]
     if usage is not None:
         body["usage"] = usage
     return body

@@ -8,6 +8,8 @@
   its `tools` are named `<slug>__<tool>`.
 - `plan_mode_selection()` and `with_question_tool()`: what a run in plan mode offers
   (read-only built-ins, `propose_plan`), and `ask_user_question`, answered by the user.
+- `agent_tools(host)` and `with_agent_tools()`: `spawn_agent`, `wait_agent`,
+  `message_agent`, `interrupt_agent`, `list_agents` over an `AgentHost` (sub-agents).
 - `ToolConfig` (a chat's `tools` field) and `select_tools()`: which tools a run
   gets, and the name sets `chatd.loop.RunOptions` needs.
 
@@ -16,6 +18,13 @@ the model can correct itself. This package builds `chatd.loop.Tool`s; it does no
 run the loop, persist anything or speak HTTP. See docs/tools.md.
 """
 
+from chatd.tools._agents import (
+    AgentError,
+    AgentHost,
+    agent_tools,
+    child_unavailable_tools,
+    with_agent_tools,
+)
 from chatd.tools._builtin import BUILTIN_TOOL_NAMES, builtin_tools
 from chatd.tools._config import BuiltinToolsConfig, sandbox_for_settings
 from chatd.tools._instructions import read_agents_md
@@ -56,6 +65,8 @@ __all__ = [
     "PROCESS_TOOL_NAMES",
     "PROPOSE_PLAN",
     "READ_ONLY_BUILTIN_TOOLS",
+    "AgentError",
+    "AgentHost",
     "Bubblewrap",
     "BuiltinToolsConfig",
     "DynamicToolSpec",
@@ -71,9 +82,11 @@ __all__ = [
     "Unsandboxed",
     "Workspace",
     "Workspaces",
+    "agent_tools",
     "allowed_builtin_tools",
     "answer_problem",
     "builtin_tools",
+    "child_unavailable_tools",
     "dynamic_tool",
     "effective_tool_policy",
     "mcp_tool_name",
@@ -82,5 +95,6 @@ __all__ = [
     "sandbox_for_settings",
     "select_mcp_servers",
     "select_tools",
+    "with_agent_tools",
     "with_question_tool",
 ]

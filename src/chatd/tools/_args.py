@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from chatd.core.durations import parse_duration as core_parse_duration
 from chatd.loop import Tool, ToolCall, ToolResponse
 
 __all__ = [
@@ -84,34 +83,12 @@ class Arguments:
         return parse_duration(value, key)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(value: object, key: str = "duration") -> float:
     """Seconds from a Go-style duration ("30s", "5m", "1h30m", "500ms") or a number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            position, seconds = 0, 0.0
-            for match in _DURATION_PART.finditer(text):
-                if match.start() != position:
-                    break
-                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-                position = match.end()
-            if position != len(text) or position == 0:
-                raise ToolInputError(
-                    f'{key} must be a duration such as "30s", "5m" or "1h30m", not {value!r}'
-                ) from None
-    else:
-        raise ToolInputError(f'{key} must be a duration such as "30s" or "5m"')
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ToolInputError(f"{key} must not be negative")
-    return seconds
+    try:
+        return core_parse_duration(value, key)
+    except ValueError as err:
+        raise ToolInputError(str(err)) from None
 
 
 def format_seconds(seconds: float) -> str:

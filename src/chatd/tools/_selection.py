@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from chatd.core.agents import AGENT_TOOL_NAMES
 from chatd.loop import RunOptions, Tool, ToolCall, ToolResponse
 from chatd.providers import PROVIDER_TOOL_NAMES
 from chatd.tools._builtin import BUILTIN_TOOL_NAMES
@@ -119,6 +120,10 @@ class ToolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
             if name in (PROPOSE_PLAN, ASK_USER_QUESTION):
                 raise ToolConfigError(
                     f"tools.dynamic: the tool name {name!r} is reserved for plan mode"
+                )
+            if name in AGENT_TOOL_NAMES:
+                raise ToolConfigError(
+                    f"tools.dynamic: the tool name {name!r} is reserved for sub-agents"
                 )
             if spec.input_schema.get("type") != "object":
                 raise ToolConfigError(

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from chatd.core.agents import WAIT_AGENT
 from chatd.errors import ClassifiedError, ClassifiedException, ErrorKind
 from chatd.loop import (
     ChatInterrupted,
@@ -57,9 +58,11 @@ from chatd.tools import (
     ToolConfigError,
     ToolSelection,
     allowed_builtin_tools,
+    child_unavailable_tools,
     effective_tool_policy,
     plan_mode_selection,
     select_tools,
+    with_agent_tools,
     with_question_tool,
 )
 from chatd.types import (
@@ -67,6 +70,7 @@ from chatd.types import (
     Role,
     ToolCallPart,
 )
+from chatd.worker.agents import ChildAgents
 from chatd.worker.attempts import AttemptRecorder
 from chatd.worker.cost import cost_micros
 from chatd.worker.instructions import Instructions, gather_instructions
@@ -298,7 +302,7 @@ class ChatRunner:
                 )
             )
             builtin = [tool for tool in self.worker.builtin_tools(chat) if tool.name in allowed]
-        workspace = self.worker.workspaces.get(self.chat_id) if builtin else None
+        workspace = self.worker.workspaces.get(workspace_key(chat)) if builtin else None
         self.instructions = await gather_instructions(chat, owner, deployment, workspace)
         extra = self.worker.server_tools(chat) if self.worker.server_tools is not None else []
         planning = chat.mode == PLAN_MODE
@@ -306,8 +310,10 @@ class ChatRunner:
         if tool_config.mcp_servers and not planning:
             extra = [*extra, *await self._connect_mcp(tool_config.mcp_servers)]
         selection = _mode_selection(
-            select_tools(tool_config, builtin=builtin, mcp=extra), planning=planning
+            select_tools(tool_config, builtin=builtin, mcp=extra), planning=planning, chat=chat
         )
+        if selection.builtin_tool_names and not planning and chat.parent_id is None:
+            selection = with_agent_tools(selection, ChildAgents(self.store, chat))
         compaction = self._compaction_options(config)
         options = RunOptions(
             model=AttemptRecorder(model, self.record_attempt),
@@ -321,6 +327,7 @@ class ChatRunner:
             compaction=compaction,
             reload_messages=self._reload,
             provider_tools=_provider_tools(tool_config, config),
+            unavailable_tools=child_unavailable_tools() if chat.parent_id else {},
         )
         options = selection.apply(options)
         gauge = self.worker.metrics.chats.labels("streaming")
@@ -362,7 +369,7 @@ class ChatRunner:
 
     async def _connect_mcp(self, slugs: Sequence[str]) -> list[Tool]:
         self._mcp = contextlib.AsyncExitStack()
-        cwd = str(self.worker.workspaces.get(self.chat_id).root)
+        cwd = str(self.worker.workspaces.get(workspace_key(self.chat)).root)
         return await connect_mcp_servers(self.store, self.chat_id, slugs, self._mcp, cwd=cwd)
 
     def _compaction_options(self, config: ModelConfig) -> CompactionOptions:
@@ -435,13 +442,18 @@ class ChatRunner:
         )
 
 
-def _mode_selection(selection: ToolSelection, *, planning: bool) -> ToolSelection:
+def workspace_key(chat: Chat) -> str:
+    """Whose workspace the chat works in: a child shares its parent's."""
+    return chat.parent_id or chat.id
+
+
+def _mode_selection(selection: ToolSelection, *, planning: bool, chat: Chat) -> ToolSelection:
     """Plan mode's tools; otherwise the chat's, with `ask_user_question` when the run has
     built-in tools (a chat without them, such as an OpenAI-compatible API one, is offered
-    only the tools its client named)."""
+    only the tools its client named). A child asks no one: no user watches it."""
     if planning:
         return plan_mode_selection(selection)
-    if selection.builtin_tool_names:
+    if selection.builtin_tool_names and chat.parent_id is None:
         return with_question_tool(selection)
     return selection
 
@@ -452,7 +464,7 @@ def _ends_with_pending_dynamic_calls(messages: list[Any], chat: Chat) -> bool:
         names = {spec.name for spec in ToolConfig.from_json(chat.tool_config or None).dynamic}
     except ToolConfigError:
         return False
-    names.add(ASK_USER_QUESTION)
+    names.update((ASK_USER_QUESTION, WAIT_AGENT))
     if not messages:
         return False
     last = messages[-1]

@@ -22,14 +22,14 @@ from typing import Any
 
 from chatd.config import Settings
 from chatd.loop import Metrics, Model, Tool
-from chatd.store import Chat, ChatStatus, ModelConfig, Store, StoreError
+from chatd.store import Acquisition, Capacity, Chat, ChatStatus, ModelConfig, Store, StoreError
 from chatd.stream.hub import StreamHub
 from chatd.stream.relay import Relay
 from chatd.stream.watch import ChatListWatch
 from chatd.tools import BuiltinToolsConfig, Workspaces, builtin_tools, sandbox_for_settings
 from chatd.worker.admission import Admission
 from chatd.worker.peers import PeerCommits
-from chatd.worker.runner import ChatRunner
+from chatd.worker.runner import ChatRunner, workspace_key
 from chatd.worker.titles import TitleWriter
 from chatd.worker.unowned import UnownedSync
 
@@ -74,6 +74,11 @@ class Worker:
         self.flush_wake = asyncio.Event()
         self.draining = False
         self.admission = Admission(settings)
+        self.capacity = Capacity(
+            chats=settings.max_running_chats, agents=settings.max_running_agents
+        )
+        metrics.capacity_limit.labels("chat").set(self.capacity.chats)
+        metrics.capacity_limit.labels("agent").set(self.capacity.agents)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.unowned = UnownedSync(store, hub, self.wake, self._spawn)
@@ -113,7 +118,8 @@ class Worker:
     def builtin_tools(self, chat: Chat) -> list[Tool]:
         """The built-in tools, confined to the chat's workspace (kept while we run it)."""
         return builtin_tools(
-            self.workspaces.get(chat.id), BuiltinToolsConfig.from_settings(self.settings)
+            self.workspaces.get(workspace_key(chat)),
+            BuiltinToolsConfig.from_settings(self.settings),
         )
 
     def chat_deleted(self, chat_id: str) -> None:
@@ -238,13 +244,24 @@ class Worker:
         limit = self.admission.limit(free, len(self.runners))
         if limit <= 0:
             return 0
-        leases = await self.store.acquire_pending_chats(self.worker_id, limit)
+        acquired = await self.store.acquire_chats(self.worker_id, limit, self.capacity)
+        self._record_capacity(acquired)
+        leases = acquired.leases
         self.admission.claimed(len(leases))
         for lease in leases:
             runner = ChatRunner(self, lease)
             self.runners[lease.chat.id] = runner
             runner.task = asyncio.create_task(self._run(runner), name=f"chat-{lease.chat.id}")
         return len(leases)
+
+    def _record_capacity(self, acquired: Acquisition) -> None:
+        m = self.metrics
+        for kind, seconds in acquired.waited:
+            m.capacity_wait_seconds.labels(kind).observe(seconds)
+        for kind, running in acquired.running.items():
+            m.capacity_running.labels(kind).set(running)
+        for kind, queued in acquired.queued.items():
+            m.capacity_queued.labels(kind).set(queued)
 
     async def _run(self, runner: ChatRunner) -> None:
         try:
@@ -254,7 +271,7 @@ class Worker:
             # re-acquired (by us or another replica) after its lease expires. Its
             # sandbox's processes end with it (shutdown closes every workspace).
             log.info("chat %s: runner cancelled", runner.chat_id)
-            if not self.draining:
+            if not self.draining and runner.chat.parent_id is None:  # a child's is its parent's
                 self._spawn(self.workspaces.release(runner.chat_id))
         except Exception:
             log.exception("chat %s: runner failed", runner.chat_id)
@@ -322,8 +339,8 @@ class Worker:
                 log.warning("sync of owned chats failed (%s); retrying next interval", err)
 
     async def _housekeeping_loop(self) -> None:
-        """Every 30 s: expired heartbeat rows; every 60 s: the stream log beyond its
-        retention and idle hub rings (spec §4.1, §5.5)."""
+        """Every 30 s: expired heartbeat rows and waits on agents no commit answered;
+        every 60 s: the stream log beyond its retention and idle hub rings (§4.1, §5.5)."""
         last_prune: datetime | None = None
         rounds = 0
         while not self.draining:
@@ -331,6 +348,7 @@ class Worker:
             rounds += 1
             try:
                 await self.store.delete_expired_heartbeats()
+                await self.store.resolve_stalled_waits()
                 if rounds % 2 == 0:
                     started = datetime.now(UTC)
                     await self.store.prune_events(
