@@ -23,7 +23,13 @@ from rich.table import Table
 from rich.text import Text
 
 from chatd.client._http import ApiClient, ApiError
-from chatd.client._state import ChatView, render_message, render_preview, tool_result_line
+from chatd.client._state import (
+    ChatView,
+    agent_lines,
+    render_message,
+    render_preview,
+    tool_result_line,
+)
 from chatd.client._tools import BUILTIN_TOOLS, builtin_label, tools_for_level
 
 __all__ = ["ChatSession"]
@@ -34,12 +40,16 @@ HELP = """Commands:
   /models         list the models; /model NAME picks one for the next messages
   /compact        summarise the history now
   /tools          show the chat's built-in tools (chatd chat --tools picks a new chat's)
+  /agents         list the chat's agents (the chats it started) with their status
+  /open ID        open another of your chats, such as an agent
   /new            start a new chat
   /help           this help
   /quit           leave (Ctrl-D too)
 Ctrl-C interrupts a running turn; the client stays open."""
 
 PROMPT = "you> "
+# How often a parent waiting for its agents reads their statuses (seconds).
+AGENT_POLL = 1.0
 
 
 @dataclass
@@ -89,6 +99,10 @@ class ChatSession:
     # ------------------------------------------------------------------ input
 
     async def _read_line(self) -> str | None:
+        if self.view is not None and self.view.waiting_for_agents:
+            view = self.view  # its agents answer, not the user: follow until they have
+            await self._follow_turn(lambda: not view.busy and not view.waiting_for_agents)
+            return ""
         if self.view is not None and self.view.status == "requires_action":
             await self._answer_action()
             return ""
@@ -144,7 +158,7 @@ class ChatSession:
     def _turn_ended_after(self, mark: int) -> Callable[[], bool]:
         view = self.view
         assert view is not None
-        return lambda: view.turn_ends > mark and not view.busy
+        return lambda: view.turn_ends > mark and not view.busy and not view.waiting_for_agents
 
     async def _command(self, line: str) -> bool:
         name, _, arg = line.partition(" ")
@@ -164,6 +178,10 @@ class ChatSession:
                 await self._queue()
             elif name == "/tools":
                 await self._show_tools()
+            elif name == "/agents":
+                await self._agents()
+            elif name == "/open":
+                await self._open_chat(arg)
             elif name == "/compact":
                 if self.chat_id is None:
                     self.console.print("No chat yet.")
@@ -263,6 +281,31 @@ class ChatSession:
         names = ", ".join(BUILTIN_TOOLS if builtin == "all" else builtin)
         self.console.print(Text(f"tools: {names if label == names else f'{label} ({names})'}"))
 
+    async def _agents(self) -> None:
+        if self.chat_id is None or self.view is None:
+            self.console.print("No chat yet.")
+            return
+        await self._refresh_children(self.view)
+        for line in agent_lines(self.view):
+            self.console.print(line, highlight=False)
+
+    async def _open_chat(self, chat_id: str) -> None:
+        if not chat_id:
+            self.console.print(Text("Use: /open CHAT_ID (/agents lists this chat's agents)."))
+            return
+        await self._open(chat_id, show_history=True)
+        view = self.view
+        assert view is not None
+        self.console.print(Text(f"Opened {view.title or chat_id} [{view.status}]."))
+        if view.busy or view.waiting_for_agents:
+            await self._follow_turn(lambda: not view.busy and not view.waiting_for_agents)
+
+    async def _refresh_children(self, view: ChatView) -> None:
+        """Its agents' statuses, which change with no event of this chat's."""
+        chat = await self.api.request("GET", f"/api/chats/{view.id}")
+        view.children = chat.get("children") or []
+        view.parent_id = chat.get("parent_id")
+
     async def _answer_action(self) -> None:
         assert self.view is not None and self.view.action is not None
         results = []
@@ -290,9 +333,9 @@ class ChatSession:
 
     async def _open(self, chat_id: str, *, show_history: bool) -> int:
         """Load the chat and follow its stream; returns the durable log's last seq."""
-        await self._stop_stream()
         chat = await self.api.request("GET", f"/api/chats/{chat_id}")
         page = await self.api.request("GET", f"/api/chats/{chat_id}/messages")
+        await self._stop_stream()  # only once the other chat is there to open
         busy = chat["status"] in ("pending", "running", "interrupting")
         # Busy: replay the retained stream so the step in progress shows from its start.
         view = ChatView(chat, page["messages"], 0 if busy else page["last_seq"])
@@ -324,12 +367,18 @@ class ChatSession:
         view = self.view
         assert view is not None
         self._turn_active = True
+        loop = asyncio.get_running_loop()
+        polled = 0.0
         try:
             with Live(
                 render_preview(view), console=self.console, refresh_per_second=12, transient=True
             ) as live:
                 while True:
                     self._changed.clear()
+                    if view.waiting_for_agents and loop.time() - polled >= AGENT_POLL:
+                        polled = loop.time()
+                        with contextlib.suppress(ApiError):
+                            await self._refresh_children(view)
                     self._print_messages(view.take_committed(), live)
                     live.update(render_preview(view))
                     if done():

@@ -22,6 +22,7 @@ from rich.text import Text
 __all__ = [
     "BUSY",
     "ChatView",
+    "agent_lines",
     "render_message",
     "render_preview",
     "status_line",
@@ -41,6 +42,8 @@ class ChatView:
         self.retry_received = time.monotonic()
         self.error: dict[str, Any] | None = chat.get("last_error")
         self.action: dict[str, Any] | None = chat.get("requires_action")
+        self.parent_id: str | None = chat.get("parent_id")
+        self.children: list[dict[str, Any]] = chat.get("children") or []  # its agents
         self.messages: dict[str, dict[str, Any]] = {m["id"]: m for m in messages}
         self.preview: list[dict[str, Any]] = []
         self.last_seq = last_seq
@@ -52,6 +55,11 @@ class ChatView:
     @property
     def busy(self) -> bool:
         return self.status in BUSY
+
+    @property
+    def waiting_for_agents(self) -> bool:
+        """In requires_action only for its agents (`wait_agent`): nothing to answer."""
+        return self.status == "requires_action" and self.action is None
 
     def apply(self, kind: str, data: dict[str, Any]) -> bool:
         """Apply one event; False when its seq was already applied (a replay)."""
@@ -252,7 +260,33 @@ def status_line(view: ChatView) -> Text:
         line.append(f" {retry.get('error', '')}")
     elif view.status == "interrupting":
         line.append("Interrupting…", style="yellow")
+    elif view.waiting_for_agents:
+        working = sum(1 for c in view.children if c["status"] in BUSY)
+        line.append(
+            f"Waiting for {working} of {len(view.children)} agents… (Ctrl-C interrupts)"
+            if working
+            else "Waiting for its agents… (Ctrl-C interrupts)",
+            style="dim",
+        )
+        for child in view.children:
+            line.append(f"\n  ◦ {child.get('title') or 'Untitled agent'} ", style="dim")
+            line.append(f"[{child['status']}]", style="cyan")
     elif view.busy:
         thinking = bool(view.preview) and view.preview[-1]["kind"] == "reasoning"
         line.append("Thinking…" if thinking else "Generating… (Ctrl-C interrupts)", style="dim")
     return line
+
+
+def agent_lines(view: ChatView) -> list[Text]:
+    """`/agents`: the chat's agents (or the chat it is an agent of), with their ids."""
+    lines = []
+    if view.parent_id:
+        lines.append(Text(f"This chat is an agent of {view.parent_id} (/open {view.parent_id})."))
+    if not view.children and not view.parent_id:
+        lines.append(Text("This chat has no agents."))
+    for child in view.children:
+        line = Text(f"{child['id']}  ")
+        line.append(f"[{child['status']}]", style="cyan")
+        line.append(f"  {child.get('title') or 'Untitled agent'}")
+        lines.append(line)
+    return lines

@@ -5,7 +5,7 @@
 
 import { Api } from "./api.js";
 import { Attachments, watchThumbnails, wireAttachments } from "./attachments.js";
-import { ChatState, retrySecondsLeft } from "./chatstate.js";
+import { BUSY, ChatState, retrySecondsLeft } from "./chatstate.js";
 import { costSummary } from "./cost.js";
 import { ChatStream } from "./stream.js";
 import { allowedLevels, builtinLabel, builtinNames, toolsForLevel } from "./tools.js";
@@ -15,6 +15,8 @@ const TOKEN_KEY = "chatd.token";
 // The tools level for new chats: kept for the tab's session, not per chat.
 const TOOLS_KEY = "chatd.tools";
 const LIST_POLL_MS = 4000;
+// How often the open chat's agents' statuses are read while any of them works.
+const AGENT_POLL_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -38,6 +40,7 @@ const app = {
   queueKey: "",
   opening: 0,
   cost: null, // {chatId, body}: GET /api/chats/{id}/cost of the open chat
+  listed: new Map(), // id → chat summary of the sidebar's last page
 };
 
 // ---------------------------------------------------------------- sign in
@@ -180,31 +183,48 @@ async function refreshList() {
 }
 
 function renderList(chats) {
+  app.listed = new Map(chats.map((chat) => [chat.id, chat]));
   const current = app.chat ? app.chat.id : null;
   const list = $("chat-list");
   const focused = document.activeElement && document.activeElement.dataset.chatId;
-  list.replaceChildren(
-    ...chats.map((chat) => {
-      const status = current === chat.id ? app.chat.status : chat.status;
-      const title = (current === chat.id ? app.chat.title : chat.title) || "Untitled chat";
-      const button = h(
-        "button",
-        {
-          type: "button",
-          class: "chat-item",
-          "data-chat-id": chat.id,
-          "aria-current": current === chat.id ? "page" : null,
-          "aria-label": `${title} — ${status.replace("_", " ")}${chat.archived ? ", archived" : ""}`,
-          onclick: () => {
-            location.hash = `#/chat/${chat.id}`;
-          },
+  // Agents (child chats) nest under their parent when it is listed too.
+  const listed = new Set(chats.map((chat) => chat.id));
+  const childrenOf = new Map();
+  for (const chat of chats) {
+    if (chat.parent_id && listed.has(chat.parent_id)) {
+      if (!childrenOf.has(chat.parent_id)) childrenOf.set(chat.parent_id, []);
+      childrenOf.get(chat.parent_id).push(chat);
+    }
+  }
+  const item = (chat, agent) => {
+    const status = current === chat.id ? app.chat.status : chat.status;
+    const title = (current === chat.id ? app.chat.title : chat.title) || "Untitled chat";
+    const words = status.replace("_", " ");
+    const button = h(
+      "button",
+      {
+        type: "button",
+        class: "chat-item",
+        "data-chat-id": chat.id,
+        "aria-current": current === chat.id ? "page" : null,
+        "aria-label": `${agent ? "Agent: " : ""}${title} — ${words}${chat.archived ? ", archived" : ""}`,
+        onclick: () => {
+          location.hash = `#/chat/${chat.id}`;
         },
-        h("span", { class: "chat-item-title", text: title }),
-        h("span", { class: `badge status-${status}`, text: status.replace("_", " ") }),
-      );
-      return h("li", {}, button);
-    }),
-  );
+      },
+      h("span", { class: "chat-item-title", text: title }),
+      h("span", { class: `badge status-${status}`, text: words }),
+    );
+    const children = childrenOf.get(chat.id) || [];
+    // Oldest agent first, as the parent lists them.
+    children.sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
+    const nested = children.length
+      ? [h("ul", { class: "chat-children", "aria-label": `Agents of ${title}` }, ...children.map((c) => item(c, true)))]
+      : [];
+    return h("li", {}, button, ...nested);
+  };
+  const top = chats.filter((chat) => !(chat.parent_id && listed.has(chat.parent_id)));
+  list.replaceChildren(...top.map((chat) => item(chat, false)));
   $("chat-list-empty").hidden = chats.length > 0;
   if (focused) {
     const again = list.querySelector(`[data-chat-id="${CSS.escape(focused)}"]`);
@@ -300,7 +320,10 @@ function onEvent(state, type, data) {
   if (!state.apply(type, data)) return; // already applied: a replay after reconnecting
   if (type === "message" || type === "history_reset") app.messagesDirty = true;
   if (type === "status" || type === "title") refreshList();
-  if (type === "status") refreshCost(state);
+  if (type === "status") {
+    refreshCost(state);
+    refreshAgents(state);
+  }
   if (state.needsReload) reloadMessages(state);
   scheduleRender();
 }
@@ -338,13 +361,15 @@ function render() {
   const badge = $("chat-status");
   badge.hidden = !state;
   if (state) {
-    badge.textContent = state.status.replace("_", " ");
-    badge.className = `badge status-${state.status}`;
+    const shown = state.waitingForAgents ? "waiting_for_agents" : state.status;
+    badge.textContent = shown.replaceAll("_", " ");
+    badge.className = `badge status-${shown}`;
   }
   $("archive").hidden = !state;
   $("compact").hidden = !state;
   renderTools(state);
   renderCost(state);
+  renderAgents(state);
   if (state) {
     $("archive").textContent = state.archived ? "Unarchive" : "Archive";
   }
@@ -369,6 +394,55 @@ function render() {
   renderComposer(state);
   if (nearBottom) conversation.scrollTop = conversation.scrollHeight;
 }
+
+/** The open chat's agents (or the chat it is an agent of), each a link with its status. */
+function renderAgents(state) {
+  const children = state ? state.children : [];
+  const parentId = state ? state.parentId : null;
+  $("agents").hidden = !children.length && !parentId;
+  $("agent-of").hidden = !parentId;
+  if (parentId) {
+    const link = $("agent-parent");
+    link.href = `#/chat/${parentId}`;
+    const parent = app.listed.get(parentId);
+    link.textContent = (parent && parent.title) || "its parent chat";
+  }
+  $("agent-children").hidden = !children.length;
+  $("agent-list").replaceChildren(
+    ...children.map((child) => {
+      const title = child.title || "Untitled agent";
+      const words = child.status.replace("_", " ");
+      return h(
+        "li",
+        {},
+        h(
+          "a",
+          { href: `#/chat/${child.id}`, "data-agent-id": child.id, "aria-label": `${title} — ${words}` },
+          h("span", { text: title }),
+          h("span", { class: `badge status-${child.status}`, text: words }),
+        ),
+      );
+    }),
+  );
+}
+
+/** Read the open chat's agents again (their statuses change with no event of its own). */
+async function refreshAgents(state) {
+  let chat;
+  try {
+    chat = await app.api.chat(state.id);
+  } catch {
+    return; // kept as shown; the next poll or status change retries
+  }
+  if (app.chat !== state) return;
+  state.children = chat.children || [];
+  scheduleRender();
+}
+
+setInterval(() => {
+  const state = app.chat;
+  if (state && !document.hidden && (state.agentsBusy || state.waitingForAgents)) refreshAgents(state);
+}, AGENT_POLL_MS);
 
 /** The open chat's cost and tokens, read again whenever its status changes. */
 async function refreshCost(state) {
@@ -460,7 +534,13 @@ function renderStatusLine(state) {
   if (state && state.status === "error" && state.error) {
     items.push(errorChip(state.error.kind, state.error.status_code, state.error.message));
   }
-  if (state && state.status === "requires_action") {
+  if (state && state.waitingForAgents) {
+    const working = state.children.filter((c) => BUSY.has(c.status));
+    const text = working.length
+      ? `Waiting for ${working.length} of ${state.children.length} agents…`
+      : "Waiting for its agents…";
+    items.push(h("span", { class: "status-item working", text }));
+  } else if (state && state.status === "requires_action") {
     items.push(h("span", { class: "status-item", text: "Waiting for your client tool results." }));
   }
   if (state && state.status === "interrupting") {

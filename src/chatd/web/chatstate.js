@@ -15,6 +15,8 @@ export class ChatState {
     this.model = chat.model; // "provider:model" it runs on
     this.builtinTools = chat.tools ? chat.tools.builtin : null; // "all", a list, or null
     this.mode = chat.mode; // "plan" or null
+    this.parentId = chat.parent_id || null; // set on an agent (a child chat)
+    this.children = chat.children || []; // its agents: [{id, title, status}]
     this.queue = chat.queued_messages || [];
     this.retry = chat.retry_state;
     this.retryReceivedAt = Date.now();
@@ -31,6 +33,16 @@ export class ChatState {
 
   get busy() {
     return BUSY.has(this.status);
+  }
+
+  /** In requires_action only for its agents (wait_agent): nothing for the user to do. */
+  get waitingForAgents() {
+    return this.status === "requires_action" && !this.action;
+  }
+
+  /** Whether any of its agents still works (their statuses are polled meanwhile). */
+  get agentsBusy() {
+    return this.children.some((c) => BUSY.has(c.status));
   }
 
   /** Committed messages in position order. */
