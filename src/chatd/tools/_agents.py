@@ -23,7 +23,7 @@ from chatd.core.agents import (
     WAIT_AGENT,
 )
 from chatd.loop import Tool, ToolResponse
-from chatd.tools._args import Arguments, json_text, make_tool
+from chatd.tools._args import Arguments, json_text, make_tool, object_schema
 from chatd.tools._selection import DynamicToolSpec, ToolSelection, dynamic_tool
 
 __all__ = [
@@ -89,15 +89,6 @@ _WAIT = DynamicToolSpec(
 )
 
 
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-
-
 def _describe(err: OSError) -> str:
     return f"the agent tools failed: {err}"
 
@@ -135,7 +126,7 @@ def agent_tools(host: AgentHost) -> list[Tool]:
             "with you, in this chat's workspace and with its tools. Returns the agent's id "
             "at once; call wait_agent to get its answer. Give it everything it needs to "
             "know in the prompt: it does not see this conversation.",
-            _schema(
+            object_schema(
                 {
                     "prompt": {"type": "string", "description": "The agent's task."},
                     "model": {
@@ -155,7 +146,7 @@ def agent_tools(host: AgentHost) -> list[Tool]:
             MESSAGE_AGENT,
             "Send an agent a follow-up message; it starts another turn (or waits its "
             "turn while it is still working). Call wait_agent for the answer.",
-            _schema(
+            object_schema(
                 {**identity, "message": {"type": "string", "description": "The message."}},
                 ["id", "message"],
             ),
@@ -165,14 +156,14 @@ def agent_tools(host: AgentHost) -> list[Tool]:
         make_tool(
             INTERRUPT_AGENT,
             "Stop an agent's current turn.",
-            _schema(identity, ["id"]),
+            object_schema(identity, ["id"]),
             interrupt,
             describe_os_error=_describe,
         ),
         make_tool(
             LIST_AGENTS,
             "List this chat's agents: id, title, status, and the answer of each finished one.",
-            _schema({}, []),
+            object_schema({}, []),
             listing,
             describe_os_error=_describe,
         ),

@@ -21,8 +21,19 @@ __all__ = [
     "format_seconds",
     "json_text",
     "make_tool",
+    "object_schema",
     "parse_duration",
 ]
+
+
+def object_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """A tool's input schema: an object of these properties and no others."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
 
 
 class ToolInputError(Exception):

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from chatd.loop import Tool
-from chatd.tools._args import Handler, make_tool
+from chatd.tools._args import Handler, make_tool, object_schema
 from chatd.tools._config import BuiltinToolsConfig
 from chatd.tools._execute import ProcessTools
 from chatd.tools._files import FileTools, describe_os_error
@@ -35,21 +35,12 @@ _DURATION = {
 }
 
 
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-
-
 def _path(what: str) -> dict[str, Any]:
     return {"type": "string", "description": f"{what}, relative to the workspace root."}
 
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "read_file": _schema(
+    "read_file": object_schema(
         {
             "path": _path("The file to read"),
             "offset": {"type": "integer", "minimum": 1, "description": "First line, 1-based."},
@@ -57,19 +48,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["path"],
     ),
-    "write_file": _schema(
+    "write_file": object_schema(
         {
             "path": _path("The file to write; parent directories are created"),
             "content": {"type": "string", "description": "The whole new content (≤ 1 MiB)."},
         },
         ["path", "content"],
     ),
-    "edit_files": _schema(
+    "edit_files": object_schema(
         {
             "edits": {
                 "type": "array",
                 "minItems": 1,
-                "items": _schema(
+                "items": object_schema(
                     {
                         "path": _path("The file to edit"),
                         "old_text": {
@@ -89,7 +80,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["edits"],
     ),
-    "execute": _schema(
+    "execute": object_schema(
         {
             "command": {"type": "string", "description": "A shell command, run with sh -c."},
             "timeout": {**_DURATION, "description": 'Time limit, default "10s".'},
@@ -106,7 +97,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["command"],
     ),
-    "process_output": _schema(
+    "process_output": object_schema(
         {
             "process_id": {"type": "string"},
             "wait_timeout": {
@@ -117,15 +108,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["process_id"],
     ),
-    "process_list": _schema({}, []),
-    "process_signal": _schema(
+    "process_list": object_schema({}, []),
+    "process_signal": object_schema(
         {
             "process_id": {"type": "string"},
             "signal": {"type": "string", "enum": ["terminate", "kill"]},
         },
         ["process_id", "signal"],
     ),
-    "attach_file": _schema(
+    "attach_file": object_schema(
         {
             "path": _path("The file to show (≤ 5 MiB)"),
             "media_type": {
