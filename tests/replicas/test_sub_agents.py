@@ -11,6 +11,7 @@ from functools import partial
 
 from chatd.localcluster import LocalCluster
 from tests.replicas.conftest import Follower, client, owner_of, turn_done, wait_for, words
+from tests.service.test_sub_agents import wait_result
 
 TOOLS = {"builtin": ["read_file", "write_file"]}
 
@@ -52,12 +53,7 @@ async def test_a_child_whose_replica_is_killed_resumes_elsewhere_and_answers_its
                 await asyncio.sleep(0.1)
         assert parent["children"] == [{**child, "status": "waiting"}]
         messages = (await http.get(f"/api/chats/{parent_id}/messages")).json()["messages"]
-        [result] = [
-            p["result"]
-            for m in messages
-            for p in m["parts"]
-            if p["type"] == "tool_result" and p["tool_name"] == "wait_agent"
-        ]
+        result = wait_result(messages)
         report = json.loads(result["text"])
         [agent] = report["agents"]
         assert agent["id"] == child["id"] and agent["status"] == "waiting"

@@ -53,6 +53,17 @@ def model_calls(call_log: Path, user: str) -> list[dict[str, Any]]:
     return [c for c in lines if c["user"] == user]
 
 
+def wait_result(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result of the chat's one `wait_agent` call."""
+    [result] = [
+        p["result"]
+        for m in messages
+        for p in m["parts"]
+        if p["type"] == "tool_result" and p["tool_name"] == "wait_agent"
+    ]
+    return dict(result)
+
+
 async def children_of(client: httpx.AsyncClient, chat_id: str, count: int) -> list[str]:
     async with asyncio.timeout(20):
         while True:
@@ -117,13 +128,7 @@ async def test_a_parent_waits_for_two_concurrent_children_and_answers_with_both(
 
             # The parent's answer carries both children's final answers.
             messages = (await client.get(f"/api/chats/{parent_id}/messages")).json()["messages"]
-            [wait_result] = [
-                p["result"]
-                for m in messages
-                for p in m["parts"]
-                if p["type"] == "tool_result" and p["tool_name"] == "wait_agent"
-            ]
-            report = json.loads(wait_result["text"])
+            report = json.loads(wait_result(messages)["text"])
             assert report["timed_out"] is False
             assert [(a["id"], a["status"]) for a in report["agents"]] == [
                 (first, "waiting"),
@@ -187,13 +192,7 @@ async def test_interrupting_the_parent_stops_its_children_within_a_second(
                 await wait_status(client, chat_id, "waiting", "error", within=1.0)
             assert loop.time() - started < 1.0
             messages = (await client.get(f"/api/chats/{parent_id}/messages")).json()["messages"]
-            [result] = [
-                p
-                for m in messages
-                for p in m["parts"]
-                if p.get("tool_name") == "wait_agent" and p["type"] == "tool_result"
-            ]
-            assert result["result"]["type"] == "error"  # the wait was cancelled
+            assert wait_result(messages)["type"] == "error"  # the wait was cancelled
 
             # An idle parent whose child works: the interrupt reaches the child.
             sent = await client.post(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -60,22 +61,31 @@ async def chat_cost(chat_id: str, request: Request, user: User) -> Response:
         return json_response(
             {"chat_id": chat.id, **_usage_json(await store.usage_by_model(chat_id=chat.id))}
         )
-    tree = [chat.id, *(child.id for child in children)]
+    by_chat = await store.usage_by_chat([chat.id, *(child.id for child in children)])
     return json_response(
         {
             "chat_id": chat.id,
-            **_usage_json(await store.usage_by_model(chat_ids=tree)),
-            "own": _usage_json(await store.usage_by_model(chat_id=chat.id)),
+            **_usage_json(_merged([t for totals in by_chat.values() for t in totals])),
+            "own": _usage_json(by_chat[chat.id]),
             "agents": [
-                {
-                    "chat_id": child.id,
-                    "title": child.title,
-                    **_usage_json(await store.usage_by_model(chat_id=child.id)),
-                }
+                {"chat_id": child.id, "title": child.title, **_usage_json(by_chat[child.id])}
                 for child in children
             ],
         }
     )
+
+
+def _merged(parts: list[UsageTotals]) -> list[UsageTotals]:
+    """Per-model sums of several chats' per-model sums, ordered by provider and model."""
+    models = sorted({(t.provider, t.model) for t in parts}, key=lambda k: (k[0] or "", k[1] or ""))
+    return [
+        msgspec.structs.replace(
+            UsageTotals.total([t for t in parts if (t.provider, t.model) == key]),
+            provider=key[0],
+            model=key[1],
+        )
+        for key in models
+    ]
 
 
 async def _user_usage(request: Request, user_id: str, since: datetime | None) -> Response:

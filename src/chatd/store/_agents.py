@@ -41,6 +41,7 @@ __all__ = [
     "answer_waits",
     "interrupt_locked",
     "lock_busy_children",
+    "read_children",
     "wait_calls",
     "wait_deadline",
 ]
@@ -64,7 +65,8 @@ def wait_deadline(tx: Tx, calls: Sequence[ToolCallPart]) -> Any:
     return tx.now + timedelta(seconds=max(seconds, 0.0))
 
 
-async def _children(conn: AsyncConnection, parent_id: str) -> list[Chat]:
+async def read_children(conn: AsyncConnection, parent_id: str) -> list[Chat]:
+    """The chats `parent_id` spawned, oldest first."""
     rows = (
         (
             await conn.execute(
@@ -107,7 +109,7 @@ async def answer_waits(tx: Tx, *, expired: bool) -> bool:
     waits = wait_calls(pending)
     if not waits:
         return False
-    children = await _children(tx.conn, tx.id)
+    children = await read_children(tx.conn, tx.id)
     by_id = {child.id: child for child in children}
     plans = [(call, parse_wait(call.input)) for call in waits]
     if not expired:
@@ -189,12 +191,12 @@ class ChildChats(StoreBase):
     async def list_children(self, parent_id: str) -> list[Chat]:
         """The chats `parent_id` spawned, oldest first."""
         async with self.db.read() as conn:
-            return await _children(conn, parent_id)
+            return await read_children(conn, parent_id)
 
     async def child_reports(self, parent_id: str) -> list[dict[str, Any]]:
         """`list_agents`: each child's id, title, status and (when settled) answer."""
         async with self.db.read() as conn:
-            return [await _report(conn, child) for child in await _children(conn, parent_id)]
+            return [await _report(conn, child) for child in await read_children(conn, parent_id)]
 
     async def resolve_agent_wait(self, parent_id: str, *, expired: bool = False) -> Chat | None:
         """Answer the parent's `wait_agent` if its children have settled; the new

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from chatd.store._agents import read_children
 from chatd.store._base import StoreBase
 from chatd.store._errors import InvalidRequest, NotFound
 from chatd.store._files import load_file_data
@@ -259,7 +260,7 @@ class Reads(StoreBase):
         count_usage = chat.snapshot_version > 1
         # Children are spawned by a run with built-in tools (the agent tools come with
         # them): a chat that never ran, has none, or is a child itself has no children.
-        read_children = (
+        has_children = (
             count_usage and chat.parent_id is None and bool((chat.tool_config or {}).get("builtin"))
         )
         usage = _usage_of(None)
@@ -270,13 +271,8 @@ class Reads(StoreBase):
         if query is None and not chat.queue_length and chat.requires_action_deadline_at is None:
             return ChatDetails(queue=queue, model_config=config, messages=messages, usage=usage)
         async with self.db.read() as conn:
-            if read_children:
-                rows = await conn.execute(
-                    sa.select(chats)
-                    .where(chats.c.parent_id == chat.id)
-                    .order_by(chats.c.created_at, chats.c.id)
-                )
-                children = [chat_from_row(r) for r in rows.mappings()]
+            if has_children:
+                children = await read_children(conn, chat.id)
             if query is not None:
                 row = (await conn.execute(query)).mappings().first()
                 if row is not None and count_usage:

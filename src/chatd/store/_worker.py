@@ -87,13 +87,12 @@ class WorkerTransitions(StoreBase):
         if limit <= 0:
             return Acquisition(leases=[])
         now = self.clock()
+        counts: dict[tuple[str, str], int] = {}
         async with self.db.write() as conn:
             if capacity is None or not capacity.limited:
                 rows = await self._runnable(conn, now, limit)
-                counts: dict[tuple[str, str], int] = {}
             else:
                 rows, counts = await self._runnable_within(conn, now, limit, capacity)
-                counts.setdefault(("chat", "busy"), 0)  # counted, even when nothing is
             leases = await self._claim(conn, worker_id, now, rows)
         for lease in leases:
             self._committed(lease.chat)
@@ -104,7 +103,7 @@ class WorkerTransitions(StoreBase):
                 kind = _kind(row)
                 claimed[kind] += 1
                 waited.append((kind, max(0.0, (now - _aware(row["updated_at"])).total_seconds())))
-        if not counts:
+        if capacity is None or not capacity.limited:
             return Acquisition(leases=leases, waited=waited)
         return Acquisition(
             leases=leases,
